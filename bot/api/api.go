@@ -1,0 +1,501 @@
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/sluicehq/sluice/rollout"
+	"github.com/sluicehq/sluice/rollout/router"
+)
+
+// Engine is what the API needs of the domain.
+type Engine interface {
+	Services() ([]string, error)
+	Status(ctx context.Context, service string) (rollout.ServiceStatus, error)
+	Deploy(ctx context.Context, req rollout.DeployRequest) (rollout.Version, error)
+	Redeploy(ctx context.Context, service, version string, req rollout.RedeployRequest) (rollout.Version, error)
+	Traffic(ctx context.Context, service string, req rollout.TrafficRequest, origin rollout.Origin) (rollout.ServiceStatus, error)
+	Route(ctx context.Context, service string, rule rollout.Rule, origin rollout.Origin) (rollout.ServiceStatus, error)
+	ClearRoutes(ctx context.Context, service, version string, origin rollout.Origin) (rollout.ServiceStatus, error)
+	Predict(ctx context.Context, service, query string) (rollout.Prediction, error)
+	Promote(ctx context.Context, service, version string, keepRules bool, origin rollout.Origin) (rollout.ServiceStatus, error)
+	Rollback(ctx context.Context, service, version string, origin rollout.Origin) (rollout.ServiceStatus, error)
+	Abort(ctx context.Context, service, version string, origin rollout.Origin) (rollout.ServiceStatus, error)
+	Retire(ctx context.Context, service string, olderThan time.Duration, origin rollout.Origin) ([]string, error)
+	Events(service string, after uint64, limit int) ([]rollout.Event, error)
+	Logs(service, version string, max int) (string, error)
+	VersionURL(service, version string) string
+}
+
+// DefaultMaxUpload bounds an uploaded source archive.
+const DefaultMaxUpload = 256 << 20
+
+// Headers a client sets to say who asks and from where; recorded in the
+// history log with every change.
+const (
+	HeaderVia   = "X-Sluice-Via"
+	HeaderActor = "X-Sluice-Actor"
+	HeaderURL   = "X-Sluice-Url"
+	HeaderRef   = "X-Sluice-Ref"
+)
+
+type server struct {
+	eng       Engine
+	token     string
+	maxUpload int64
+	log       *slog.Logger
+}
+
+// Option configures the API.
+type Option func(*server)
+
+// WithToken requires `Authorization: Bearer <token>` on every /api/v1 call.
+func WithToken(t string) Option { return func(s *server) { s.token = t } }
+
+// WithMaxUpload bounds uploaded archives, in bytes (default DefaultMaxUpload).
+func WithMaxUpload(n int64) Option { return func(s *server) { s.maxUpload = n } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(s *server) { s.log = l } }
+
+// Register mounts /healthz and /api/v1 on e.
+func Register(e *echo.Echo, eng Engine, opts ...Option) {
+	s := &server{eng: eng, maxUpload: DefaultMaxUpload, log: slog.Default()}
+	for _, o := range opts {
+		o(s)
+	}
+	e.HTTPErrorHandler = s.errorHandler
+	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	g := e.Group("/api/v1", s.auth)
+	g.GET("/services", s.services)
+	g.GET("/services/:service", s.status)
+	g.POST("/services/:service/versions", s.deploy)
+	g.GET("/services/:service/versions/:version", s.version)
+	g.GET("/services/:service/versions/:version/logs", s.logs)
+	g.POST("/services/:service/versions/:version/redeploy", s.redeploy)
+	g.PUT("/services/:service/policy", s.traffic)
+	g.POST("/services/:service/rules", s.route)
+	g.DELETE("/services/:service/rules", s.unroute)
+	g.GET("/services/:service/predict", s.predict)
+	g.POST("/services/:service/promote", s.promote)
+	g.POST("/services/:service/rollback", s.rollback)
+	g.POST("/services/:service/abort", s.abort)
+	g.POST("/services/:service/retire", s.retire)
+	g.GET("/services/:service/events", s.events)
+	g.GET("/events", s.events)
+}
+
+// apiError is the JSON error body.
+type apiError struct {
+	Code     string            `json:"code"`
+	Message  string            `json:"message"`
+	Problems []rollout.Problem `json:"problems,omitempty"`
+}
+
+func fail(status int, code, format string, args ...any) error {
+	return &httpError{status: status, body: apiError{Code: code, Message: fmt.Sprintf(format, args...)}}
+}
+
+type httpError struct {
+	status int
+	body   apiError
+}
+
+func (e *httpError) Error() string { return e.body.Message }
+
+func (s *server) errorHandler(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	status, body := http.StatusInternalServerError, apiError{Code: "internal", Message: "internal error; see the server log"}
+	var he *httpError
+	var ee *echo.HTTPError
+	if re, ok := rollout.AsError(err); ok {
+		body = apiError{Code: re.Code, Message: re.Message, Problems: re.Problems}
+		switch re.Kind {
+		case rollout.KindNotFound:
+			status = http.StatusNotFound
+		case rollout.KindConflict:
+			status = http.StatusConflict
+		default:
+			status = http.StatusBadRequest
+		}
+	} else if errors.As(err, &he) {
+		status, body = he.status, he.body
+	} else if errors.As(err, &ee) {
+		status = ee.Code
+		body = apiError{Code: strings.ReplaceAll(strings.ToLower(http.StatusText(ee.Code)), " ", "_"), Message: fmt.Sprint(ee.Message)}
+	} else {
+		s.log.Error("api request failed", "method", c.Request().Method, "path", c.Path(), "err", err)
+	}
+	_ = c.JSON(status, map[string]apiError{"error": body})
+}
+
+func (s *server) auth(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if s.token == "" {
+			return next(c)
+		}
+		h := c.Request().Header.Get("Authorization")
+		got, ok := strings.CutPrefix(h, "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) != 1 {
+			return fail(http.StatusUnauthorized, "unauthorized", "missing or wrong API token (Authorization: Bearer ...)")
+		}
+		return next(c)
+	}
+}
+
+func origin(c echo.Context) rollout.Origin {
+	h := c.Request().Header
+	o := rollout.Origin{Via: h.Get(HeaderVia), Actor: h.Get(HeaderActor), URL: h.Get(HeaderURL), Ref: h.Get(HeaderRef)}
+	if o.Via == "" {
+		o.Via = "api"
+	}
+	return o
+}
+
+// decode reads a JSON body strictly: unknown fields are errors.
+func decode(c echo.Context, v any) error {
+	dec := json.NewDecoder(io.LimitReader(c.Request().Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fail(http.StatusBadRequest, "invalid_json", "invalid JSON body: %v", err)
+	}
+	return nil
+}
+
+// readArchive reads an uploaded tar.gz, refusing more than maxUpload bytes.
+func (s *server) readArchive(c echo.Context) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(c.Request().Body, s.maxUpload+1))
+	if err != nil {
+		return nil, fail(http.StatusBadRequest, "invalid_source", "read upload: %v", err)
+	}
+	if int64(len(b)) > s.maxUpload {
+		return nil, fail(http.StatusRequestEntityTooLarge, "source_too_large", "the uploaded source is larger than the limit of %d bytes", s.maxUpload)
+	}
+	if len(b) == 0 {
+		return nil, fail(http.StatusBadRequest, "invalid_source", "empty upload: send the source as a tar.gz body")
+	}
+	return b, nil
+}
+
+func (s *server) services(c echo.Context) error {
+	names, err := s.eng.Services()
+	if err != nil {
+		return err
+	}
+	out := []rollout.ServiceStatus{}
+	for _, n := range names {
+		st, err := s.eng.Status(c.Request().Context(), n)
+		if err != nil {
+			return err
+		}
+		out = append(out, st)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"services": out})
+}
+
+func (s *server) status(c echo.Context) error {
+	st, err := s.eng.Status(c.Request().Context(), c.Param("service"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, st)
+}
+
+// versionView is a version with its URL, as deploy and redeploy answer.
+type versionView struct {
+	rollout.Version
+	URL string `json:"url"`
+}
+
+func (s *server) deploy(c echo.Context) error {
+	archive, err := s.readArchive(c)
+	if err != nil {
+		return err
+	}
+	v, err := s.eng.Deploy(c.Request().Context(), rollout.DeployRequest{
+		Service: c.Param("service"), Archive: archive,
+		Strategy: rollout.Strategy(c.QueryParam("strategy")), Origin: origin(c)})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusAccepted, versionView{v, s.eng.VersionURL(v.Service, v.Name)})
+}
+
+func (s *server) version(c echo.Context) error {
+	st, err := s.eng.Status(c.Request().Context(), c.Param("service"))
+	if err != nil {
+		return err
+	}
+	for _, v := range st.Versions {
+		if v.Name == c.Param("version") {
+			return c.JSON(http.StatusOK, v)
+		}
+	}
+	return &rollout.Error{Kind: rollout.KindNotFound, Code: rollout.ErrCodeUnknownVersion,
+		Message: fmt.Sprintf("service %s has no version %q", c.Param("service"), c.Param("version"))}
+}
+
+func (s *server) logs(c echo.Context) error {
+	n := 64 << 10
+	if q := c.QueryParam("bytes"); q != "" {
+		v, err := strconv.Atoi(q)
+		if err != nil || v <= 0 {
+			return fail(http.StatusBadRequest, "invalid_parameter", "bytes must be a positive integer")
+		}
+		n = v
+	}
+	out, err := s.eng.Logs(c.Param("service"), c.Param("version"), n)
+	if err != nil {
+		return err
+	}
+	return c.String(http.StatusOK, out)
+}
+
+// RedeployBody is the JSON body of a config-only in-place redeploy.
+type RedeployBody struct {
+	Env       map[string]string `json:"env,omitempty"`
+	UnsetEnv  []string          `json:"unset_env,omitempty"`
+	Instances *int              `json:"instances,omitempty"`
+	Run       *string           `json:"run,omitempty"`
+}
+
+// redeploy takes either a JSON RedeployBody, or a tar.gz body (new source)
+// with the same overrides as query parameters: env=K=V (repeatable),
+// unset_env=K, instances=N, run=CMD.
+func (s *server) redeploy(c echo.Context) error {
+	req := rollout.RedeployRequest{Origin: origin(c)}
+	ct := c.Request().Header.Get(echo.HeaderContentType)
+	if strings.HasPrefix(ct, echo.MIMEApplicationJSON) {
+		var b RedeployBody
+		if err := decode(c, &b); err != nil {
+			return err
+		}
+		req.Env, req.UnsetEnv, req.Instances, req.Run = b.Env, b.UnsetEnv, b.Instances, b.Run
+	} else {
+		archive, err := s.readArchive(c)
+		if err != nil {
+			return err
+		}
+		req.Archive = archive
+		q := c.QueryParams()
+		for _, kv := range q["env"] {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok {
+				return fail(http.StatusBadRequest, "invalid_parameter", "env must be KEY=VALUE, got %q", kv)
+			}
+			if req.Env == nil {
+				req.Env = map[string]string{}
+			}
+			req.Env[k] = v
+		}
+		req.UnsetEnv = q["unset_env"]
+		if n := q.Get("instances"); n != "" {
+			i, err := strconv.Atoi(n)
+			if err != nil {
+				return fail(http.StatusBadRequest, "invalid_parameter", "instances must be a whole number, got %q", n)
+			}
+			req.Instances = &i
+		}
+		if q.Has("run") {
+			r := q.Get("run")
+			req.Run = &r
+		}
+	}
+	v, err := s.eng.Redeploy(c.Request().Context(), c.Param("service"), c.Param("version"), req)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusAccepted, versionView{v, s.eng.VersionURL(v.Service, v.Name)})
+}
+
+// PolicyBody replaces the split and/or the rules; an absent field is kept.
+type PolicyBody struct {
+	Split map[string]int  `json:"split"`
+	Rules *[]rollout.Rule `json:"rules"`
+}
+
+func (s *server) traffic(c echo.Context) error {
+	var b PolicyBody
+	if err := decode(c, &b); err != nil {
+		return err
+	}
+	if b.Split == nil && b.Rules == nil {
+		return fail(http.StatusBadRequest, "invalid_policy", "give a split, rules, or both")
+	}
+	st, err := s.eng.Traffic(c.Request().Context(), c.Param("service"), rollout.TrafficRequest{Split: b.Split, Rules: b.Rules}, origin(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, st)
+}
+
+// RuleBody appends a rule; give Match, or Query in the "key=glob&key=glob" form.
+type RuleBody struct {
+	Version string            `json:"version"`
+	Match   map[string]string `json:"match,omitempty"`
+	Query   string            `json:"query,omitempty"`
+}
+
+func (s *server) route(c echo.Context) error {
+	var b RuleBody
+	if err := decode(c, &b); err != nil {
+		return err
+	}
+	m := b.Match
+	if b.Query != "" {
+		if m != nil {
+			return fail(http.StatusBadRequest, "invalid_rule", "give match or query, not both")
+		}
+		var err error
+		if m, err = router.ParseMatch(b.Query); err != nil {
+			return fail(http.StatusBadRequest, "invalid_rule", "%v", err)
+		}
+	}
+	if b.Version == "" {
+		return fail(http.StatusBadRequest, "invalid_rule", "a rule needs a version")
+	}
+	st, err := s.eng.Route(c.Request().Context(), c.Param("service"), rollout.Rule{Version: b.Version, Match: m}, origin(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, st)
+}
+
+func (s *server) unroute(c echo.Context) error {
+	st, err := s.eng.ClearRoutes(c.Request().Context(), c.Param("service"), c.QueryParam("version"), origin(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, st)
+}
+
+func (s *server) predict(c echo.Context) error {
+	p, err := s.eng.Predict(c.Request().Context(), c.Param("service"), c.QueryParam("query"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, p)
+}
+
+// VersionBody names a version; KeepRules applies to promote only.
+type VersionBody struct {
+	Version   string `json:"version"`
+	KeepRules bool   `json:"keep_rules,omitempty"`
+}
+
+func (s *server) versionBody(c echo.Context, required bool) (VersionBody, error) {
+	var b VersionBody
+	if c.Request().ContentLength != 0 {
+		if err := decode(c, &b); err != nil {
+			return b, err
+		}
+	}
+	if required && b.Version == "" {
+		return b, fail(http.StatusBadRequest, "invalid_parameter", "name the version: {\"version\": \"<service>-NNN\"}")
+	}
+	return b, nil
+}
+
+func (s *server) promote(c echo.Context) error {
+	b, err := s.versionBody(c, true)
+	if err != nil {
+		return err
+	}
+	st, err := s.eng.Promote(c.Request().Context(), c.Param("service"), b.Version, b.KeepRules, origin(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, st)
+}
+
+func (s *server) rollback(c echo.Context) error {
+	b, err := s.versionBody(c, false)
+	if err != nil {
+		return err
+	}
+	st, err := s.eng.Rollback(c.Request().Context(), c.Param("service"), b.Version, origin(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, st)
+}
+
+func (s *server) abort(c echo.Context) error {
+	b, err := s.versionBody(c, true)
+	if err != nil {
+		return err
+	}
+	st, err := s.eng.Abort(c.Request().Context(), c.Param("service"), b.Version, origin(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, st)
+}
+
+// RetireBody gives the idle time after which versions are stopped.
+type RetireBody struct {
+	OlderThan rollout.Duration `json:"older_than"`
+}
+
+func (s *server) retire(c echo.Context) error {
+	var b RetireBody
+	if c.Request().ContentLength != 0 {
+		if err := decode(c, &b); err != nil {
+			return err
+		}
+	}
+	stopped, err := s.eng.Retire(c.Request().Context(), c.Param("service"), time.Duration(b.OlderThan), origin(c))
+	if err != nil {
+		return err
+	}
+	if stopped == nil {
+		stopped = []string{}
+	}
+	return c.JSON(http.StatusOK, map[string][]string{"stopped": stopped})
+}
+
+func (s *server) events(c echo.Context) error {
+	var after uint64
+	limit := 100
+	if q := c.QueryParam("after"); q != "" {
+		v, err := strconv.ParseUint(q, 10, 64)
+		if err != nil {
+			return fail(http.StatusBadRequest, "invalid_parameter", "after must be an event sequence number")
+		}
+		after = v
+	}
+	if q := c.QueryParam("limit"); q != "" {
+		v, err := strconv.Atoi(q)
+		if err != nil || v <= 0 || v > 1000 {
+			return fail(http.StatusBadRequest, "invalid_parameter", "limit must be between 1 and 1000")
+		}
+		limit = v
+	}
+	svc := c.Param("service")
+	if svc != "" {
+		if _, err := s.eng.Status(c.Request().Context(), svc); err != nil {
+			return err
+		}
+	}
+	evs, err := s.eng.Events(svc, after, limit)
+	if err != nil {
+		return err
+	}
+	if evs == nil {
+		evs = []rollout.Event{}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"events": evs})
+}

@@ -1,0 +1,573 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/rollout/router"
+	"github.com/sluicehq/sluice/rollout/source"
+)
+
+// Env carries where a command writes; main passes os.Stdout.
+type Env struct {
+	Ctx    context.Context
+	Stdout io.Writer
+}
+
+// ClientFlags are the flags every client command takes.
+type ClientFlags struct {
+	Server string `help:"URL of the sluice API." env:"SLUICE_SERVER" default:"http://127.0.0.1:8080"`
+	Token  string `help:"API token." env:"SLUICE_TOKEN"`
+	JSON   bool   `name:"json" help:"Print the API's JSON answer."`
+}
+
+func (f ClientFlags) client() *Client {
+	return &Client{Server: f.Server, Token: f.Token, HTTP: &http.Client{Timeout: 5 * time.Minute}}
+}
+
+// Commands are the client verbs; main embeds them beside "serve".
+type Commands struct {
+	Deploy   DeployCmd   `cmd:"" help:"Deploy a directory as a new version."`
+	Traffic  TrafficCmd  `cmd:"" help:"Replace the split: VERSION=PCT ..."`
+	Route    RouteCmd    `cmd:"" help:"Append a URL-parameter rule, or --clear the rules."`
+	Predict  PredictCmd  `cmd:"" help:"Say which version a query string would reach, and why."`
+	Promote  PromoteCmd  `cmd:"" help:"Give a version 100% and make it stable."`
+	Rollback RollbackCmd `cmd:"" help:"Back to the previous stable version, or a named one."`
+	Abort    AbortCmd    `cmd:"" help:"Remove a canary version from split and rules."`
+	Redeploy RedeployCmd `cmd:"" help:"Apply a new configuration to a version in place."`
+	Retire   RetireCmd   `cmd:"" help:"Stop versions that have had no traffic for a while."`
+	Status   StatusCmd   `cmd:"" help:"Versions, statuses, URLs and traffic of a service."`
+	Services ServicesCmd `cmd:"" help:"List services."`
+	History  HistoryCmd  `cmd:"" help:"The history log of a service."`
+	Logs     LogsCmd     `cmd:"" help:"The tail of a version's build and run logs."`
+}
+
+func printJSON(w io.Writer, raw []byte) error {
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, raw, "", "  "); err != nil {
+		_, err = w.Write(raw)
+		return err
+	}
+	buf.WriteByte('\n')
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+// pack checks that dir is a source directory and packs it.
+func pack(dir string) (*bytes.Buffer, error) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("source %s: %v", dir, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("source %s is not a directory", dir)
+	}
+	if _, err := os.Stat(dir + "/" + source.ManifestName); err != nil {
+		return nil, fmt.Errorf("source %s has no %s at its root", dir, source.ManifestName)
+	}
+	var buf bytes.Buffer
+	if err := source.Pack(dir, &buf); err != nil {
+		return nil, fmt.Errorf("pack %s: %w", dir, err)
+	}
+	return &buf, nil
+}
+
+// failedVersion turns a failed version into the CLI's error, printing its
+// reason.
+func failedVersion(v versionJSON) error {
+	msg := fmt.Sprintf("%s is %s: %s", v.Name, v.Status, v.Reason.Code)
+	if v.Reason.Detail != "" {
+		msg += "\n" + strings.TrimRight(v.Reason.Detail, "\n")
+	}
+	if v.Reason.Suggestion != "" {
+		msg += "\nSuggestion: " + v.Reason.Suggestion
+	}
+	return fmt.Errorf("%s", msg)
+}
+
+// DeployCmd: sluice deploy SERVICE --source DIR [--strategy full|canary] [--wait]
+type DeployCmd struct {
+	ClientFlags
+	Service  string        `arg:"" help:"Service name, as declared in sluice.yaml."`
+	Source   string        `required:"" type:"path" help:"Directory to deploy (with sluice.yaml at its root)."`
+	Strategy string        `default:"full" enum:"full,canary" help:"full: take 100% when healthy; canary: take nothing until asked."`
+	Wait     bool          `help:"Wait until the version is normal or failed; exit non-zero if it failed."`
+	Timeout  time.Duration `default:"15m" help:"How long --wait waits."`
+}
+
+// Run deploys.
+func (c *DeployCmd) Run(env *Env) error {
+	buf, err := pack(c.Source)
+	if err != nil {
+		return err
+	}
+	cl := c.client()
+	var raw []byte
+	q := url.Values{"strategy": {c.Strategy}}
+	if err := cl.do(env.Ctx, http.MethodPost, pathf("/services/%s/versions", c.Service), q, buf, "application/gzip", &raw); err != nil {
+		return err
+	}
+	var v versionJSON
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return fmt.Errorf("decode answer: %w", err)
+	}
+	if c.Wait {
+		if v, err = cl.waitVersion(env.Ctx, c.Service, v.Name, c.Timeout, "creating"); err != nil {
+			return err
+		}
+		if c.JSON {
+			if err := cl.do(env.Ctx, http.MethodGet, pathf("/services/%s/versions/%s", c.Service, v.Name), nil, nil, "", &raw); err != nil {
+				return err
+			}
+		}
+	}
+	if c.JSON {
+		if err := printJSON(env.Stdout, raw); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintln(env.Stdout, v.Name)
+	}
+	if c.Wait && v.Status != "normal" {
+		return failedVersion(v)
+	}
+	return nil
+}
+
+// TrafficCmd: sluice traffic SERVICE VERSION=PCT [VERSION=PCT ...]
+type TrafficCmd struct {
+	ClientFlags
+	Service string   `arg:""`
+	Weights []string `arg:"" name:"VERSION=PCT" help:"Weights in whole percent summing to 100."`
+}
+
+// ParseWeights turns ["hello-001=90", "hello-002=10%"] into a split.
+func ParseWeights(args []string) (map[string]int, error) {
+	split := map[string]int{}
+	for _, a := range args {
+		v, p, ok := strings.Cut(a, "=")
+		if !ok || v == "" {
+			return nil, fmt.Errorf("weight %q must look like VERSION=PCT", a)
+		}
+		n, err := strconv.Atoi(strings.TrimSuffix(p, "%"))
+		if err != nil || n < 0 || n > 100 {
+			return nil, fmt.Errorf("weight for %s must be a whole percentage from 0 to 100, got %q", v, p)
+		}
+		if _, dup := split[v]; dup {
+			return nil, fmt.Errorf("%s is given twice", v)
+		}
+		split[v] = n
+	}
+	return split, nil
+}
+
+// Run sets the split.
+func (c *TrafficCmd) Run(env *Env) error {
+	split, err := ParseWeights(c.Weights)
+	if err != nil {
+		return err
+	}
+	return c.policyCall(env, http.MethodPut, pathf("/services/%s/policy", c.Service), nil, map[string]any{"split": split}, c.Service)
+}
+
+// policyCall sends a change and prints the resulting status.
+func (f ClientFlags) policyCall(env *Env, method, path string, q url.Values, body any, service string) error {
+	var raw []byte
+	if err := f.client().do(env.Ctx, method, path, q, body, "", &raw); err != nil {
+		return err
+	}
+	if f.JSON {
+		return printJSON(env.Stdout, raw)
+	}
+	var st statusJSON
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return fmt.Errorf("decode answer: %w", err)
+	}
+	renderStatus(env.Stdout, st)
+	return nil
+}
+
+// RouteCmd: sluice route SERVICE VERSION 'key=glob[&key=glob]' | sluice route SERVICE --clear
+type RouteCmd struct {
+	ClientFlags
+	Service string `arg:""`
+	Version string `arg:"" optional:""`
+	Match   string `arg:"" optional:"" help:"Conditions, e.g. 'env=beta*&region=eu'."`
+	Clear   bool   `help:"Remove the rules (of VERSION only, when given)."`
+}
+
+// Run appends or clears rules.
+func (c *RouteCmd) Run(env *Env) error {
+	if c.Clear {
+		if c.Match != "" {
+			return fmt.Errorf("--clear takes no conditions")
+		}
+		q := url.Values{}
+		if c.Version != "" {
+			q.Set("version", c.Version)
+		}
+		return c.policyCall(env, http.MethodDelete, pathf("/services/%s/rules", c.Service), q, nil, c.Service)
+	}
+	if c.Version == "" || c.Match == "" {
+		return fmt.Errorf("usage: sluice route SERVICE VERSION 'key=glob[&key=glob]'  or  sluice route SERVICE --clear")
+	}
+	m, err := router.ParseMatch(c.Match)
+	if err != nil {
+		return fmt.Errorf("invalid rule: %v", err)
+	}
+	return c.policyCall(env, http.MethodPost, pathf("/services/%s/rules", c.Service), nil,
+		map[string]any{"version": c.Version, "match": m}, c.Service)
+}
+
+// PredictCmd: sluice predict SERVICE 'query-string'
+type PredictCmd struct {
+	ClientFlags
+	Service string `arg:""`
+	Query   string `arg:"" optional:"" help:"A URL query string, e.g. 'env=beta&region=eu'."`
+}
+
+// Run predicts.
+func (c *PredictCmd) Run(env *Env) error {
+	var raw []byte
+	if err := c.client().do(env.Ctx, http.MethodGet, pathf("/services/%s/predict", c.Service), url.Values{"query": {c.Query}}, nil, "", &raw); err != nil {
+		return err
+	}
+	if c.JSON {
+		return printJSON(env.Stdout, raw)
+	}
+	var p struct {
+		Version string `json:"version"`
+		Reason  string `json:"reason"`
+	}
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return fmt.Errorf("decode answer: %w", err)
+	}
+	v := p.Version
+	if v == "" {
+		v = "(random)"
+	}
+	fmt.Fprintf(env.Stdout, "%s\t%s\n", v, p.Reason)
+	return nil
+}
+
+// PromoteCmd: sluice promote SERVICE VERSION [--keep-rules]
+type PromoteCmd struct {
+	ClientFlags
+	Service   string `arg:""`
+	Version   string `arg:""`
+	KeepRules bool   `help:"Keep rules that send traffic to other versions."`
+}
+
+// Run promotes.
+func (c *PromoteCmd) Run(env *Env) error {
+	return c.policyCall(env, http.MethodPost, pathf("/services/%s/promote", c.Service), nil,
+		map[string]any{"version": c.Version, "keep_rules": c.KeepRules}, c.Service)
+}
+
+// RollbackCmd: sluice rollback SERVICE [VERSION]
+type RollbackCmd struct {
+	ClientFlags
+	Service string `arg:""`
+	Version string `arg:"" optional:"" help:"Version to roll back to (default: the previous stable)."`
+}
+
+// Run rolls back.
+func (c *RollbackCmd) Run(env *Env) error {
+	return c.policyCall(env, http.MethodPost, pathf("/services/%s/rollback", c.Service), nil,
+		map[string]any{"version": c.Version}, c.Service)
+}
+
+// AbortCmd: sluice abort SERVICE VERSION
+type AbortCmd struct {
+	ClientFlags
+	Service string `arg:""`
+	Version string `arg:""`
+}
+
+// Run aborts a canary.
+func (c *AbortCmd) Run(env *Env) error {
+	return c.policyCall(env, http.MethodPost, pathf("/services/%s/abort", c.Service), nil,
+		map[string]any{"version": c.Version}, c.Service)
+}
+
+// RedeployCmd: sluice redeploy SERVICE VERSION [--env K=V ...] [--instances N] [--run CMD] [--source DIR] [--wait]
+type RedeployCmd struct {
+	ClientFlags
+	Service   string            `arg:""`
+	Version   string            `arg:""`
+	Env       map[string]string `help:"Set an environment variable (repeatable): --env K=V."`
+	UnsetEnv  []string          `help:"Remove an environment variable (repeatable)."`
+	Instances int               `help:"Number of instances."`
+	RunCmd    string            `name:"run" help:"New run command."`
+	Source    string            `type:"path" help:"New source directory (rebuilt; its sluice.yaml is the new base configuration)."`
+	Wait      bool              `help:"Wait until the redeploy ends; exit non-zero if it failed."`
+	Timeout   time.Duration     `default:"15m" help:"How long --wait waits."`
+}
+
+// Run redeploys in place.
+func (c *RedeployCmd) Run(env *Env) error {
+	cl := c.client()
+	path := pathf("/services/%s/versions/%s/redeploy", c.Service, c.Version)
+	var raw []byte
+	if c.Source != "" {
+		buf, err := pack(c.Source)
+		if err != nil {
+			return err
+		}
+		q := url.Values{}
+		for k, v := range c.Env {
+			q.Add("env", k+"="+v)
+		}
+		for _, k := range c.UnsetEnv {
+			q.Add("unset_env", k)
+		}
+		if c.Instances != 0 {
+			q.Set("instances", strconv.Itoa(c.Instances))
+		}
+		if c.RunCmd != "" {
+			q.Set("run", c.RunCmd)
+		}
+		if err := cl.do(env.Ctx, http.MethodPost, path, q, buf, "application/gzip", &raw); err != nil {
+			return err
+		}
+	} else {
+		body := map[string]any{}
+		if len(c.Env) > 0 {
+			body["env"] = c.Env
+		}
+		if len(c.UnsetEnv) > 0 {
+			body["unset_env"] = c.UnsetEnv
+		}
+		if c.Instances != 0 {
+			body["instances"] = c.Instances
+		}
+		if c.RunCmd != "" {
+			body["run"] = c.RunCmd
+		}
+		if err := cl.do(env.Ctx, http.MethodPost, path, nil, body, "", &raw); err != nil {
+			return err
+		}
+	}
+	var v versionJSON
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return fmt.Errorf("decode answer: %w", err)
+	}
+	if c.Wait {
+		var err error
+		if v, err = cl.waitVersion(env.Ctx, c.Service, c.Version, c.Timeout, "updating"); err != nil {
+			return err
+		}
+	}
+	if c.JSON {
+		if c.Wait {
+			if err := cl.do(env.Ctx, http.MethodGet, pathf("/services/%s/versions/%s", c.Service, c.Version), nil, nil, "", &raw); err != nil {
+				return err
+			}
+		}
+		if err := printJSON(env.Stdout, raw); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(env.Stdout, "%s %s\n", v.Name, v.Status)
+	}
+	if c.Wait && v.Status != "normal" {
+		return failedVersion(v)
+	}
+	return nil
+}
+
+// RetireCmd: sluice retire SERVICE [--older-than D]
+type RetireCmd struct {
+	ClientFlags
+	Service   string        `arg:""`
+	OlderThan time.Duration `default:"0s" help:"Only versions idle at least this long."`
+}
+
+// Run retires idle versions.
+func (c *RetireCmd) Run(env *Env) error {
+	var raw []byte
+	if err := c.client().do(env.Ctx, http.MethodPost, pathf("/services/%s/retire", c.Service), nil,
+		map[string]any{"older_than": c.OlderThan.String()}, "", &raw); err != nil {
+		return err
+	}
+	if c.JSON {
+		return printJSON(env.Stdout, raw)
+	}
+	var out struct {
+		Stopped []string `json:"stopped"`
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return fmt.Errorf("decode answer: %w", err)
+	}
+	if len(out.Stopped) == 0 {
+		fmt.Fprintln(env.Stdout, "nothing to retire")
+	}
+	for _, v := range out.Stopped {
+		fmt.Fprintf(env.Stdout, "stopped %s\n", v)
+	}
+	return nil
+}
+
+// StatusCmd: sluice status SERVICE
+type StatusCmd struct {
+	ClientFlags
+	Service string `arg:""`
+}
+
+// Run shows a service.
+func (c *StatusCmd) Run(env *Env) error {
+	var raw []byte
+	if err := c.client().do(env.Ctx, http.MethodGet, pathf("/services/%s", c.Service), nil, nil, "", &raw); err != nil {
+		return err
+	}
+	if c.JSON {
+		return printJSON(env.Stdout, raw)
+	}
+	var st statusJSON
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return fmt.Errorf("decode answer: %w", err)
+	}
+	renderStatus(env.Stdout, st)
+	return nil
+}
+
+// ServicesCmd: sluice services
+type ServicesCmd struct {
+	ClientFlags
+}
+
+// Run lists services.
+func (c *ServicesCmd) Run(env *Env) error {
+	var raw []byte
+	if err := c.client().do(env.Ctx, http.MethodGet, "/services", nil, nil, "", &raw); err != nil {
+		return err
+	}
+	if c.JSON {
+		return printJSON(env.Stdout, raw)
+	}
+	var out struct {
+		Services []statusJSON `json:"services"`
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return fmt.Errorf("decode answer: %w", err)
+	}
+	for _, s := range out.Services {
+		stable := s.Stable
+		if stable == "" {
+			stable = "-"
+		}
+		fmt.Fprintf(env.Stdout, "%-20s %-12s %3d versions  %s\n", s.Name, stable, len(s.Versions), s.URL)
+	}
+	return nil
+}
+
+// HistoryCmd: sluice history SERVICE
+type HistoryCmd struct {
+	ClientFlags
+	Service string `arg:""`
+	Limit   int    `default:"50"`
+}
+
+// Run prints the history log.
+func (c *HistoryCmd) Run(env *Env) error {
+	var raw []byte
+	q := url.Values{"limit": {strconv.Itoa(c.Limit)}}
+	if err := c.client().do(env.Ctx, http.MethodGet, pathf("/services/%s/events", c.Service), q, nil, "", &raw); err != nil {
+		return err
+	}
+	if c.JSON {
+		return printJSON(env.Stdout, raw)
+	}
+	var out struct {
+		Events []struct {
+			Seq     uint64    `json:"seq"`
+			Time    time.Time `json:"time"`
+			Op      string    `json:"op"`
+			Message string    `json:"message"`
+			Origin  struct {
+				Via   string `json:"via"`
+				Actor string `json:"actor"`
+			} `json:"origin"`
+		} `json:"events"`
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return fmt.Errorf("decode answer: %w", err)
+	}
+	for _, e := range out.Events {
+		who := e.Origin.Via
+		if e.Origin.Actor != "" {
+			who += ":" + e.Origin.Actor
+		}
+		fmt.Fprintf(env.Stdout, "%4d %s %-9s %-14s %s\n", e.Seq, e.Time.Local().Format(time.DateTime), e.Op, who, e.Message)
+	}
+	return nil
+}
+
+// LogsCmd: sluice logs SERVICE VERSION
+type LogsCmd struct {
+	ClientFlags
+	Service string `arg:""`
+	Version string `arg:""`
+	Bytes   int    `default:"16384" help:"How much of the end of the logs."`
+}
+
+// Run prints logs.
+func (c *LogsCmd) Run(env *Env) error {
+	var raw []byte
+	if err := c.client().do(env.Ctx, http.MethodGet, pathf("/services/%s/versions/%s/logs", c.Service, c.Version),
+		url.Values{"bytes": {strconv.Itoa(c.Bytes)}}, nil, "", &raw); err != nil {
+		return err
+	}
+	_, err := env.Stdout.Write(raw)
+	return err
+}
+
+// renderStatus draws a service: one line per version with a traffic bar.
+func renderStatus(w io.Writer, st statusJSON) {
+	stable := st.Stable
+	if stable == "" {
+		stable = "none yet"
+	}
+	fmt.Fprintf(w, "%s  %s  (stable: %s)\n", st.Name, st.URL, stable)
+	for _, v := range st.Versions {
+		bar := strings.Repeat("█", v.Traffic/5) + strings.Repeat("·", 20-v.Traffic/5)
+		extra := ""
+		if len(v.Rules) > 0 {
+			var rs []string
+			for _, r := range v.Rules {
+				rs = append(rs, strconv.Itoa(r))
+			}
+			extra = " +rule " + strings.Join(rs, ",")
+		}
+		status := v.Status
+		if v.Reason.Code != "" {
+			status += " (" + v.Reason.Code + ")"
+		}
+		fmt.Fprintf(w, "  %-14s %-26s %3d%% %s%s  %s\n", v.Name, status, v.Traffic, bar, extra, v.URL)
+	}
+	for i, r := range st.Policy.Rules {
+		fmt.Fprintf(w, "  rule %d: %s -> %s\n", i+1, router.FormatMatch(r.Match), r.Version)
+	}
+	for _, v := range st.Versions {
+		if v.Reason.Code != "" && v.Status != "normal" {
+			fmt.Fprintf(w, "  %s: %s\n", v.Name, firstLine(v.Reason.Detail))
+			if v.Reason.Suggestion != "" {
+				fmt.Fprintf(w, "    suggestion: %s\n", v.Reason.Suggestion)
+			}
+		}
+	}
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}

@@ -1,0 +1,161 @@
+// Command sluice runs the sluice server (`sluice serve`) and is the client
+// of its API (every other verb).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/labstack/echo/v4"
+	"github.com/robfig/cron/v3"
+
+	"github.com/sluicehq/sluice/bot/api"
+	"github.com/sluicehq/sluice/bot/cli"
+	"github.com/sluicehq/sluice/rollout"
+	"github.com/sluicehq/sluice/rollout/router"
+	"github.com/sluicehq/sluice/rollout/runtime/local"
+	"github.com/sluicehq/sluice/rollout/source"
+	"github.com/sluicehq/sluice/store"
+)
+
+type app struct {
+	Serve        serveCmd `cmd:"" help:"Run the sluice server: API, router and the local runtime."`
+	cli.Commands `embed:""`
+}
+
+type serveCmd struct {
+	Data         string        `help:"Data directory (store, sources, logs)." env:"SLUICE_DATA" default:"./.sluice"`
+	Listen       string        `help:"API address (/api/v1, /healthz)." env:"SLUICE_LISTEN" default:"127.0.0.1:8080"`
+	RouterListen string        `help:"Router address: serves the services' traffic." env:"SLUICE_ROUTER_LISTEN" default:"127.0.0.1:8000"`
+	BaseDomain   string        `help:"Services answer at <service>.<base-domain>." env:"SLUICE_BASE_DOMAIN" default:"localhost"`
+	Token        string        `help:"When set, the API requires Authorization: Bearer <token>." env:"SLUICE_TOKEN"`
+	MaxUpload    int64         `help:"Largest accepted source upload, in bytes." env:"SLUICE_MAX_UPLOAD" default:"268435456"`
+	RetireAfter  time.Duration `help:"Stop versions idle (0% and no rule) this long; 0 disables." env:"SLUICE_RETIRE_AFTER" default:"24h"`
+	DrainGrace   time.Duration `help:"How long stopping instances wait for in-flight requests." env:"SLUICE_DRAIN_GRACE" default:"10s"`
+	LogLevel     slog.Level    `help:"debug, info, warn or error." env:"SLUICE_LOG_LEVEL" default:"info"`
+}
+
+func main() {
+	var a app
+	k := kong.Parse(&a, kong.Name("sluice"),
+		kong.Description("sluice runs a team's services and moves traffic between their versions."),
+		kong.UsageOnError())
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := k.Run(&cli.Env{Ctx: ctx, Stdout: os.Stdout})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sluice:", err)
+		os.Exit(1)
+	}
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Run wires the server together and serves until SIGTERM or SIGINT.
+func (s *serveCmd) Run(env *cli.Env) error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: s.LogLevel}))
+	slog.SetDefault(log)
+	if s.Token == "" && !isLoopback(s.Listen) {
+		return fmt.Errorf("refusing to serve the API on non-loopback %s without --token (SLUICE_TOKEN)", s.Listen)
+	}
+	data, err := filepath.Abs(s.Data)
+	if err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	db, err := store.Open(filepath.Join(data, "sluice.db"))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	rt, err := local.New(data, local.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	rtr := router.New(s.BaseDomain, router.WithLogger(log))
+	eng := rollout.New(db, rt, rtr, s.BaseDomain,
+		rollout.WithLogger(log),
+		rollout.WithRouterAddr(s.RouterListen),
+		rollout.WithDrainGrace(s.DrainGrace),
+		rollout.WithSourceLimits(source.DefaultLimits))
+	if err := eng.Recover(env.Ctx); err != nil {
+		return err
+	}
+
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	api.Register(e, eng, api.WithToken(s.Token), api.WithMaxUpload(s.MaxUpload), api.WithLogger(log))
+
+	apiLn, err := net.Listen("tcp", s.Listen)
+	if err != nil {
+		return fmt.Errorf("listen API: %w", err)
+	}
+	routerLn, err := net.Listen("tcp", s.RouterListen)
+	if err != nil {
+		apiLn.Close()
+		return fmt.Errorf("listen router: %w", err)
+	}
+	apiSrv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
+	routerSrv := &http.Server{Handler: rtr, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	errc := make(chan error, 2)
+	go func() { errc <- apiSrv.Serve(apiLn) }()
+	go func() { errc <- routerSrv.Serve(routerLn) }()
+
+	var c *cron.Cron
+	if s.RetireAfter > 0 {
+		c = cron.New()
+		_, _ = c.AddFunc("@every 1m", func() {
+			if _, err := eng.Retire(env.Ctx, "", s.RetireAfter, rollout.Origin{Via: "sluice", Actor: "retire"}); err != nil {
+				log.Error("retire idle versions", "err", err)
+			}
+		})
+		c.Start()
+	}
+	log.Info("sluice serving", "api", apiLn.Addr().String(), "router", routerLn.Addr().String(), "data", data)
+
+	select {
+	case <-env.Ctx.Done():
+	case err := <-errc:
+		log.Error("server stopped", "err", err)
+	}
+	log.Info("shutting down")
+	if c != nil {
+		c.Stop()
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// The router drains first: in-flight requests finish, then instances stop.
+	if err := routerSrv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Warn("router shutdown", "err", err)
+	}
+	if err := apiSrv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Warn("api shutdown", "err", err)
+	}
+	if err := eng.Close(sctx); err != nil {
+		log.Warn("stop instances", "err", err)
+	}
+	log.Info("stopped")
+	return nil
+}

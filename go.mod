@@ -1,0 +1,24 @@
+module github.com/sluicehq/sluice
+
+go 1.26.8
+
+require (
+	github.com/alecthomas/kong v1.12.1
+	github.com/gobwas/glob v1.1.0
+	github.com/labstack/echo/v4 v4.13.4
+	github.com/robfig/cron/v3 v3.0.1
+	go.etcd.io/bbolt v1.4.3
+	go.yaml.in/yaml/v3 v3.0.4
+)
+
+require (
+	github.com/labstack/gommon v0.4.2 // indirect
+	github.com/mattn/go-colorable v0.1.14 // indirect
+	github.com/mattn/go-isatty v0.0.20 // indirect
+	github.com/valyala/bytebufferpool v1.0.0 // indirect
+	github.com/valyala/fasttemplate v1.2.2 // indirect
+	golang.org/x/crypto v0.38.0 // indirect
+	golang.org/x/net v0.40.0 // indirect
+	golang.org/x/sys v0.33.0 // indirect
+	golang.org/x/text v0.25.0 // indirect
+)

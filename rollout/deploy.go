@@ -1,0 +1,245 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/rollout/manifest"
+	"github.com/sluicehq/sluice/rollout/runtime"
+	"github.com/sluicehq/sluice/rollout/source"
+)
+
+// DeployRequest asks for a new version of Service built from Archive, a
+// tar.gz whose root holds sluice.yaml.
+type DeployRequest struct {
+	Service  string
+	Archive  []byte
+	Strategy Strategy // "" means full
+	Origin   Origin
+}
+
+// Deploy validates the source and its manifest, records a new version in
+// status creating and returns it at once; the build, start and health check
+// run in the background and end in normal (with the strategy applied to the
+// split) or a failure status with a reason. An *Error means nothing was
+// recorded.
+func (e *Engine) Deploy(ctx context.Context, req DeployRequest) (Version, error) {
+	switch req.Strategy {
+	case "":
+		req.Strategy = StrategyFull
+	case StrategyFull, StrategyCanary:
+	default:
+		return Version{}, invalid(ErrCodeInvalidConfig, "unknown strategy %q: use full or canary", req.Strategy)
+	}
+	cfg, err := e.configFromSource(req.Service, req.Archive)
+	if err != nil {
+		return Version{}, err
+	}
+	unlock := e.lock(req.Service)
+	defer unlock()
+	svc, err := e.store.Service(req.Service)
+	if err != nil && !isNotFound(err) {
+		return Version{}, fmt.Errorf("load service %s: %w", req.Service, err)
+	}
+	now := e.now().UTC()
+	if isNotFound(err) {
+		svc = Service{Name: req.Service, NextSeq: 1, Policy: Policy{Split: map[string]int{}}, CreatedAt: now}
+	}
+	v := Version{
+		Name:       fmt.Sprintf("%s-%03d", svc.Name, svc.NextSeq),
+		Service:    svc.Name,
+		Seq:        svc.NextSeq,
+		Status:     StatusCreating,
+		Config:     cfg,
+		Generation: 1,
+		Strategy:   req.Strategy,
+		CreatedBy:  req.Origin,
+		CreatedAt:  now,
+		UpdatedAt:  now,
+	}
+	svc.NextSeq++
+	ev := Event{Time: now, Kind: EventVersionCreated, Service: svc.Name, Version: v.Name, Origin: req.Origin,
+		Op: "deploy", Status: v.Status, Message: fmt.Sprintf("%s created (%s deploy)", v.Name, req.Strategy)}
+	if err := e.store.Commit(&svc, []Version{v}, []Event{ev}); err != nil {
+		return Version{}, fmt.Errorf("record version: %w", err)
+	}
+	if err := e.publish(); err != nil {
+		e.log.Error("publish after create", "err", err)
+	}
+	archive := req.Archive
+	e.sched.Go(func() { e.runDeploy(v, archive) })
+	return v, nil
+}
+
+// configFromSource validates an archive and returns the configuration its
+// manifest declares for service.
+func (e *Engine) configFromSource(service string, archive []byte) (Config, error) {
+	info, err := source.Inspect(archive, e.limits)
+	if err != nil {
+		var se *source.Error
+		if errors.As(err, &se) {
+			return Config{}, invalid(ErrCodeInvalidSource, "%s", se.Message)
+		}
+		return Config{}, invalid(ErrCodeInvalidSource, "invalid source archive: %v", err)
+	}
+	m, err := manifest.Parse(manifest.FileName, info.Manifest)
+	if err != nil {
+		return Config{}, manifestError(err)
+	}
+	ms, ok := m.Service(service)
+	if !ok {
+		names := make([]string, 0, len(m.Services))
+		for _, s := range m.Services {
+			names = append(names, s.Name)
+		}
+		sort.Strings(names)
+		return Config{}, &Error{Kind: KindInvalid, Code: ErrCodeManifest,
+			Message: fmt.Sprintf("%s declares no service %q (it declares: %s)", manifest.FileName, service, strings.Join(names, ", "))}
+	}
+	return configOf(ms), nil
+}
+
+func manifestError(err error) *Error {
+	var me *manifest.Error
+	if !errors.As(err, &me) {
+		return invalid(ErrCodeManifest, "%s: %v", manifest.FileName, err)
+	}
+	out := &Error{Kind: KindInvalid, Code: ErrCodeManifest, Message: me.Error()}
+	for _, p := range me.Problems {
+		out.Problems = append(out.Problems, Problem{File: p.File, Line: p.Line, Column: p.Column, Field: p.Field, Message: p.Message})
+	}
+	return out
+}
+
+func configOf(s manifest.Service) Config {
+	return cloneConfig(Config{
+		Build:        s.Build,
+		Run:          s.Run,
+		Health:       s.Health,
+		Env:          s.Env,
+		Instances:    s.Instances,
+		BuildTimeout: Duration(s.Timeouts.Build),
+		StartTimeout: Duration(s.Timeouts.Start),
+		OnMerge:      s.OnMerge,
+	})
+}
+
+func specOf(v Version, cfg Config, gen int, archive []byte) runtime.Spec {
+	health := cfg.Health
+	if health == "" {
+		health = "/"
+	}
+	bt, st := time.Duration(cfg.BuildTimeout), time.Duration(cfg.StartTimeout)
+	if bt <= 0 {
+		bt = 10 * time.Minute
+	}
+	if st <= 0 {
+		st = 60 * time.Second
+	}
+	return runtime.Spec{
+		Service: v.Service, Version: v.Name, Generation: gen,
+		Archive: archive, BaseGeneration: v.Generation,
+		Build: cfg.Build, Run: cfg.Run, Health: health, Env: cfg.Env, Instances: max(cfg.Instances, 1),
+		BuildTimeout: bt, StartTimeout: st,
+	}
+}
+
+// buildAndStart runs one generation to healthy instances, or returns the
+// reason it could not.
+func (e *Engine) buildAndStart(spec runtime.Spec) (runtime.Group, *Reason) {
+	if err := e.rt.Build(e.ctx, spec); err != nil {
+		return nil, reasonOf(err)
+	}
+	g, err := e.rt.Start(e.ctx, spec, e.notify)
+	if err != nil {
+		return nil, reasonOf(err)
+	}
+	return g, nil
+}
+
+func reasonOf(err error) *Reason {
+	var f *runtime.Failure
+	if errors.As(err, &f) {
+		return &Reason{Code: f.Code, Detail: f.Detail, Suggestion: f.Suggestion}
+	}
+	return &Reason{Code: "InternalError", Detail: err.Error(),
+		Suggestion: "This is a problem in sluice itself; check the server log and deploy again."}
+}
+
+// runDeploy is the background half of Deploy.
+func (e *Engine) runDeploy(v Version, archive []byte) {
+	log := e.log.With("service", v.Service, "version", v.Name)
+	group, reason := e.buildAndStart(specOf(v, v.Config, 1, archive))
+	if e.ctx.Err() != nil {
+		// Shutting down: leave the version creating; Recover marks it
+		// Interrupted.
+		if group != nil {
+			_ = group.Stop(context.Background(), e.stopGrace)
+		}
+		return
+	}
+	unlock := e.lock(v.Service)
+	defer unlock()
+	svc, vs, err := e.loadService(v.Service)
+	if err != nil {
+		log.Error("load service after build", "err", err)
+		return
+	}
+	i, ok := findVersion(vs, v.Name)
+	if !ok {
+		log.Error("version vanished during build")
+		return
+	}
+	cur := vs[i]
+	now := e.now().UTC()
+	cur.UpdatedAt = now
+	if reason != nil {
+		cur.Status, cur.Reason = StatusFailed, *reason
+		ev := Event{Time: now, Kind: EventVersionStatus, Service: v.Service, Version: v.Name, Origin: v.CreatedBy,
+			Op: "deploy", Status: cur.Status, Reason: reason, Message: fmt.Sprintf("%s failed: %s", v.Name, reason.Code)}
+		if err := e.store.Commit(nil, []Version{cur}, []Event{ev}); err != nil {
+			log.Error("record deploy failure", "err", err)
+		}
+		log.Info("deploy failed", "reason", reason.Code)
+		_ = e.publish()
+		return
+	}
+	e.setRunning(v.Name, &instances{gen: 1, group: group})
+	cur.Status = StatusNormal
+	events := []Event{{Time: now, Kind: EventVersionStatus, Service: v.Service, Version: v.Name, Origin: v.CreatedBy,
+		Op: "deploy", Status: StatusNormal, Message: fmt.Sprintf("%s is normal", v.Name)}}
+	vs[i] = cur
+	if v.Strategy == StrategyFull {
+		p := clonePolicy(svc.Policy)
+		p.Split = map[string]int{v.Name: 100}
+		if err := e.commitPolicy(&svc, vs, p, "deploy", v.CreatedBy, events...); err != nil {
+			log.Error("record deploy success", "err", err)
+		}
+	} else {
+		vs[i].IdleSince = now
+		if err := e.store.Commit(nil, []Version{vs[i]}, events); err != nil {
+			log.Error("record deploy success", "err", err)
+		}
+		_ = e.publish()
+	}
+	log.Info("deploy succeeded", "strategy", string(v.Strategy))
+}
+
+// startVersion starts a stopped (or not running) version's recorded
+// configuration again and waits until it is healthy. Caller holds the
+// service lock.
+func (e *Engine) startVersion(v Version) *Reason {
+	spec := specOf(v, v.Config, v.Generation, nil)
+	g, err := e.rt.Start(e.ctx, spec, e.notify)
+	if err != nil {
+		return reasonOf(err)
+	}
+	if old := e.setRunning(v.Name, &instances{gen: v.Generation, group: g}); old != nil {
+		_ = old.group.Stop(context.Background(), e.stopGrace)
+	}
+	return nil
+}

@@ -1,0 +1,180 @@
+package rollout
+
+import (
+	"time"
+
+	"github.com/sluicehq/sluice/rollout/router"
+)
+
+// Status is a version's lifecycle state. Persisted and shown to users.
+type Status string
+
+const (
+	// StatusCreating: the version's source is being built and its instances
+	// started for the first time.
+	StatusCreating Status = "creating"
+	// StatusNormal: the version's instances are healthy and it may take traffic.
+	StatusNormal Status = "normal"
+	// StatusFailed: the first deploy failed; Reason says why. Nothing runs.
+	StatusFailed Status = "failed"
+	// StatusUpdating: an in-place redeploy is starting new instances beside
+	// the old ones, which keep serving the recorded configuration.
+	StatusUpdating Status = "updating"
+	// StatusDeployFailed: the last in-place redeploy failed; Reason says why.
+	// The old instances keep serving the recorded (old) configuration.
+	StatusDeployFailed Status = "deploy-failed"
+	// StatusStopped: retired; nothing runs, the configuration is kept so the
+	// version can be started again (rollback does so).
+	StatusStopped Status = "stopped"
+)
+
+// Serving reports whether a version in this status has healthy instances
+// running its recorded configuration. Only serving versions may appear in a
+// traffic policy: an in-place redeploy that is running or failed leaves the
+// version serving exactly what it served before, so it counts as normal.
+func (s Status) Serving() bool {
+	return s == StatusNormal || s == StatusUpdating || s == StatusDeployFailed
+}
+
+// Reason codes that the engine itself assigns; runtime drivers add theirs
+// (see package runtime, e.g. BuildFailed, ProcessExited, HealthCheckFailed).
+const (
+	// CodeInvalidManifest: sluice.yaml is missing, malformed, or does not
+	// declare the service.
+	CodeInvalidManifest = "InvalidManifest"
+	// CodeInterrupted: sluice stopped while the operation was in flight.
+	CodeInterrupted = "Interrupted"
+)
+
+// Reason explains a failure status: a stable machine code, what happened
+// (with the relevant log tail) and what the user should do next. The zero
+// Reason means no failure.
+type Reason struct {
+	Code       string `json:"code"`
+	Detail     string `json:"detail"`
+	Suggestion string `json:"suggestion"`
+}
+
+// Config is the recorded, immutable configuration of one generation of a
+// version: what runs and how it is checked.
+type Config struct {
+	Build        string            `json:"build,omitempty"`
+	Run          string            `json:"run"`
+	Health       string            `json:"health"`
+	Env          map[string]string `json:"env"`
+	Instances    int               `json:"instances"`
+	BuildTimeout Duration          `json:"build_timeout,omitempty"`
+	StartTimeout Duration          `json:"start_timeout,omitempty"`
+	OnMerge      string            `json:"on_merge,omitempty"`
+}
+
+// Origin says who or what asked for a change, and from where. It is
+// recorded with every version and event.
+type Origin struct {
+	// Via is the front door: "cli", "api", "comment", "merge", "action", "sluice".
+	Via string `json:"via"`
+	// Actor is the person or system, e.g. a GitHub login or a local user name.
+	Actor string `json:"actor,omitempty"`
+	// URL points at the comment, commit or workflow run, when there is one.
+	URL string `json:"url,omitempty"`
+	// Ref is the source reference: a commit SHA or "upload".
+	Ref string `json:"ref,omitempty"`
+	// PR is the pull request number, when the change came from one.
+	PR int `json:"pr,omitempty"`
+}
+
+// Version is one immutable deployment of a service. Name is
+// "<service>-NNN", increasing and never reused.
+type Version struct {
+	Name    string `json:"name"`
+	Service string `json:"service"`
+	Seq     int    `json:"seq"`
+	Status  Status `json:"status"`
+	Reason  Reason `json:"reason"`
+	// Config is the configuration the running instances serve. An in-place
+	// redeploy replaces it only once the new instances are healthy.
+	Config Config `json:"config"`
+	// Generation numbers Config: 1 for the first deploy, +1 per successful
+	// or attempted in-place redeploy.
+	Generation int `json:"generation"`
+	// Pending is the configuration an in-place redeploy is trying (status
+	// updating), kept so a restart can report it; nil otherwise.
+	Pending   *Config   `json:"pending,omitempty"`
+	Strategy  Strategy  `json:"strategy"`
+	CreatedBy Origin    `json:"created_by"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// IdleSince is when the version last left the policy (no weight, no
+	// rule); zero while it is in the policy or has never been in one.
+	IdleSince time.Time `json:"idle_since,omitzero"`
+}
+
+// Strategy is what a successful deploy does to traffic.
+type Strategy string
+
+const (
+	// StrategyFull: on success the split becomes {new: 100}.
+	StrategyFull Strategy = "full"
+	// StrategyCanary: on success traffic is untouched; the user sets it.
+	StrategyCanary Strategy = "canary"
+)
+
+// Policy is a service's traffic policy; see router.Policy.
+type Policy = router.Policy
+
+// Rule is one URL-parameter rule of a policy; see router.Rule.
+type Rule = router.Rule
+
+// Service is the persisted record of one service.
+type Service struct {
+	Name string `json:"name"`
+	// NextSeq is the sequence number the next version gets.
+	NextSeq int    `json:"next_seq"`
+	Policy  Policy `json:"policy"`
+	// Stables lists, oldest first, the versions that held 100% of the split;
+	// the last one is the stable version. Rollback to the previous stable
+	// truncates the list, so repeated rollbacks walk back in time.
+	Stables   []string  `json:"stables"`
+	Sticky    bool      `json:"sticky,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Stable returns the stable version's name, or "" when no version has held
+// 100% yet.
+func (s *Service) Stable() string {
+	if len(s.Stables) == 0 {
+		return ""
+	}
+	return s.Stables[len(s.Stables)-1]
+}
+
+// EventKind names what an event records. Persisted.
+type EventKind string
+
+const (
+	// EventVersionCreated: a deploy created a version (status creating).
+	EventVersionCreated EventKind = "version.created"
+	// EventVersionStatus: a version's status changed.
+	EventVersionStatus EventKind = "version.status"
+	// EventVersionConfig: an in-place redeploy replaced a version's config.
+	EventVersionConfig EventKind = "version.config"
+	// EventPolicy: a service's traffic policy changed.
+	EventPolicy EventKind = "policy.changed"
+)
+
+// Event is one entry of the append-only history log.
+type Event struct {
+	Seq     uint64    `json:"seq"`
+	Time    time.Time `json:"time"`
+	Kind    EventKind `json:"kind"`
+	Service string    `json:"service"`
+	Version string    `json:"version,omitempty"`
+	Origin  Origin    `json:"origin"`
+	// Op is the operation that caused the event: deploy, traffic, route,
+	// promote, rollback, redeploy, abort, retire, recover.
+	Op      string  `json:"op"`
+	Message string  `json:"message"`
+	Status  Status  `json:"status,omitempty"`
+	Reason  *Reason `json:"reason,omitempty"`
+	Policy  *Policy `json:"policy,omitempty"`
+}

@@ -1,0 +1,149 @@
+package rollout
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Recover brings the engine back to the stored state after a start or a
+// crash. It stops processes an earlier run left behind, marks operations
+// that were in flight Interrupted (a creating version fails; an updating
+// one becomes deploy-failed and keeps its old configuration), publishes the
+// stored policies at once (versions answer 503 until their instances are
+// up), and starts the instances of every version that should run in the
+// background. Call once, before serving.
+func (e *Engine) Recover(ctx context.Context) error {
+	if err := e.rt.Cleanup(ctx); err != nil {
+		return fmt.Errorf("clean up leftover processes: %w", err)
+	}
+	svcs, err := e.store.Services()
+	if err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
+	var toStart []Version
+	now := e.now().UTC()
+	for _, s := range svcs {
+		vs, err := e.store.Versions(s.Name)
+		if err != nil {
+			return fmt.Errorf("recover %s: %w", s.Name, err)
+		}
+		for _, v := range vs {
+			var ev *Event
+			switch v.Status {
+			case StatusCreating:
+				v.Status = StatusFailed
+				v.Reason = Reason{Code: CodeInterrupted,
+					Detail:     fmt.Sprintf("sluice stopped while %s was being built or started; nothing of it is running.", v.Name),
+					Suggestion: "Deploy the same source again."}
+				ev = &Event{Kind: EventVersionStatus, Status: v.Status, Reason: &v.Reason,
+					Message: v.Name + " was interrupted while creating"}
+			case StatusUpdating:
+				v.Status, v.Pending = StatusDeployFailed, nil
+				v.Reason = Reason{Code: CodeInterrupted,
+					Detail:     fmt.Sprintf("sluice stopped while %s was being redeployed in place; the previous configuration was kept and started again.", v.Name),
+					Suggestion: "Run the in-place redeploy again."}
+				ev = &Event{Kind: EventVersionStatus, Status: v.Status, Reason: &v.Reason,
+					Message: v.Name + " in-place redeploy was interrupted"}
+				toStart = append(toStart, v)
+			case StatusNormal, StatusDeployFailed:
+				toStart = append(toStart, v)
+			}
+			if ev != nil {
+				ev.Time, ev.Service, ev.Version, ev.Op = now, v.Service, v.Name, "recover"
+				ev.Origin = Origin{Via: "sluice"}
+				v.UpdatedAt = now
+				if err := e.store.Commit(nil, []Version{v}, []Event{*ev}); err != nil {
+					return fmt.Errorf("recover %s: %w", v.Name, err)
+				}
+			}
+		}
+	}
+	if err := e.publish(); err != nil {
+		return err
+	}
+	for _, v := range toStart {
+		e.sched.Go(func() {
+			unlock := e.lock(v.Service)
+			defer unlock()
+			if r := e.startVersion(v); r != nil {
+				e.log.Error("start version after restart", "service", v.Service, "version", v.Name, "reason", r.Code, "detail", r.Detail)
+				return
+			}
+			_ = e.publish()
+		})
+	}
+	return nil
+}
+
+// Retire stops every version of service (all services when "") that has
+// had no weight and no rule for at least olderThan, keeping its record and
+// configuration so rollback can start it again. It returns the names of
+// the versions it stopped.
+func (e *Engine) Retire(ctx context.Context, service string, olderThan time.Duration, origin Origin) ([]string, error) {
+	names := []string{service}
+	if service == "" {
+		var err error
+		if names, err = e.Services(); err != nil {
+			return nil, err
+		}
+	}
+	var stopped []string
+	for _, name := range names {
+		s, err := e.retireService(name, olderThan, origin)
+		if err != nil {
+			return stopped, err
+		}
+		stopped = append(stopped, s...)
+	}
+	return stopped, nil
+}
+
+func (e *Engine) retireService(service string, olderThan time.Duration, origin Origin) ([]string, error) {
+	unlock := e.lock(service)
+	svc, vs, err := e.loadService(service)
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	now := e.now().UTC()
+	var (
+		stopped []string
+		changed []Version
+		events  []Event
+	)
+	for _, v := range vs {
+		if v.Status != StatusNormal && v.Status != StatusDeployFailed {
+			continue
+		}
+		if inPolicy(svc.Policy, v.Name) || v.IdleSince.IsZero() || now.Sub(v.IdleSince) < olderThan {
+			continue
+		}
+		v.Status, v.Reason, v.UpdatedAt = StatusStopped, Reason{}, now
+		changed = append(changed, v)
+		stopped = append(stopped, v.Name)
+		events = append(events, Event{Time: now, Kind: EventVersionStatus, Service: service, Version: v.Name,
+			Origin: origin, Op: "retire", Status: StatusStopped,
+			Message: fmt.Sprintf("%s stopped after %s without traffic", v.Name, now.Sub(v.IdleSince).Round(time.Second))})
+	}
+	if len(changed) == 0 {
+		unlock()
+		return nil, nil
+	}
+	if err := e.store.Commit(nil, changed, events); err != nil {
+		unlock()
+		return nil, fmt.Errorf("record retire: %w", err)
+	}
+	var gone []*instances
+	for _, n := range stopped {
+		if in := e.setRunning(n, nil); in != nil {
+			gone = append(gone, in)
+		}
+	}
+	err = e.publish()
+	unlock()
+	for _, in := range gone {
+		e.stopInstances(in)
+	}
+	return stopped, err
+}

@@ -1,0 +1,168 @@
+package rollout
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"strings"
+
+	"github.com/sluicehq/sluice/rollout/manifest"
+)
+
+// RedeployRequest is a new configuration for an existing version. With an
+// Archive, the service's entry in that source's sluice.yaml is the new base
+// configuration and the source is rebuilt; without one, the recorded
+// configuration is the base and the built tree is reused. Env, UnsetEnv,
+// Instances and Run then override the base.
+type RedeployRequest struct {
+	Archive   []byte
+	Env       map[string]string
+	UnsetEnv  []string
+	Instances *int
+	Run       *string
+	Origin    Origin
+}
+
+// Redeploy replaces a version's configuration in place (SPEC §3.6). The
+// version becomes updating at once and Redeploy returns; in the background
+// new instances start beside the old ones, and only when they are healthy
+// does the router switch to them, the old ones drain, and the new
+// configuration is recorded. On failure the version becomes deploy-failed
+// with a reason, the old instances keep serving and the recorded
+// configuration stays the old one. Traffic weights never change.
+func (e *Engine) Redeploy(ctx context.Context, service, version string, req RedeployRequest) (Version, error) {
+	cur, err := e.version(service, version)
+	if err != nil {
+		return Version{}, err
+	}
+	base := cloneConfig(cur.Config)
+	if req.Archive != nil {
+		if base, err = e.configFromSource(service, req.Archive); err != nil {
+			return Version{}, err
+		}
+	}
+	cfg, err := applyOverrides(base, req)
+	if err != nil {
+		return Version{}, err
+	}
+	unlock := e.lock(service)
+	defer unlock()
+	v, err := e.version(service, version)
+	if err != nil {
+		return Version{}, err
+	}
+	if v.Status != StatusNormal && v.Status != StatusDeployFailed {
+		return Version{}, conflict(ErrCodeBusy, "%s is %s; only a normal (or deploy-failed) version can be redeployed in place", v.Name, v.Status)
+	}
+	now := e.now().UTC()
+	v.Status, v.Reason, v.Pending, v.UpdatedAt = StatusUpdating, Reason{}, &cfg, now
+	ev := Event{Time: now, Kind: EventVersionStatus, Service: service, Version: v.Name, Origin: req.Origin,
+		Op: "redeploy", Status: v.Status, Message: fmt.Sprintf("%s is updating in place", v.Name)}
+	if err := e.store.Commit(nil, []Version{v}, []Event{ev}); err != nil {
+		return Version{}, fmt.Errorf("record redeploy: %w", err)
+	}
+	archive := req.Archive
+	e.sched.Go(func() { e.runRedeploy(v, cfg, archive, req.Origin) })
+	return v, nil
+}
+
+func applyOverrides(c Config, req RedeployRequest) (Config, error) {
+	c = cloneConfig(c)
+	for _, k := range req.UnsetEnv {
+		delete(c.Env, k)
+	}
+	for k, v := range req.Env {
+		if !manifest.ValidEnvName(k) {
+			return Config{}, invalid(ErrCodeInvalidConfig, "invalid environment variable name %q", k)
+		}
+		c.Env[k] = v
+	}
+	if req.Instances != nil {
+		if n := *req.Instances; n < 1 || n > manifest.MaxInstances {
+			return Config{}, invalid(ErrCodeInvalidConfig, "instances must be between 1 and %d, not %d", manifest.MaxInstances, n)
+		}
+		c.Instances = *req.Instances
+	}
+	if req.Run != nil {
+		if strings.TrimSpace(*req.Run) == "" {
+			return Config{}, invalid(ErrCodeInvalidConfig, "run command must not be empty")
+		}
+		c.Run = *req.Run
+	}
+	return c, nil
+}
+
+// runRedeploy is the background half of Redeploy.
+func (e *Engine) runRedeploy(v Version, cfg Config, archive []byte, origin Origin) {
+	log := e.log.With("service", v.Service, "version", v.Name)
+	gen := v.Generation + 1
+	group, reason := e.buildAndStart(specOf(v, cfg, gen, archive))
+	if e.ctx.Err() != nil {
+		if group != nil {
+			_ = group.Stop(context.Background(), e.stopGrace)
+		}
+		return
+	}
+	unlock := e.lock(v.Service)
+	cur, err := e.version(v.Service, v.Name)
+	if err != nil {
+		unlock()
+		log.Error("load version after redeploy", "err", err)
+		return
+	}
+	now := e.now().UTC()
+	cur.Pending, cur.UpdatedAt = nil, now
+	ev := Event{Time: now, Service: v.Service, Version: v.Name, Origin: origin, Op: "redeploy"}
+	var old *instances
+	if reason != nil {
+		cur.Status, cur.Reason = StatusDeployFailed, *reason
+		ev.Kind, ev.Status, ev.Reason = EventVersionStatus, cur.Status, reason
+		ev.Message = fmt.Sprintf("in-place redeploy of %s failed (%s); the previous configuration keeps serving", v.Name, reason.Code)
+	} else {
+		cur.Status, cur.Reason, cur.Config, cur.Generation = StatusNormal, Reason{}, cfg, gen
+		ev.Kind, ev.Status = EventVersionConfig, cur.Status
+		ev.Message = fmt.Sprintf("%s now serves generation %d (%s)", v.Name, gen, diffConfig(v.Config, cfg))
+	}
+	if err := e.store.Commit(nil, []Version{cur}, []Event{ev}); err != nil {
+		log.Error("record redeploy outcome", "err", err)
+		if group != nil {
+			_ = group.Stop(context.Background(), e.stopGrace)
+		}
+		unlock()
+		return
+	}
+	if reason == nil {
+		old = e.setRunning(v.Name, &instances{gen: gen, group: group})
+	}
+	if err := e.publish(); err != nil {
+		log.Error("publish after redeploy", "err", err)
+	}
+	unlock()
+	// The router no longer sends to the old instances; let them finish.
+	e.stopInstances(old)
+	log.Info("redeploy finished", "ok", reason == nil)
+}
+
+// diffConfig summarizes what an in-place redeploy changed.
+func diffConfig(a, b Config) string {
+	var d []string
+	if a.Run != b.Run {
+		d = append(d, "run")
+	}
+	if a.Build != b.Build {
+		d = append(d, "build")
+	}
+	if a.Instances != b.Instances {
+		d = append(d, fmt.Sprintf("instances %d→%d", a.Instances, b.Instances))
+	}
+	if !maps.Equal(a.Env, b.Env) {
+		d = append(d, "env")
+	}
+	if a.Health != b.Health {
+		d = append(d, "health")
+	}
+	if len(d) == 0 {
+		return "same configuration"
+	}
+	return "changed " + strings.Join(d, ", ")
+}

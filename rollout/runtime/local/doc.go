@@ -1,0 +1,24 @@
+// Package local implements runtime.Runtime with child processes on this
+// machine.
+//
+// It owns the on-disk layout under its data directory:
+//
+//	<dataDir>/versions/<version>/gen-<N>/src    work directory of generation N (source + build output)
+//	<dataDir>/versions/<version>/gen-<N>/built  marker written once generation N is fully built
+//	<dataDir>/versions/<version>/logs/build.log build output of every generation, appended
+//	<dataDir>/versions/<version>/logs/run-<N>-<i>.log output of instance i of generation N
+//
+// Builds and instances run with /bin/sh -c in their own process group, with a
+// minimal inherited environment and the marker variable SLUICE_OWNER set to
+// the absolute data directory, so that Cleanup can find processes a killed
+// sluice left behind. Instances listen on a free 127.0.0.1 port passed as
+// $PORT, are health-checked over HTTP, and are restarted with exponential
+// backoff when they exit.
+//
+// Linux is the target (process groups, /proc); on other Unix systems
+// everything but Cleanup works.
+//
+// This package may import only the standard library, rollout/runtime and
+// rollout/source; it must not import rollout, the router, the store or any
+// front door.
+package local

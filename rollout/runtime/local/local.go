@@ -1,0 +1,287 @@
+package local
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/rollout/runtime"
+)
+
+// Defaults of the options and of unset Spec fields.
+const (
+	// DefaultDrainGrace is how long Stop waits after SIGTERM before SIGKILL
+	// when the caller passes no grace of its own.
+	DefaultDrainGrace = 10 * time.Second
+	// DefaultRestartBackoffMin is the first delay before restarting a crashed
+	// instance.
+	DefaultRestartBackoffMin = 200 * time.Millisecond
+	// DefaultRestartBackoffMax caps the restart delay.
+	DefaultRestartBackoffMax = 30 * time.Second
+	// DefaultBuildTimeout applies when Spec.BuildTimeout is zero.
+	DefaultBuildTimeout = 10 * time.Minute
+	// DefaultStartTimeout applies when Spec.StartTimeout is zero.
+	DefaultStartTimeout = 60 * time.Second
+)
+
+// Names of the environment variables the runtime sets for its children.
+const (
+	// EnvOwner marks every process started by a Local; its value is the
+	// absolute data directory. Cleanup finds orphans by it.
+	EnvOwner = "SLUICE_OWNER"
+	// EnvVersion is the version an instance belongs to.
+	EnvVersion = "SLUICE_VERSION"
+	// EnvPort is the port an instance must listen on.
+	EnvPort = "PORT"
+)
+
+const (
+	// backoffResetAfter is how long an instance must stay up before a crash
+	// restarts it after the minimum backoff again.
+	backoffResetAfter = 30 * time.Second
+	// probeInterval is the pause between two health probes of one instance.
+	probeInterval = 100 * time.Millisecond
+	// probeTimeout bounds one health probe request.
+	probeTimeout = time.Second
+	// tailLines is how many log lines a Failure detail carries.
+	tailLines = 40
+	// tailBytes caps the log tail of a Failure detail.
+	tailBytes = 8 << 10
+	// cleanupGrace is how long Cleanup waits after SIGTERM before SIGKILL.
+	cleanupGrace = 2 * time.Second
+	// pollInterval is how often process exits are polled for.
+	pollInterval = 20 * time.Millisecond
+	// shell runs build and run commands.
+	shell = "/bin/sh"
+)
+
+// inheritedEnv lists the variables of sluice's own environment that builds
+// and instances inherit; everything else comes from the Spec.
+var inheritedEnv = []string{"PATH", "HOME", "GOPATH", "GOCACHE", "GOMODCACHE", "GOFLAGS", "TMPDIR", "LANG"}
+
+// defaultPath is used when sluice itself runs without PATH.
+const defaultPath = "/usr/local/bin:/usr/bin:/bin"
+
+// Local is the process runtime. It is safe for concurrent use; calls for
+// different versions run concurrently.
+type Local struct {
+	dataDir    string
+	log        *slog.Logger
+	grace      time.Duration
+	backoffMin time.Duration
+	backoffMax time.Duration
+	client     *http.Client
+
+	mu       sync.Mutex
+	genLocks map[string]*sync.Mutex // "<version>/<gen>" → serializes Build of one generation
+	ports    map[int]bool           // ports handed to live groups
+}
+
+var _ runtime.Runtime = (*Local)(nil)
+
+// Option configures a Local.
+type Option func(*Local)
+
+// WithLogger sets the logger; the default is slog.Default().
+func WithLogger(log *slog.Logger) Option {
+	return func(l *Local) {
+		if log != nil {
+			l.log = log
+		}
+	}
+}
+
+// WithDrainGrace sets the grace a Group's Stop uses between SIGTERM and
+// SIGKILL when it is called with a grace of zero or less. Default
+// DefaultDrainGrace.
+func WithDrainGrace(d time.Duration) Option {
+	return func(l *Local) {
+		if d > 0 {
+			l.grace = d
+		}
+	}
+}
+
+// WithRestartBackoff sets the delay before restarting a crashed instance: min
+// for the first crash, doubled per further crash up to max, back to min once
+// the instance stayed up for 30s. Defaults DefaultRestartBackoffMin and
+// DefaultRestartBackoffMax.
+func WithRestartBackoff(min, max time.Duration) Option {
+	return func(l *Local) {
+		if min > 0 {
+			l.backoffMin = min
+		}
+		if max >= l.backoffMin {
+			l.backoffMax = max
+		}
+	}
+}
+
+// New returns a Local that keeps work directories and logs under dataDir,
+// creating it if needed. dataDir is made absolute (symlinks resolved): it is
+// also the SLUICE_OWNER marker, so two sluices must not share it.
+func New(dataDir string, opts ...Option) (*Local, error) {
+	if dataDir == "" {
+		return nil, errors.New("create local runtime: empty data directory")
+	}
+	if err := os.MkdirAll(filepath.Join(dataDir, "versions"), 0o750); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("resolve data directory: %w", err)
+	}
+	if abs, err = filepath.EvalSymlinks(abs); err != nil {
+		return nil, fmt.Errorf("resolve data directory: %w", err)
+	}
+	l := &Local{
+		dataDir:    abs,
+		log:        slog.Default(),
+		grace:      DefaultDrainGrace,
+		backoffMin: DefaultRestartBackoffMin,
+		backoffMax: DefaultRestartBackoffMax,
+		client: &http.Client{
+			Transport: &http.Transport{
+				Proxy:             nil,
+				DialContext:       (&net.Dialer{Timeout: probeTimeout}).DialContext,
+				DisableKeepAlives: true,
+			},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		genLocks: map[string]*sync.Mutex{},
+		ports:    map[int]bool{},
+	}
+	for _, o := range opts {
+		o(l)
+	}
+	return l, nil
+}
+
+// checkVersion rejects version names that are not a single safe path element.
+func checkVersion(version string) error {
+	if version == "" || version == "." || version == ".." ||
+		strings.ContainsAny(version, "/\\\x00") {
+		return fmt.Errorf("invalid version name %q", version)
+	}
+	return nil
+}
+
+func (l *Local) versionDir(version string) string {
+	return filepath.Join(l.dataDir, "versions", version)
+}
+
+func (l *Local) genDir(version string, gen int) string {
+	return filepath.Join(l.versionDir(version), "gen-"+strconv.Itoa(gen))
+}
+
+func (l *Local) srcDir(version string, gen int) string {
+	return filepath.Join(l.genDir(version, gen), "src")
+}
+
+func (l *Local) builtMarker(version string, gen int) string {
+	return filepath.Join(l.genDir(version, gen), "built")
+}
+
+func (l *Local) logDir(version string) string {
+	return filepath.Join(l.versionDir(version), "logs")
+}
+
+func runLogName(gen, idx int) string {
+	return fmt.Sprintf("run-%d-%d.log", gen, idx)
+}
+
+// genLock returns the mutex that serializes work on one generation.
+func (l *Local) genLock(version string, gen int) *sync.Mutex {
+	key := version + "/" + strconv.Itoa(gen)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m, ok := l.genLocks[key]
+	if !ok {
+		m = &sync.Mutex{}
+		l.genLocks[key] = m
+	}
+	return m
+}
+
+// childEnv builds a child's environment: the inherited variables, then
+// spec's, then extra, later ones winning; SLUICE_OWNER always last so a
+// Spec cannot hide a process from Cleanup.
+func (l *Local) childEnv(specEnv map[string]string, extra map[string]string) []string {
+	env := map[string]string{}
+	for _, k := range inheritedEnv {
+		if v, ok := os.LookupEnv(k); ok {
+			env[k] = v
+		}
+	}
+	if _, ok := env["PATH"]; !ok {
+		env["PATH"] = defaultPath
+	}
+	for k, v := range specEnv {
+		env[k] = v
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	env[EnvOwner] = l.dataDir
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, k+"="+env[k])
+	}
+	return out
+}
+
+// allocPorts reserves n distinct free ports on 127.0.0.1 that no live group
+// of this Local uses. The listeners stay open until all n are chosen so the
+// kernel cannot hand out the same port twice.
+func (l *Local) allocPorts(n int) ([]int, error) {
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+	}()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var ports []int
+	for attempts := 0; len(ports) < n; attempts++ {
+		if attempts > 100+n {
+			return nil, errors.New("allocate ports: no free port found")
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("allocate port: %w", err)
+		}
+		lns = append(lns, ln)
+		p := ln.Addr().(*net.TCPAddr).Port
+		if l.ports[p] {
+			continue
+		}
+		ports = append(ports, p)
+	}
+	for _, p := range ports {
+		l.ports[p] = true
+	}
+	return ports, nil
+}
+
+func (l *Local) releasePorts(ports []int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, p := range ports {
+		delete(l.ports, p)
+	}
+}

@@ -1,0 +1,109 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Failure codes a runtime reports. They are persisted and shown to users, so
+// they are strings and never change meaning.
+const (
+	// CodeSourceUnavailable: the source archive could not be unpacked into the
+	// work directory, or a stored artifact has disappeared.
+	CodeSourceUnavailable = "SourceUnavailable"
+	// CodeBuildFailed: the build command exited non-zero.
+	CodeBuildFailed = "BuildFailed"
+	// CodeBuildTimeout: the build command ran past its timeout and was killed.
+	CodeBuildTimeout = "BuildTimeout"
+	// CodeProcessExited: an instance exited before it became healthy.
+	CodeProcessExited = "ProcessExited"
+	// CodePortNotListening: an instance kept running but nothing accepted
+	// connections on $PORT before the start timeout.
+	CodePortNotListening = "PortNotListening"
+	// CodeHealthCheckFailed: the health path answered, but never with 2xx,
+	// before the start timeout.
+	CodeHealthCheckFailed = "HealthCheckFailed"
+	// CodeHealthCheckTimeout: connections were accepted but the health path
+	// never answered before the start timeout.
+	CodeHealthCheckTimeout = "HealthCheckTimeout"
+	// CodeStartFailed: the run command could not be started at all (for
+	// example the shell is missing).
+	CodeStartFailed = "StartFailed"
+)
+
+// Failure is the error a runtime returns when a version cannot be built or
+// started for a reason the user can act on. Detail says what happened and
+// includes the relevant log tail; Suggestion says what to do next. Both are
+// shown verbatim to users, so they must not contain secrets.
+type Failure struct {
+	Code       string
+	Detail     string
+	Suggestion string
+}
+
+func (f *Failure) Error() string { return fmt.Sprintf("%s: %s", f.Code, f.Detail) }
+
+// Spec is everything a runtime needs to build and run one configuration
+// (generation) of one version. A version's first deploy is generation 1;
+// each in-place redeploy increments it, so the old and the new generation
+// can run side by side.
+type Spec struct {
+	Service    string
+	Version    string
+	Generation int
+	// Archive is a validated tar.gz of the source (see package source). When
+	// nil, the generation reuses the built work directory of
+	// BaseGeneration without rebuilding.
+	Archive        []byte
+	BaseGeneration int
+
+	Build        string // shell command run in the source tree; empty: no build
+	Run          string // shell command that must listen on $PORT
+	Health       string // HTTP path probed until 2xx; never empty
+	Env          map[string]string
+	Instances    int
+	BuildTimeout time.Duration
+	StartTimeout time.Duration
+}
+
+// Runtime builds and runs versions. Implementations must be safe for
+// concurrent use; calls for different versions run concurrently.
+type Runtime interface {
+	// Build prepares the work directory of spec's generation: unpacks
+	// spec.Archive and runs spec.Build, or, with no archive, reuses the
+	// BaseGeneration's directory. It returns a *Failure for user-caused
+	// problems. Build is idempotent for the same generation.
+	Build(ctx context.Context, spec Spec) error
+	// Start starts spec.Instances instances of a built generation and
+	// returns once all of them pass the health check, or returns a *Failure
+	// and leaves nothing running. notify is called (from any goroutine) when
+	// an instance's liveness changes after Start has returned, e.g. when it
+	// crashed and is restarting with backoff.
+	Start(ctx context.Context, spec Spec, notify func()) (Group, error)
+	// Logs returns up to max bytes of the end of the version's build and
+	// run logs, for display.
+	Logs(version string, max int) (string, error)
+	// Cleanup stops every process a previous run of sluice left behind with
+	// the same data directory. It is called once at start-up, before any
+	// Start.
+	Cleanup(ctx context.Context) error
+}
+
+// Group is the set of running instances of one generation of a version.
+type Group interface {
+	// Instances reports the instances' addresses (host:port) and whether
+	// each is currently up. Safe for concurrent use.
+	Instances() []Instance
+	// Stop stops every instance: SIGTERM to its process group, then SIGKILL
+	// after grace. It stops restarting crashed instances. Idempotent.
+	Stop(ctx context.Context, grace time.Duration) error
+}
+
+// Instance is one running process of a version.
+type Instance struct {
+	Addr     string // host:port the instance listens on
+	Up       bool   // false while crashed and waiting to restart
+	PID      int
+	Restarts int
+}

@@ -1,0 +1,94 @@
+package rollout_test
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/rollout/source"
+)
+
+// The test binary doubles as the deployed app: with TESTAPP_MODE set it
+// behaves as a tiny service instead of running tests.
+func TestMain(m *testing.M) {
+	if mode := os.Getenv("TESTAPP_MODE"); mode != "" {
+		runApp(mode)
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func runApp(mode string) {
+	switch mode {
+	case "exit":
+		fmt.Println("fatal: cannot open config file app.conf")
+		os.Exit(3)
+	case "nolisten":
+		fmt.Println("listening on port 9 (ignoring $PORT)")
+		time.Sleep(time.Hour)
+	}
+	version, greeting := os.Getenv("SLUICE_VERSION"), os.Getenv("GREETING")
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if mode == "unhealthy" {
+			http.Error(w, "database unreachable", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if d := r.URL.Query().Get("sleep"); d != "" {
+			t, _ := time.ParseDuration(d)
+			time.Sleep(t)
+		}
+		fmt.Fprintf(w, "%s %s", version, greeting)
+	})
+	srv := &http.Server{Addr: "127.0.0.1:" + os.Getenv("PORT"), Handler: mux}
+	fmt.Println("serving", version)
+	if err := srv.ListenAndServe(); err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+}
+
+// appSource writes a source tree whose sluice.yaml runs this test binary in
+// mode, and returns it packed.
+func appSource(t testing.TB, service, mode string, extra string) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	bin, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	yaml := fmt.Sprintf(`services:
+  %s:
+    run: exec "$TESTAPP_BIN"
+    health: /healthz
+    env: {TESTAPP_MODE: %s, TESTAPP_BIN: %q, GREETING: hi}
+    timeouts: {start: 3s, build: 20s}
+%s`, service, mode, bin, indent(extra))
+	if err := os.WriteFile(filepath.Join(dir, "sluice.yaml"), []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := source.Pack(dir, &buf); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func indent(s string) string {
+	if s == "" {
+		return ""
+	}
+	var b strings.Builder
+	for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
+		b.WriteString("    " + l + "\n")
+	}
+	return b.String()
+}
