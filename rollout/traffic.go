@@ -39,6 +39,11 @@ func (e *Engine) Route(ctx context.Context, service string, rule Rule, origin Or
 	if len(rule.Match) == 0 {
 		return ServiceStatus{}, invalid(ErrCodeInvalidRule, "a rule needs at least one key=glob condition")
 	}
+	// The rule on its own first, so its own mistakes are named before the
+	// rest of the policy is looked at.
+	if err := (Policy{Rules: []Rule{rule}, Split: map[string]int{rule.Version: 100}}).Validate(); err != nil {
+		return ServiceStatus{}, invalid(ErrCodeInvalidRule, "%v", err)
+	}
 	return e.changePolicy(service, "route", origin, func(s *Service, vs []Version) (Policy, error) {
 		p := clonePolicy(s.Policy)
 		p.Rules = append(p.Rules, rule)
