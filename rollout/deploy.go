@@ -49,6 +49,12 @@ func (e *Engine) Deploy(ctx context.Context, req DeployRequest) (Version, error)
 	if isNotFound(err) {
 		svc = Service{Name: req.Service, NextSeq: 1, Policy: Policy{Split: map[string]int{}}, CreatedAt: now}
 	}
+	switch {
+	case svc.Repo == "":
+		svc.Repo = req.Origin.Repo
+	case req.Origin.Repo != "" && req.Origin.Repo != svc.Repo:
+		return Version{}, conflict(ErrCodeWrongRepo, "service %s belongs to %s, not %s", svc.Name, svc.Repo, req.Origin.Repo)
+	}
 	v := Version{
 		Name:       fmt.Sprintf("%s-%03d", svc.Name, svc.NextSeq),
 		Service:    svc.Name,

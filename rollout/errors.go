@@ -32,6 +32,7 @@ const (
 	ErrCodeBusy           = "version_busy"
 	ErrCodeNoStable       = "no_stable_version"
 	ErrCodeStartFailed    = "start_failed"
+	ErrCodeWrongRepo      = "wrong_repository"
 )
 
 // Error is a user-facing refusal of an operation. Message is written for a

@@ -81,6 +81,10 @@ type Origin struct {
 	Ref string `json:"ref,omitempty"`
 	// PR is the pull request number, when the change came from one.
 	PR int `json:"pr,omitempty"`
+	// Repo is the GitHub repository ("owner/name") the change came from.
+	Repo string `json:"repo,omitempty"`
+	// Installation is the GitHub App installation that delivered it.
+	Installation int64 `json:"installation,omitempty"`
 }
 
 // Version is one immutable deployment of a service. Name is
@@ -134,8 +138,12 @@ type Service struct {
 	// Stables lists, oldest first, the versions that held 100% of the split;
 	// the last one is the stable version. Rollback to the previous stable
 	// truncates the list, so repeated rollbacks walk back in time.
-	Stables   []string  `json:"stables"`
-	Sticky    bool      `json:"sticky,omitempty"`
+	Stables []string `json:"stables"`
+	Sticky  bool     `json:"sticky,omitempty"`
+	// Repo is the GitHub repository ("owner/name") the service belongs to,
+	// set by its first deploy that names one; "" for a service deployed only
+	// from local sources. Scoped API tokens act only on their repo's services.
+	Repo      string    `json:"repo,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 }
 

@@ -15,6 +15,7 @@ type ServiceStatus struct {
 	Name     string          `json:"name"`
 	URL      string          `json:"url"`
 	Stable   string          `json:"stable"`
+	Repo     string          `json:"repo,omitempty"`
 	Versions []VersionStatus `json:"versions"`
 	Policy   Policy          `json:"policy"`
 }
@@ -40,7 +41,7 @@ func (e *Engine) status(service string) (ServiceStatus, error) {
 	if err != nil {
 		return ServiceStatus{}, err
 	}
-	out := ServiceStatus{Name: svc.Name, URL: e.ServiceURL(svc.Name), Stable: svc.Stable(),
+	out := ServiceStatus{Name: svc.Name, URL: e.ServiceURL(svc.Name), Stable: svc.Stable(), Repo: svc.Repo,
 		Policy: clonePolicy(svc.Policy), Versions: []VersionStatus{}}
 	for _, v := range vs {
 		v.Config = cloneConfig(v.Config)

@@ -389,6 +389,12 @@ func TestUpdateUnderLoad(t *testing.T) {
 		})
 	}
 
+	stopWorkers := func() {
+		stop.Store(true)
+		wg.Wait()
+	}
+	defer stopWorkers() // also on a failed round, so the servers can close
+
 	prev := first
 	for i := 2; i <= rounds; i++ {
 		time.Sleep(30 * time.Millisecond)
@@ -404,8 +410,7 @@ func TestUpdateUnderLoad(t *testing.T) {
 		prev = next
 	}
 	time.Sleep(30 * time.Millisecond)
-	stop.Store(true)
-	wg.Wait()
+	stopWorkers()
 
 	if n := failures.Load(); n > 0 {
 		t.Errorf("%d of %d requests failed across %d table swaps; want 0", n, total.Load(), rounds-1)
@@ -419,18 +424,19 @@ func TestUpdateUnderLoad(t *testing.T) {
 }
 
 // slowInstance answers with headers and a first chunk at once, then holds
-// the rest of the body until release is closed.
-func slowInstance(t *testing.T, name string) (s *httptest.Server, release chan struct{}) {
+// the rest of the body until release is called (idempotent; defer it so a
+// failing test does not leave the servers waiting).
+func slowInstance(t *testing.T, name string) (s *httptest.Server, release func()) {
 	t.Helper()
-	release = make(chan struct{})
+	held := make(chan struct{})
 	s = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, name+" first\n")
 		w.(http.Flusher).Flush()
-		<-release
+		<-held
 		io.WriteString(w, name+" rest\n")
 	}))
 	t.Cleanup(s.Close)
-	return s, release
+	return s, sync.OnceFunc(func() { close(held) })
 }
 
 // startSlow starts a request to hello and returns once its first chunk has
@@ -466,6 +472,7 @@ func TestDrainWaitsForInFlightRequest(t *testing.T) {
 	fresh := instance(t, "new")
 	r, front := startRouter(t, oneVersion(t, "hello-001", addrOf(slow)))
 
+	defer release()
 	body := startSlow(t, front)
 	r.Update(oneVersion(t, "hello-002", addrOf(fresh)))
 
@@ -486,7 +493,7 @@ func TestDrainWaitsForInFlightRequest(t *testing.T) {
 	case <-time.After(150 * time.Millisecond):
 	}
 
-	close(release)
+	release()
 	select {
 	case err := <-drained:
 		if err != nil {
@@ -511,6 +518,7 @@ func TestDrainTimeout(t *testing.T) {
 	fresh := instance(t, "new")
 	r, front := startRouter(t, oneVersion(t, "hello-001", addrOf(slow)))
 
+	defer release()
 	body := startSlow(t, front)
 	r.Update(oneVersion(t, "hello-002", addrOf(fresh)))
 
@@ -524,7 +532,7 @@ func TestDrainTimeout(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("Drain took %v to time out; want about 100ms", d)
 	}
-	close(release)
+	release()
 	if got, want := <-body, "old first\nold rest\n"; got != want {
 		t.Errorf("in-flight request got %q; want %q", got, want)
 	}

@@ -3,6 +3,7 @@ package local
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"strconv"
 	"syscall"
@@ -49,7 +50,7 @@ func (l *Local) Cleanup(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return fmt.Errorf("stop processes left behind: %w", ctx.Err())
 		case <-t.C:
 		}
 		if orphans, _ = findMarked(marker); len(orphans) == 0 {
