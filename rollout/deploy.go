@@ -154,11 +154,20 @@ func specOf(v Version, cfg Config, gen int, archive []byte) runtime.Spec {
 	}
 }
 
+// StepBuilt is the Message of the EventVersionStep recorded when a
+// generation's build finished.
+const StepBuilt = "built"
+
 // buildAndStart runs one generation to healthy instances, or returns the
-// reason it could not.
-func (e *Engine) buildAndStart(spec runtime.Spec) (runtime.Group, *Reason) {
+// reason it could not. It records a step event once the build is done.
+func (e *Engine) buildAndStart(spec runtime.Spec, op string, origin Origin) (runtime.Group, *Reason) {
 	if err := e.rt.Build(e.ctx, spec); err != nil {
 		return nil, reasonOf(err)
+	}
+	ev := Event{Time: e.now().UTC(), Kind: EventVersionStep, Service: spec.Service, Version: spec.Version,
+		Origin: origin, Op: op, Message: StepBuilt}
+	if err := e.store.Commit(nil, nil, []Event{ev}); err != nil {
+		e.log.Error("record build step", "service", spec.Service, "version", spec.Version, "err", err)
 	}
 	g, err := e.rt.Start(e.ctx, spec, e.notify)
 	if err != nil {
@@ -179,7 +188,7 @@ func reasonOf(err error) *Reason {
 // runDeploy is the background half of Deploy.
 func (e *Engine) runDeploy(v Version, archive []byte) {
 	log := e.log.With("service", v.Service, "version", v.Name)
-	group, reason := e.buildAndStart(specOf(v, v.Config, 1, archive))
+	group, reason := e.buildAndStart(specOf(v, v.Config, 1, archive), "deploy", v.CreatedBy)
 	if e.ctx.Err() != nil {
 		// Shutting down: leave the version creating; Recover marks it
 		// Interrupted.

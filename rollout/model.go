@@ -166,6 +166,9 @@ const (
 	EventVersionStatus EventKind = "version.status"
 	// EventVersionConfig: an in-place redeploy replaced a version's config.
 	EventVersionConfig EventKind = "version.config"
+	// EventVersionStep: a deploy finished a step (Message: "built"); the
+	// version itself is unchanged. Front doors show progress from it.
+	EventVersionStep EventKind = "version.step"
 	// EventPolicy: a service's traffic policy changed.
 	EventPolicy EventKind = "policy.changed"
 )

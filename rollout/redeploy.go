@@ -96,7 +96,7 @@ func applyOverrides(c Config, req RedeployRequest) (Config, error) {
 func (e *Engine) runRedeploy(v Version, cfg Config, archive []byte, origin Origin) {
 	log := e.log.With("service", v.Service, "version", v.Name)
 	gen := v.Generation + 1
-	group, reason := e.buildAndStart(specOf(v, cfg, gen, archive))
+	group, reason := e.buildAndStart(specOf(v, cfg, gen, archive), "redeploy", origin)
 	if e.ctx.Err() != nil {
 		if group != nil {
 			_ = group.Stop(context.Background(), e.stopGrace)

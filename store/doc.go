@@ -19,6 +19,9 @@
 //	            <version name>      → <seq, uint64 BE>
 //	events/                         (bucket sequence = last Event.Seq given)
 //	    <seq, uint64 BE>            → JSON rollout.Event
+//	journal/                        (created on first write)
+//	    <bucket>/                   front doors' own records (rollout.Journal):
+//	        <key>                   → opaque bytes; Append keys are 16 hex digits
 //	events_by_service/              (schema 2)
 //	    <service name>/
 //	        <seq, uint64 BE>        → empty

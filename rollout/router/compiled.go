@@ -91,9 +91,9 @@ func (c *Compiled) Split() []Weight {
 //
 // Rules are tried in order and the first whose conditions all match wins;
 // otherwise the split draws a version at random, each with its weight's
-// probability. Decide allocates nothing when rawQuery is "" or when no value
-// a rule looks at needs unescaping. A nil *Compiled decides {"" , -1}. Safe
-// for concurrent use.
+// probability. Decide allocates nothing when rawQuery is "", nor when the
+// query has at most 16 pairs and no value a rule looks at needs unescaping.
+// A nil *Compiled decides Decision{Rule: -1}. Safe for concurrent use.
 func (c *Compiled) Decide(rawQuery string) Decision {
 	if c == nil {
 		return Decision{Rule: -1}

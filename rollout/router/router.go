@@ -240,8 +240,9 @@ func (r *Router) newBackend(addr string) *backend {
 // nil; it returns an error matching ctx.Err() if ctx ends first. Call it
 // after an Update that removed the addresses (e.g. before stopping the
 // instances): from that Update on no new request is sent to them, so the
-// count can only fall. Addresses the router never served are idle. Safe for
-// concurrent use.
+// count can only fall. A request counts until its response body is copied;
+// an upgraded connection (WebSocket) until it closes. Addresses the router
+// never served are idle. Safe for concurrent use.
 func (r *Router) Drain(ctx context.Context, addrs []string) error {
 	r.mu.Lock()
 	bs := make([]*backend, 0, len(addrs))
@@ -344,7 +345,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 // serve proxies req to the instance and counts it in flight until the
 // response body is copied (or the copy is aborted).
 func (b *backend) serve(w http.ResponseWriter, req *http.Request) {
-	b.inflight.Add(-1)
+	defer b.inflight.Add(-1)
 	b.proxy.ServeHTTP(w, req)
 }
 
