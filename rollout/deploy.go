@@ -39,6 +39,10 @@ func (e *Engine) Deploy(ctx context.Context, req DeployRequest) (Version, error)
 	if err != nil {
 		return Version{}, err
 	}
+	digest, err := source.Digest(req.Archive, e.limits)
+	if err != nil {
+		return Version{}, invalid(ErrCodeInvalidSource, "%v", err)
+	}
 	unlock := e.lock(req.Service)
 	defer unlock()
 	svc, err := e.store.Service(req.Service)
@@ -63,6 +67,7 @@ func (e *Engine) Deploy(ctx context.Context, req DeployRequest) (Version, error)
 		Config:     cfg,
 		Generation: 1,
 		Strategy:   req.Strategy,
+		Digest:     digest,
 		CreatedBy:  req.Origin,
 		CreatedAt:  now,
 		UpdatedAt:  now,

@@ -103,8 +103,11 @@ type Version struct {
 	Generation int `json:"generation"`
 	// Pending is the configuration an in-place redeploy is trying (status
 	// updating), kept so a restart can report it; nil otherwise.
-	Pending   *Config   `json:"pending,omitempty"`
-	Strategy  Strategy  `json:"strategy"`
+	Pending  *Config  `json:"pending,omitempty"`
+	Strategy Strategy `json:"strategy"`
+	// Digest identifies the source tree (see source.Digest), so a merge
+	// whose tree a version already serves need not be built again.
+	Digest    string    `json:"digest,omitempty"`
 	CreatedBy Origin    `json:"created_by"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`

@@ -147,3 +147,46 @@ func (e *Engine) retireService(service string, olderThan time.Duration, origin O
 	}
 	return stopped, err
 }
+
+// StopVersion stops one version that has no weight and no rule, keeping
+// its record and configuration (as retire does). Stopping a version that
+// is already stopped is a no-op.
+func (e *Engine) StopVersion(ctx context.Context, service, version string, origin Origin) error {
+	unlock := e.lock(service)
+	svc, vs, err := e.loadService(service)
+	if err != nil {
+		unlock()
+		return err
+	}
+	i, ok := findVersion(vs, version)
+	if !ok {
+		unlock()
+		return notFound(ErrCodeUnknownVersion, "service %s has no version %q", service, version)
+	}
+	v := vs[i]
+	if v.Status == StatusStopped {
+		unlock()
+		return nil
+	}
+	if inPolicy(svc.Policy, version) {
+		unlock()
+		return conflict(ErrCodeBusy, "%s still takes traffic; move its traffic away first", version)
+	}
+	if v.Status != StatusNormal && v.Status != StatusDeployFailed {
+		unlock()
+		return conflict(ErrCodeBusy, "%s is %s; only a running version can be stopped", version, v.Status)
+	}
+	now := e.now().UTC()
+	v.Status, v.Reason, v.UpdatedAt = StatusStopped, Reason{}, now
+	ev := Event{Time: now, Kind: EventVersionStatus, Service: service, Version: version, Origin: origin, Op: "stop",
+		Status: StatusStopped, Message: version + " stopped"}
+	if err := e.store.Commit(nil, []Version{v}, []Event{ev}); err != nil {
+		unlock()
+		return fmt.Errorf("record stop: %w", err)
+	}
+	in := e.setRunning(version, nil)
+	err = e.publish()
+	unlock()
+	e.stopInstances(in)
+	return err
+}

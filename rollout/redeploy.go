@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/sluicehq/sluice/rollout/manifest"
+	"github.com/sluicehq/sluice/rollout/source"
 )
 
 // RedeployRequest is a new configuration for an existing version. With an
@@ -45,6 +46,12 @@ func (e *Engine) Redeploy(ctx context.Context, service, version string, req Rede
 	if err != nil {
 		return Version{}, err
 	}
+	digest := cur.Digest
+	if req.Archive != nil {
+		if digest, err = source.Digest(req.Archive, e.limits); err != nil {
+			return Version{}, invalid(ErrCodeInvalidSource, "%v", err)
+		}
+	}
 	unlock := e.lock(service)
 	defer unlock()
 	v, err := e.version(service, version)
@@ -62,7 +69,7 @@ func (e *Engine) Redeploy(ctx context.Context, service, version string, req Rede
 		return Version{}, fmt.Errorf("record redeploy: %w", err)
 	}
 	archive := req.Archive
-	e.sched.Go(func() { e.runRedeploy(v, cfg, archive, req.Origin) })
+	e.sched.Go(func() { e.runRedeploy(v, cfg, digest, archive, req.Origin) })
 	return v, nil
 }
 
@@ -93,7 +100,7 @@ func applyOverrides(c Config, req RedeployRequest) (Config, error) {
 }
 
 // runRedeploy is the background half of Redeploy.
-func (e *Engine) runRedeploy(v Version, cfg Config, archive []byte, origin Origin) {
+func (e *Engine) runRedeploy(v Version, cfg Config, digest string, archive []byte, origin Origin) {
 	log := e.log.With("service", v.Service, "version", v.Name)
 	gen := v.Generation + 1
 	group, reason := e.buildAndStart(specOf(v, cfg, gen, archive), "redeploy", origin)
@@ -119,7 +126,7 @@ func (e *Engine) runRedeploy(v Version, cfg Config, archive []byte, origin Origi
 		ev.Kind, ev.Status, ev.Reason = EventVersionStatus, cur.Status, reason
 		ev.Message = fmt.Sprintf("in-place redeploy of %s failed (%s); the previous configuration keeps serving", v.Name, reason.Code)
 	} else {
-		cur.Status, cur.Reason, cur.Config, cur.Generation = StatusNormal, Reason{}, cfg, gen
+		cur.Status, cur.Reason, cur.Config, cur.Generation, cur.Digest = StatusNormal, Reason{}, cfg, gen, digest
 		ev.Kind, ev.Status = EventVersionConfig, cur.Status
 		ev.Message = fmt.Sprintf("%s now serves generation %d (%s)", v.Name, gen, diffConfig(v.Config, cfg))
 	}

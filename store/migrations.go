@@ -23,6 +23,7 @@ type migration struct {
 var migrations = []migration{
 	{version: 1, name: "create buckets", apply: createBuckets},
 	{version: 2, name: "index events by service", apply: indexEventsByService},
+	{version: 3, name: "create token buckets", apply: createTokenBuckets},
 }
 
 // latestSchema is the schema version this code writes.
