@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/sluicehq/sluice/bot/auth"
 	"github.com/sluicehq/sluice/rollout"
 	"github.com/sluicehq/sluice/rollout/router"
 )
@@ -53,6 +53,7 @@ const (
 type server struct {
 	eng       Engine
 	token     string
+	authn     *auth.Authenticator
 	maxUpload int64
 	log       *slog.Logger
 }
@@ -60,7 +61,8 @@ type server struct {
 // Option configures the API.
 type Option func(*server)
 
-// WithToken requires `Authorization: Bearer <token>` on every /api/v1 call.
+// WithToken sets the admin token: every /api/v1 call then needs
+// `Authorization: Bearer <token>`, or a credential WithAuthenticator accepts.
 func WithToken(t string) Option { return func(s *server) { s.token = t } }
 
 // WithMaxUpload bounds uploaded archives, in bytes (default DefaultMaxUpload).
@@ -94,6 +96,7 @@ func Register(e *echo.Echo, eng Engine, opts ...Option) {
 	g.POST("/services/:service/retire", s.retire)
 	g.GET("/services/:service/events", s.events)
 	g.GET("/events", s.events)
+	s.registerTokens(g)
 }
 
 // apiError is the JSON error body.
@@ -142,15 +145,21 @@ func (s *server) errorHandler(err error, c echo.Context) {
 	_ = c.JSON(status, map[string]apiError{"error": body})
 }
 
+// auth authenticates the caller, records it for the handlers (see
+// principal) and applies its scope. With neither a token nor an
+// authenticator the API is open: loopback dev mode.
 func (s *server) auth(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if s.token == "" {
+		if s.token == "" && s.authn == nil {
 			return next(c)
 		}
-		h := c.Request().Header.Get("Authorization")
-		got, ok := strings.CutPrefix(h, "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) != 1 {
-			return fail(http.StatusUnauthorized, "unauthorized", "missing or wrong API token (Authorization: Bearer ...)")
+		p, err := s.authenticate(c)
+		if err != nil {
+			return err
+		}
+		c.Set(principalKey, p)
+		if err := s.authorize(c, p); err != nil {
+			return err
 		}
 		return next(c)
 	}
@@ -158,7 +167,8 @@ func (s *server) auth(next echo.HandlerFunc) echo.HandlerFunc {
 
 func origin(c echo.Context) rollout.Origin {
 	h := c.Request().Header
-	o := rollout.Origin{Via: h.Get(HeaderVia), Actor: h.Get(HeaderActor), URL: h.Get(HeaderURL), Ref: h.Get(HeaderRef)}
+	o := rollout.Origin{Via: h.Get(HeaderVia), Actor: h.Get(HeaderActor), URL: h.Get(HeaderURL), Ref: h.Get(HeaderRef),
+		Repo: principalRepo(c)}
 	if o.Via == "" {
 		o.Via = "api"
 	}
@@ -200,6 +210,9 @@ func (s *server) services(c echo.Context) error {
 		st, err := s.eng.Status(c.Request().Context(), n)
 		if err != nil {
 			return err
+		}
+		if !visible(c, st) {
+			continue
 		}
 		out = append(out, st)
 	}

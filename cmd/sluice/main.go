@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -19,7 +20,9 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/robfig/cron/v3"
 
+	"github.com/sluicehq/sluice/bot"
 	"github.com/sluicehq/sluice/bot/api"
+	"github.com/sluicehq/sluice/bot/ghapp"
 	"github.com/sluicehq/sluice/bot/cli"
 	"github.com/sluicehq/sluice/rollout"
 	"github.com/sluicehq/sluice/rollout/router"
@@ -43,6 +46,49 @@ type serveCmd struct {
 	RetireAfter  time.Duration `help:"Stop versions idle (0% and no rule) this long; 0 disables." env:"SLUICE_RETIRE_AFTER" default:"24h"`
 	DrainGrace   time.Duration `help:"How long stopping instances wait for in-flight requests." env:"SLUICE_DRAIN_GRACE" default:"10s"`
 	LogLevel     slog.Level    `help:"debug, info, warn or error." env:"SLUICE_LOG_LEVEL" default:"info"`
+
+	GitHubAppID             int64  `name:"github-app-id" help:"GitHub App id; without it the App is off." env:"SLUICE_GITHUB_APP_ID"`
+	GitHubPrivateKey        string `name:"github-private-key" type:"path" help:"File with the App's private key (PEM)." env:"SLUICE_GITHUB_PRIVATE_KEY"`
+	GitHubWebhookSecret     string `name:"github-webhook-secret" help:"Webhook secret." env:"SLUICE_GITHUB_WEBHOOK_SECRET"`
+	GitHubWebhookSecretFile string `name:"github-webhook-secret-file" type:"path" help:"File holding the webhook secret." env:"SLUICE_GITHUB_WEBHOOK_SECRET_FILE"`
+	GitHubAPIURL            string `name:"github-api-url" help:"GitHub REST base URL, used exactly as given." env:"SLUICE_GITHUB_API_URL" default:"https://api.github.com/"`
+	PublicURL               string `name:"public-url" help:"Base URL of this server, for links on GitHub." env:"SLUICE_PUBLIC_URL"`
+}
+
+// githubBot builds the GitHub App front door, or returns nil when no App
+// id is configured.
+func (s *serveCmd) githubBot(eng *rollout.Engine, db *store.DB, log *slog.Logger) (*bot.Bot, error) {
+	if s.GitHubAppID == 0 {
+		log.Info("GitHub App is off (no --github-app-id)")
+		return nil, nil
+	}
+	if s.GitHubPrivateKey == "" {
+		return nil, fmt.Errorf("--github-app-id needs --github-private-key (SLUICE_GITHUB_PRIVATE_KEY)")
+	}
+	key, err := os.ReadFile(s.GitHubPrivateKey)
+	if err != nil {
+		return nil, fmt.Errorf("read GitHub App private key: %w", err)
+	}
+	secret := s.GitHubWebhookSecret
+	if s.GitHubWebhookSecretFile != "" {
+		b, err := os.ReadFile(s.GitHubWebhookSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("read webhook secret file: %w", err)
+		}
+		secret = strings.TrimSpace(string(b))
+	}
+	if secret == "" {
+		return nil, fmt.Errorf("the GitHub App needs a webhook secret (SLUICE_GITHUB_WEBHOOK_SECRET or _FILE)")
+	}
+	f, err := ghapp.New(ghapp.Config{AppID: s.GitHubAppID, PrivateKey: key, APIURL: s.GitHubAPIURL, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	secrets := []string{secret}
+	if s.Token != "" {
+		secrets = append(secrets, s.Token)
+	}
+	return bot.New(eng, db, f, bot.Config{WebhookSecret: []byte(secret), PublicURL: s.PublicURL, Secrets: secrets}, bot.WithLogger(log)), nil
 }
 
 func main() {
@@ -107,6 +153,19 @@ func (s *serveCmd) Run(env *cli.Env) error {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	api.Register(e, eng, api.WithToken(s.Token), api.WithMaxUpload(s.MaxUpload), api.WithLogger(log))
+	gb, err := s.githubBot(eng, db, log)
+	if err != nil {
+		return err
+	}
+	botCtx, stopBot := context.WithCancel(context.Background())
+	defer stopBot()
+	botDone := make(chan struct{})
+	if gb != nil {
+		gb.Register(e)
+		go func() { defer close(botDone); gb.Run(botCtx) }()
+	} else {
+		close(botDone)
+	}
 
 	apiLn, err := net.Listen("tcp", s.Listen)
 	if err != nil {
@@ -153,6 +212,8 @@ func (s *serveCmd) Run(env *cli.Env) error {
 	if err := apiSrv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Warn("api shutdown", "err", err)
 	}
+	stopBot()
+	<-botDone
 	if err := eng.Close(sctx); err != nil {
 		log.Warn("stop instances", "err", err)
 	}

@@ -1,0 +1,274 @@
+#!/usr/bin/env bash
+# bench/router.sh — how sluice's router compares with nginx split_clients.
+#
+# Builds a tiny Go backend (bench/backend) and sluice, then measures, with
+# wrk, the same 64-byte GET served (1) directly by a backend, (2) through
+# nginx `split_clients` 90/10 over two backends with upstream keep-alive,
+# (3) through `sluice serve` with the same 90/10 split set with the CLI
+# (`sluice deploy` twice, `sluice traffic hello hello-001=90 hello-002=10`).
+# Servers (proxy and backends) are pinned to one core and wrk to another
+# when there are at least two. Repetitions are interleaved; the table gives
+# medians: requests per second, p50/p99 latency, CPU µs per request of the
+# proxy process (utime+stime from /proc/<pid>/stat) and of the backends,
+# with ratios to direct and to nginx.
+#
+# Usage: bench/router.sh            (from anywhere in the repository)
+# Knobs (environment): REPS=5 DURATION=10s WARMUP=3s CONNS=64
+#   SERVER_CPUS=0 LOAD_CPUS=1 PORT_BASE=18000
+#   SLUICE_BIN=path  use this sluice binary instead of building ./cmd/sluice
+# Installs wrk and nginx with apt-get when they are missing (needs root).
+set -euo pipefail
+
+REPS=${REPS:-5}
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-3s}
+CONNS=${CONNS:-64}
+PORT_BASE=${PORT_BASE:-18000}
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
+PIDS=()
+NGINX_PID=""
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "router.sh: $*"; exit 1; }
+
+cleanup() {
+	set +e
+	if [[ -n $NGINX_PID ]]; then kill -QUIT "$NGINX_PID" 2>/dev/null; fi
+	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	if [[ -n $NGINX_PID ]]; then
+		for _ in $(seq 50); do kill -0 "$NGINX_PID" 2>/dev/null || break; sleep 0.1; done
+	fi
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# --- tools -------------------------------------------------------------------
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx)
+command -v curl >/dev/null || need+=(curl)
+if ((${#need[@]})); then
+	log "installing ${need[*]} with apt-get"
+	SUDO=""
+	[[ $(id -u) == 0 ]] || SUDO=sudo
+	$SUDO apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+command -v go >/dev/null || die "go is needed to build the backend and sluice"
+
+CLK_TCK=$(getconf CLK_TCK)
+NCPU=$(nproc)
+if ((NCPU >= 2)); then
+	SERVER_CPUS=${SERVER_CPUS:-0}
+	LOAD_CPUS=${LOAD_CPUS:-1}
+	on_server() { taskset -c "$SERVER_CPUS" "$@"; }
+	on_load() { taskset -c "$LOAD_CPUS" "$@"; }
+else
+	log "one CPU: servers and wrk share it (figures are not comparable with pinned runs)"
+	SERVER_CPUS="" LOAD_CPUS=""
+	on_server() { "$@"; }
+	on_load() { "$@"; }
+fi
+
+# --- build -------------------------------------------------------------------
+
+mkdir -p "$WORK/bin"
+log "building the backend and sluice"
+(cd "$ROOT" && go build -o "$WORK/bin/backend" ./bench/backend)
+# The copy sluice runs has its own name, so its processes can be told apart.
+cp "$WORK/bin/backend" "$WORK/bin/backend-sluice"
+if [[ -n ${SLUICE_BIN:-} ]]; then
+	cp "$SLUICE_BIN" "$WORK/bin/sluice"
+else
+	(cd "$ROOT" && go build -o "$WORK/bin/sluice" ./cmd/sluice)
+fi
+
+# --- helpers -------------------------------------------------------------------
+
+wait_http() { # url [host]
+	local url=$1 host=${2:-}
+	for _ in $(seq 200); do
+		if curl -fs -o /dev/null ${host:+-H "Host: $host"} "$url"; then return 0; fi
+		sleep 0.05
+	done
+	die "$url did not answer"
+}
+
+# cpu_ticks pid... prints the sum of utime+stime of the processes.
+cpu_ticks() {
+	local sum=0 p f
+	for p in "$@"; do
+		[[ -r /proc/$p/stat ]] || continue
+		f=$(<"/proc/$p/stat")
+		f=${f##*) } # fields after the command name, from field 3 (state)
+		read -r -a a <<<"$f"
+		sum=$((sum + a[11] + a[12])) # fields 14 and 15
+	done
+	echo "$sum"
+}
+
+# to_ms converts a wrk duration (850.00us, 1.20ms, 1.01s, 2.00m) to ms.
+to_ms() {
+	awk -v d="$1" 'BEGIN {
+		n = d + 0; u = d; sub(/^[0-9.]+/, "", u)
+		if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
+		printf "%.3f", n }'
+}
+
+# --- servers -------------------------------------------------------------------
+
+P_V1=$((PORT_BASE + 1))
+P_V2=$((PORT_BASE + 2))
+P_NGINX=$((PORT_BASE + 10))
+P_API=$((PORT_BASE + 20))
+P_ROUTER=$((PORT_BASE + 21))
+HOST=hello.bench.test
+
+log "starting backends on :$P_V1 and :$P_V2"
+on_server "$WORK/bin/backend" -addr "127.0.0.1:$P_V1" -name v1 &
+PIDS+=($!)
+BACKEND_PIDS=($!)
+on_server "$WORK/bin/backend" -addr "127.0.0.1:$P_V2" -name v2 &
+PIDS+=($!)
+BACKEND_PIDS+=($!)
+wait_http "http://127.0.0.1:$P_V1/"
+wait_http "http://127.0.0.1:$P_V2/"
+
+log "starting nginx on :$P_NGINX"
+mkdir -p "$WORK/nginx/logs"
+cat >"$WORK/nginx/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	split_clients "\${request_id}" \$version {
+		90% v1;
+		*   v2;
+	}
+	upstream v1 { server 127.0.0.1:$P_V1; keepalive 128; }
+	upstream v2 { server 127.0.0.1:$P_V2; keepalive 128; }
+	server {
+		listen 127.0.0.1:$P_NGINX;
+		location / {
+			proxy_pass http://\$version;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+			proxy_set_header Host \$http_host;
+			proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+			proxy_set_header X-Forwarded-Proto \$scheme;
+			proxy_set_header X-Request-Id \$request_id;
+		}
+	}
+}
+EOF
+on_server "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" &
+NGINX_PID=$!
+wait_http "http://127.0.0.1:$P_NGINX/" "$HOST"
+NGINX_PIDS=("$NGINX_PID" $(pgrep -P "$NGINX_PID"))
+
+log "starting sluice serve on :$P_ROUTER and deploying two versions"
+mkdir -p "$WORK/app" "$WORK/data"
+cat >"$WORK/app/sluice.yaml" <<EOF
+services:
+  hello:
+    run: exec $WORK/bin/backend-sluice
+    health: /
+    instances: 1
+EOF
+on_server "$WORK/bin/sluice" serve --data "$WORK/data" \
+	--listen "127.0.0.1:$P_API" --router-listen "127.0.0.1:$P_ROUTER" \
+	--base-domain bench.test --log-level warn 2>"$WORK/sluice.log" &
+SLUICE_PID=$!
+PIDS+=($SLUICE_PID)
+wait_http "http://127.0.0.1:$P_API/healthz"
+export SLUICE_SERVER="http://127.0.0.1:$P_API"
+"$WORK/bin/sluice" deploy hello --source "$WORK/app" --wait >/dev/null
+"$WORK/bin/sluice" deploy hello --source "$WORK/app" --strategy canary --wait >/dev/null
+"$WORK/bin/sluice" traffic hello hello-001=90 hello-002=10 >/dev/null
+wait_http "http://127.0.0.1:$P_ROUTER/" "$HOST"
+SLUICE_BACKEND_PIDS=($(pgrep -f "$WORK/bin/backend-sluice"))
+((${#SLUICE_BACKEND_PIDS[@]} == 2)) || die "want 2 sluice backends, found ${#SLUICE_BACKEND_PIDS[@]}"
+
+# --- runs ----------------------------------------------------------------------
+
+declare -A URL PROXY BACKENDS
+URL[direct]="http://127.0.0.1:$P_V1/"
+URL[nginx]="http://127.0.0.1:$P_NGINX/"
+URL[sluice]="http://127.0.0.1:$P_ROUTER/"
+PROXY[direct]=""
+PROXY[nginx]="${NGINX_PIDS[*]}"
+PROXY[sluice]="$SLUICE_PID"
+BACKENDS[direct]="${BACKEND_PIDS[0]}"
+BACKENDS[nginx]="${BACKEND_PIDS[*]}"
+BACKENDS[sluice]="${SLUICE_BACKEND_PIDS[*]}"
+TARGETS=(direct nginx sluice)
+RESULTS="$WORK/results.tsv"
+: >"$RESULTS"
+
+# run target duration: one wrk run; appends a line to $RESULTS unless warming up.
+run() {
+	local t=$1 d=$2 out="$WORK/wrk.out"
+	local p0 b0 p1 b1
+	p0=$(cpu_ticks ${PROXY[$t]})
+	b0=$(cpu_ticks ${BACKENDS[$t]})
+	on_load wrk -t1 -c"$CONNS" -d"$d" --latency -H "Host: $HOST" "${URL[$t]}" >"$out"
+	p1=$(cpu_ticks ${PROXY[$t]})
+	b1=$(cpu_ticks ${BACKENDS[$t]})
+	[[ $d == "$WARMUP" ]] && return 0
+	local rps reqs p50 p99 bad
+	rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+	reqs=$(awk '/requests in/ {print $1}' "$out")
+	p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
+	p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
+	bad=$(awk '/Non-2xx|Socket errors/ {print}' "$out")
+	[[ -z $bad ]] || log "  $t: $bad"
+	awk -v t="$t" -v rps="$rps" -v n="$reqs" -v p50="$p50" -v p99="$p99" \
+		-v pc=$((p1 - p0)) -v bc=$((b1 - b0)) -v hz="$CLK_TCK" -v proxy="${PROXY[$t]}" 'BEGIN {
+		pcpu = proxy == "" ? "-" : sprintf("%.1f", pc / hz * 1e6 / n)
+		printf "%s\t%.0f\t%s\t%s\t%s\t%.1f\n", t, rps, p50, p99, pcpu, bc / hz * 1e6 / n }' >>"$RESULTS"
+	log "  $(tail -1 "$RESULTS")"
+}
+
+log "warming up ($WARMUP each)"
+for t in "${TARGETS[@]}"; do run "$t" "$WARMUP"; done
+log "measuring: $REPS rounds of ${TARGETS[*]}, $DURATION each, $CONNS connections"
+log "  target  req/s  p50ms  p99ms  proxyCPUus/req  backendCPUus/req"
+for ((i = 0; i < REPS; i++)); do
+	for t in "${TARGETS[@]}"; do run "$t" "$DURATION"; done
+done
+
+# --- table ---------------------------------------------------------------------
+
+median() { # target column
+	awk -F'\t' -v t="$1" -v c="$2" '$1 == t && $c != "-" {print $c}' "$RESULTS" | sort -g |
+		awk '{v[NR] = $1} END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+declare -A RPS P50 P99 PCPU BCPU
+for t in "${TARGETS[@]}"; do
+	RPS[$t]=$(median "$t" 2)
+	P50[$t]=$(median "$t" 3)
+	P99[$t]=$(median "$t" 4)
+	PCPU[$t]=$(median "$t" 5)
+	BCPU[$t]=$(median "$t" 6)
+done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }'; }
+
+echo
+echo "$(date -u +%Y-%m-%d) · $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)) · $(uname -sr) · $(go version | awk '{print $3}') · $("$NGINX" -v 2>&1 | awk -F/ '{print "nginx " $2}')"
+echo "wrk -t1 -c$CONNS -d$DURATION, 64-byte responses, medians of $REPS interleaved runs; servers on CPU ${SERVER_CPUS:-any}, wrk on CPU ${LOAD_CPUS:-any}"
+echo
+echo "| target | req/s | × direct | × nginx | p50 ms | p99 ms | proxy CPU µs/req | × nginx | backend CPU µs/req |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+for t in "${TARGETS[@]}"; do
+	printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s |\n' "$t" "${RPS[$t]}" \
+		"$(ratio "${RPS[$t]}" "${RPS[direct]}")" "$(ratio "${RPS[$t]}" "${RPS[nginx]}")" \
+		"${P50[$t]}" "${P99[$t]}" "${PCPU[$t]}" "$(ratio "${PCPU[$t]}" "${PCPU[nginx]}")" "${BCPU[$t]}"
+done

@@ -1,0 +1,374 @@
+package api_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/labstack/echo/v4"
+
+	"github.com/sluicehq/sluice/bot/api"
+	"github.com/sluicehq/sluice/bot/auth"
+	"github.com/sluicehq/sluice/rollout"
+	"github.com/sluicehq/sluice/rollout/router"
+	"github.com/sluicehq/sluice/rollout/runtime/local"
+	"github.com/sluicehq/sluice/store"
+)
+
+const (
+	adminToken = "admin-s3cret"
+	publicURL  = "https://sluice.example.com"
+	// failFast declares web, hello and api; their deploys fail at once
+	// (the process exits), which is all scope needs: the service exists.
+	failFast = "services:\n  web: {run: 'false'}\n  hello: {run: 'false'}\n  api: {run: 'false'}\n"
+)
+
+// newScopedAPI serves the API over a real engine and store, with an
+// authenticator that knows the admin token and trusts iss for OIDC.
+func newScopedAPI(t *testing.T, iss string) (*httptest.Server, *rollout.Engine, *auth.Authenticator) {
+	t.Helper()
+	dir := t.TempDir()
+	db, err := store.Open(filepath.Join(dir, "sluice.db"), store.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := local.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := rollout.New(db, rt, router.New("localhost"), "localhost")
+	if err := eng.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	authn := auth.New(db, auth.WithAdminToken(adminToken), auth.WithOIDC(iss, publicURL))
+	e := echo.New()
+	api.Register(e, eng, api.WithAuthenticator(authn), api.WithLogger(slog.New(slog.DiscardHandler)))
+	srv := httptest.NewServer(e)
+	t.Cleanup(func() {
+		srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = eng.Close(ctx)
+		_ = db.Close()
+	})
+	return srv, eng, authn
+}
+
+func bearer(token string) []string { return []string{"Authorization", "Bearer " + token} }
+
+// deployAs deploys service with failFast as the holder of token.
+func deployAs(t *testing.T, srv *httptest.Server, eng *rollout.Engine, token, service string) (int, []byte) {
+	t.Helper()
+	code, b := call(t, srv, "POST", "/api/v1/services/"+service+"/versions", "application/gzip",
+		tgz(t, map[string]string{"sluice.yaml": failFast}), bearer(token)...)
+	eng.Wait()
+	return code, b
+}
+
+func issue(t *testing.T, a *auth.Authenticator, repo, service string) string {
+	t.Helper()
+	text, _, err := a.Issue(repo, service, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return text
+}
+
+func TestScopedTokensActOnlyOnTheirRepository(t *testing.T) {
+	srv, eng, authn := newScopedAPI(t, "")
+	web, apiRepo := issue(t, authn, "acme/web", ""), issue(t, authn, "acme/api", "")
+	if code, b := deployAs(t, srv, eng, web, "web"); code != 202 {
+		t.Fatalf("acme/web deploys web: %d %s", code, b)
+	}
+	if code, b := deployAs(t, srv, eng, apiRepo, "hello"); code != 202 {
+		t.Fatalf("acme/api deploys hello: %d %s", code, b)
+	}
+	// A new service belongs to the repository of the token that made it.
+	for svc, repo := range map[string]string{"web": "acme/web", "hello": "acme/api"} {
+		st, err := eng.Status(context.Background(), svc)
+		if err != nil || st.Repo != repo || st.Versions[0].CreatedBy.Repo != repo {
+			t.Fatalf("%s: %+v, %v; want repo %s", svc, st, err, repo)
+		}
+	}
+	before, _ := eng.Events("", 0, 1000)
+
+	const denied = "this token is scoped to acme/web; service hello belongs to acme/api"
+	for _, tc := range []struct {
+		method, path, ctype string
+		body                []byte
+	}{
+		{"GET", "/api/v1/services/hello", "", nil},
+		{"POST", "/api/v1/services/hello/versions", "application/gzip", tgz(t, map[string]string{"sluice.yaml": failFast})},
+		{"GET", "/api/v1/services/hello/versions/hello-001", "", nil},
+		{"GET", "/api/v1/services/hello/versions/hello-001/logs", "", nil},
+		{"POST", "/api/v1/services/hello/versions/hello-001/redeploy", "application/json", []byte(`{"instances":2}`)},
+		{"PUT", "/api/v1/services/hello/policy", "application/json", []byte(`{"split":{"hello-001":100}}`)},
+		{"POST", "/api/v1/services/hello/rules", "application/json", []byte(`{"version":"hello-001","query":"env=beta*"}`)},
+		{"DELETE", "/api/v1/services/hello/rules", "", nil},
+		{"GET", "/api/v1/services/hello/predict?query=env%3Dbeta", "", nil},
+		{"POST", "/api/v1/services/hello/promote", "application/json", []byte(`{"version":"hello-001"}`)},
+		{"POST", "/api/v1/services/hello/rollback", "", nil},
+		{"POST", "/api/v1/services/hello/abort", "application/json", []byte(`{"version":"hello-001"}`)},
+		{"POST", "/api/v1/services/hello/retire", "", nil},
+		{"GET", "/api/v1/services/hello/events", "", nil},
+	} {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			code, b := call(t, srv, tc.method, tc.path, tc.ctype, tc.body, bearer(web)...)
+			var eb errBody
+			_ = json.Unmarshal(b, &eb)
+			if code != 403 || eb.Error.Code != "forbidden" || eb.Error.Message != denied {
+				t.Fatalf("got %d %s, want 403 forbidden %q", code, b, denied)
+			}
+			// The owner passes the scope check (whatever the engine then says).
+			if code, b := call(t, srv, tc.method, tc.path, tc.ctype, tc.body, bearer(apiRepo)...); code == 403 || code == 401 {
+				t.Fatalf("owner refused: %d %s", code, b)
+			}
+			eng.Wait()
+		})
+	}
+	// The refused calls changed nothing: every event since is the owner's.
+	after, _ := eng.Events("", before[len(before)-1].Seq, 1000)
+	for _, e := range after {
+		if e.Origin.Repo != "acme/api" {
+			t.Errorf("event by another repo than the owner's after the refusals: %+v", e)
+		}
+	}
+}
+
+func TestScopedListsAndHistory(t *testing.T) {
+	srv, eng, authn := newScopedAPI(t, "")
+	web, apiRepo := issue(t, authn, "acme/web", ""), issue(t, authn, "acme/api", "")
+	deployAs(t, srv, eng, web, "web")
+	deployAs(t, srv, eng, apiRepo, "hello")
+	deployAs(t, srv, eng, adminToken, "api") // no repository: only the admin sees it
+
+	for _, tc := range []struct {
+		name, token string
+		want        []string
+	}{
+		{"acme/web", web, []string{"web"}},
+		{"acme/api", apiRepo, []string{"hello"}},
+		{"admin", adminToken, []string{"api", "hello", "web"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, b := call(t, srv, "GET", "/api/v1/services", "", nil, bearer(tc.token)...)
+			var got struct {
+				Services []rollout.ServiceStatus `json:"services"`
+			}
+			if err := json.Unmarshal(b, &got); code != 200 || err != nil {
+				t.Fatalf("%d %s", code, b)
+			}
+			var names []string
+			for _, s := range got.Services {
+				names = append(names, s.Name)
+			}
+			slices.Sort(names)
+			if !slices.Equal(names, tc.want) {
+				t.Errorf("services = %v, want %v", names, tc.want)
+			}
+		})
+	}
+	// The history of everything is the admin's; a service's is its owner's.
+	if code, b := call(t, srv, "GET", "/api/v1/events", "", nil, bearer(web)...); code != 403 || !strings.Contains(string(b), "admin token") {
+		t.Errorf("scoped /events: %d %s, want 403", code, b)
+	}
+	if code, b := call(t, srv, "GET", "/api/v1/events", "", nil, bearer(adminToken)...); code != 200 {
+		t.Errorf("admin /events: %d %s", code, b)
+	}
+	if code, b := call(t, srv, "GET", "/api/v1/services/web/events", "", nil, bearer(web)...); code != 200 {
+		t.Errorf("owner's service events: %d %s", code, b)
+	}
+	// A service with no repository is not up for grabs.
+	code, b := deployAs(t, srv, eng, web, "api")
+	if code != 403 || !strings.Contains(string(b), "service api belongs to no repository") {
+		t.Errorf("scoped deploy to an unowned service: %d %s, want 403", code, b)
+	}
+	if st, _ := eng.Status(context.Background(), "api"); st.Repo != "" || len(st.Versions) != 1 {
+		t.Errorf("unowned service changed: repo %q, %d versions", st.Repo, len(st.Versions))
+	}
+}
+
+func TestServiceScopedToken(t *testing.T) {
+	srv, eng, authn := newScopedAPI(t, "")
+	onlyWeb := issue(t, authn, "acme/web", "web")
+	if code, b := deployAs(t, srv, eng, onlyWeb, "web"); code != 202 {
+		t.Fatalf("deploy web: %d %s", code, b)
+	}
+	code, b := deployAs(t, srv, eng, onlyWeb, "hello")
+	if code != 403 || !strings.Contains(string(b), "this token is scoped to acme/web (service web); it cannot act on service hello") {
+		t.Errorf("deploy of another service of the same repo: %d %s", code, b)
+	}
+	if _, err := eng.Status(context.Background(), "hello"); err == nil {
+		t.Error("hello was created by a token scoped to web")
+	}
+}
+
+func TestAuthRefusals(t *testing.T) {
+	srv, eng, authn := newScopedAPI(t, "")
+	revoked, rec, err := authn.Issue("acme/web", "", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := authn.Revoke(rec.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		hdr    []string
+		status int
+		code   string
+		inMsg  string
+	}{
+		{"no header", nil, 401, "unauthorized", "missing API token"},
+		{"not bearer", []string{"Authorization", adminToken}, 401, "unauthorized", "missing API token"},
+		{"unknown", bearer("nope"), 401, "unknown_token", "unknown token"},
+		{"unknown sluice token", bearer(auth.TokenPrefix + "nope"), 401, "unknown_token", "unknown token"},
+		{"revoked", bearer(revoked), 401, "token_revoked", "token revoked"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, b := call(t, srv, "POST", "/api/v1/services/web/versions", "application/gzip",
+				tgz(t, map[string]string{"sluice.yaml": failFast}), tc.hdr...)
+			var eb errBody
+			_ = json.Unmarshal(b, &eb)
+			if code != tc.status || eb.Error.Code != tc.code || !strings.Contains(eb.Error.Message, tc.inMsg) {
+				t.Fatalf("got %d %s, want %d %s %q", code, b, tc.status, tc.code, tc.inMsg)
+			}
+		})
+	}
+	if _, err := eng.Status(context.Background(), "web"); err == nil {
+		t.Error("a refused deploy created the service")
+	}
+}
+
+func TestTokenManagement(t *testing.T) {
+	srv, eng, authn := newScopedAPI(t, "")
+	scoped := issue(t, authn, "acme/web", "")
+
+	code, b := call(t, srv, "POST", "/api/v1/tokens", "application/json", []byte(`{"repo":"acme/api","expires":"1h"}`), bearer(scoped)...)
+	if code != 403 || !strings.Contains(string(b), "managing tokens needs the admin token") {
+		t.Fatalf("scoped create: %d %s", code, b)
+	}
+	for _, tc := range []struct{ name, body, inMsg string }{
+		{"bad repo", `{"repo":"acme"}`, "OWNER/NAME"},
+		{"bad service", `{"repo":"acme/api","service":"Bad Name"}`, "service name"},
+		{"negative", `{"repo":"acme/api","expires":"-1h"}`, "negative"},
+		{"unknown field", `{"repo":"acme/api","scope":"all"}`, "scope"},
+	} {
+		code, b := call(t, srv, "POST", "/api/v1/tokens", "application/json", []byte(tc.body), bearer(adminToken)...)
+		if code != 400 || !strings.Contains(string(b), tc.inMsg) {
+			t.Errorf("%s: %d %s, want 400 mentioning %q", tc.name, code, b, tc.inMsg)
+		}
+	}
+
+	code, b = call(t, srv, "POST", "/api/v1/tokens", "application/json", []byte(`{"repo":"acme/api","expires":"1h"}`), bearer(adminToken)...)
+	var created api.TokenView
+	if err := json.Unmarshal(b, &created); code != 201 || err != nil || !strings.HasPrefix(created.Token, auth.TokenPrefix) {
+		t.Fatalf("admin create: %d %s", code, b)
+	}
+	if d := created.Expires.Sub(created.Created); d != time.Hour {
+		t.Errorf("expires - created = %s, want 1h", d)
+	}
+	if code, b := deployAs(t, srv, eng, created.Token, "hello"); code != 202 {
+		t.Fatalf("the new token deploys: %d %s", code, b)
+	}
+
+	code, b = call(t, srv, "GET", "/api/v1/tokens", "", nil, bearer(adminToken)...)
+	if code != 200 || strings.Contains(string(b), created.Token) || strings.Contains(string(b), "hash") || !strings.Contains(string(b), created.ID) {
+		t.Fatalf("list: %d %s; want the ids, no token text, no hash", code, b)
+	}
+	var list struct{ Tokens []api.TokenView }
+	if err := json.Unmarshal(b, &list); err != nil || len(list.Tokens) != 2 {
+		t.Fatalf("list: %s", b)
+	}
+
+	if code, b := call(t, srv, "DELETE", "/api/v1/tokens/nope", "", nil, bearer(adminToken)...); code != 404 || !strings.Contains(string(b), "unknown_token") {
+		t.Errorf("revoke unknown: %d %s", code, b)
+	}
+	code, b = call(t, srv, "DELETE", "/api/v1/tokens/"+created.ID, "", nil, bearer(adminToken)...)
+	var revoked api.TokenView
+	if err := json.Unmarshal(b, &revoked); code != 200 || err != nil || revoked.Revoked.IsZero() || revoked.Token != "" {
+		t.Fatalf("revoke: %d %s", code, b)
+	}
+	code, b = call(t, srv, "GET", "/api/v1/services/hello", "", nil, bearer(created.Token)...)
+	if code != 401 || !strings.Contains(string(b), "token_revoked") {
+		t.Errorf("revoked token: %d %s, want 401 token_revoked", code, b)
+	}
+}
+
+func TestOpenAndAdminOnlyModes(t *testing.T) {
+	open, _ := newAPI(t)
+	if code, b := call(t, open, "GET", "/api/v1/services", "", nil); code != 200 {
+		t.Errorf("open API: %d %s", code, b)
+	}
+	if code, b := call(t, open, "GET", "/api/v1/tokens", "", nil); code != 404 || !strings.Contains(string(b), "tokens_disabled") {
+		t.Errorf("open API tokens: %d %s, want 404 tokens_disabled", code, b)
+	}
+	adminOnly, _ := newAPI(t, api.WithToken(adminToken))
+	if code, b := call(t, adminOnly, "GET", "/api/v1/tokens", "", nil, bearer(adminToken)...); code != 404 {
+		t.Errorf("WithToken only, tokens: %d %s, want 404", code, b)
+	}
+}
+
+func TestOIDCTokenScopesToItsRepository(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var iss *httptest.Server
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]any{"issuer": iss.URL, "jwks_uri": iss.URL + "/jwks",
+			"id_token_signing_alg_values_supported": []string{"ES256"}})
+	})
+	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k", Algorithm: "ES256", Use: "sig"}}})
+	})
+	iss = httptest.NewServer(mux)
+	t.Cleanup(iss.Close)
+	sign := func(aud string) string {
+		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "k"}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		payload, _ := json.Marshal(map[string]any{"iss": iss.URL, "aud": aud, "sub": "repo:acme/web:ref:refs/heads/main",
+			"repository": "acme/web", "iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix()})
+		jws, err := signer.Sign(payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, _ := jws.CompactSerialize()
+		return s
+	}
+
+	srv, eng, authn := newScopedAPI(t, iss.URL)
+	if code, b := deployAs(t, srv, eng, sign(publicURL), "web"); code != 202 {
+		t.Fatalf("OIDC deploy: %d %s", code, b)
+	}
+	if st, _ := eng.Status(context.Background(), "web"); st.Repo != "acme/web" {
+		t.Errorf("web belongs to %q, want acme/web from the repository claim", st.Repo)
+	}
+	other := issue(t, authn, "acme/api", "")
+	deployAs(t, srv, eng, other, "hello")
+	if code, b := call(t, srv, "GET", "/api/v1/services/hello", "", nil, bearer(sign(publicURL))...); code != 403 {
+		t.Errorf("OIDC token on another repo's service: %d %s, want 403", code, b)
+	}
+	code, b := deployAs(t, srv, eng, sign("https://elsewhere.example.com"), "web")
+	if code != 401 || !strings.Contains(string(b), "oidc_wrong_audience") || !strings.Contains(string(b), publicURL) {
+		t.Errorf("wrong audience: %d %s, want 401 oidc_wrong_audience naming %s", code, b, publicURL)
+	}
+	if st, _ := eng.Status(context.Background(), "web"); len(st.Versions) != 1 {
+		t.Errorf("refused deploy added a version: %d", len(st.Versions))
+	}
+}

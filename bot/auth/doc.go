@@ -1,0 +1,11 @@
+// Package auth decides who calls the sluice API: the admin token, a
+// repository-scoped sluice token, or a GitHub Actions OIDC ID token. It owns
+// the token format ("sluice_" + 32 random bytes, base64url), token issuing
+// and revocation, and the OIDC checks (issuer, audience = the server's
+// public URL, signature, expiry, the repository claim).
+//
+// What a Principal may then touch is the API's business, not this
+// package's. auth imports store only for the TokenRecord type its Store
+// interface exchanges (*store.DB satisfies it; cmd wires them); it must not
+// import echo, the API, the engine (rollout) or go-github.
+package auth

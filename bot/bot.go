@@ -1,0 +1,227 @@
+package bot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-github/v60/github"
+
+	"github.com/sluicehq/sluice/rollout"
+)
+
+// Engine is what the bot needs of the domain.
+type Engine interface {
+	Services() ([]string, error)
+	Status(ctx context.Context, service string) (rollout.ServiceStatus, error)
+	Deploy(ctx context.Context, req rollout.DeployRequest) (rollout.Version, error)
+	Redeploy(ctx context.Context, service, version string, req rollout.RedeployRequest) (rollout.Version, error)
+	Traffic(ctx context.Context, service string, req rollout.TrafficRequest, origin rollout.Origin) (rollout.ServiceStatus, error)
+	Route(ctx context.Context, service string, rule rollout.Rule, origin rollout.Origin) (rollout.ServiceStatus, error)
+	ClearRoutes(ctx context.Context, service, version string, origin rollout.Origin) (rollout.ServiceStatus, error)
+	Predict(ctx context.Context, service, query string) (rollout.Prediction, error)
+	Promote(ctx context.Context, service, version string, keepRules bool, origin rollout.Origin) (rollout.ServiceStatus, error)
+	Rollback(ctx context.Context, service, version string, origin rollout.Origin) (rollout.ServiceStatus, error)
+	Abort(ctx context.Context, service, version string, origin rollout.Origin) (rollout.ServiceStatus, error)
+	StopVersion(ctx context.Context, service, version string, origin rollout.Origin) error
+	Events(service string, after uint64, limit int) ([]rollout.Event, error)
+	Wait()
+}
+
+// Clients hands out GitHub clients; ghapp.Factory is one (per installation
+// token), a workflow token is another (the same client for every id).
+type Clients interface {
+	Installation(id int64) *github.Client
+}
+
+// Config configures the bot.
+type Config struct {
+	// WebhookSecret verifies X-Hub-Signature-256. Required for Register.
+	WebhookSecret []byte
+	// PublicURL is the base of links sluice puts on GitHub (details_url).
+	PublicURL string
+	// Secrets are redacted from everything sluice writes on GitHub.
+	Secrets []string
+	// MaxBody caps a webhook body (default DefaultMaxBody).
+	MaxBody int64
+}
+
+// Defaults.
+const (
+	DefaultMaxBody     = 25 << 20
+	DefaultMaxTarball  = 256 << 20
+	stickyEntries      = 20
+	retryMin, retryMax = time.Second, 5 * time.Minute
+)
+
+// Journal buckets the bot owns.
+const (
+	bucketSeen      = "gh-deliveries"  // delivery id → time accepted
+	bucketInbox     = "gh-inbox"       // append: delivery
+	bucketOutbox    = "gh-outbox"      // append: outboxItem
+	bucketCursor    = "gh-cursor"      // "events" → last engine event seq handled
+	bucketPRs       = "gh-prs"         // "owner/repo#N" → prState
+	bucketChecks    = "gh-checks"      // version → checkState
+	bucketFollowups = "gh-followups"   // version → followup
+	bucketMerges    = "gh-merges"      // "owner/repo@sha" → PR number
+	bucketIDs       = "gh-ids"         // external key → GitHub object id
+	bucketPushes    = "gh-latest-push" // "owner/repo@ref" → delivery id of the newest push
+)
+
+// Bot is the GitHub App front door. Create with New, mount with Register,
+// run its loops with Run (or drive them step by step with Sync).
+type Bot struct {
+	eng     Engine
+	journal rollout.Journal
+	gh      Clients
+	cfg     Config
+	log     *slog.Logger
+	now     func() time.Time
+
+	stateMu sync.Mutex // serializes read-modify-write of PR and check state
+	inboxMu sync.Mutex // one inbox worker at a time
+	outMu   sync.Mutex // one sender at a time
+	wake    chan struct{}
+}
+
+// Option configures a Bot.
+type Option func(*Bot)
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(b *Bot) { b.log = l } }
+
+// WithClock sets the time source.
+func WithClock(now func() time.Time) Option { return func(b *Bot) { b.now = now } }
+
+// New returns a bot over the engine, the journal and GitHub clients.
+func New(eng Engine, j rollout.Journal, gh Clients, cfg Config, opts ...Option) *Bot {
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = DefaultMaxBody
+	}
+	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
+	b := &Bot{eng: eng, journal: j, gh: gh, cfg: cfg, log: slog.Default(), now: time.Now, wake: make(chan struct{}, 1)}
+	for _, o := range opts {
+		o(b)
+	}
+	return b
+}
+
+func (b *Bot) poke() {
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run handles the inbox, watches the engine's events and sends the outbox
+// until ctx ends. Safe to call once.
+func (b *Bot) Run(ctx context.Context) {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if err := b.step(ctx); err != nil && ctx.Err() == nil {
+			b.log.Error("bot step", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.wake:
+		case <-tick.C:
+		}
+	}
+}
+
+// step does one round of every loop: handle pending deliveries, turn new
+// engine events into reports, send what is due.
+func (b *Bot) step(ctx context.Context) error {
+	return errors.Join(b.processInbox(ctx), b.watchEvents(ctx), b.sendOutbox(ctx))
+}
+
+// Sync drives the bot until nothing is left to do: every accepted delivery
+// handled, the engine's background work finished, every report sent or
+// waiting for a retry. For the GitHub Action's event mode and tests.
+func (b *Bot) Sync(ctx context.Context) error {
+	for i := 0; ; i++ {
+		if err := b.step(ctx); err != nil {
+			return err
+		}
+		b.eng.Wait()
+		if err := b.step(ctx); err != nil {
+			return err
+		}
+		idle, err := b.idle()
+		if err != nil || idle {
+			return err
+		}
+		if i > 200 {
+			return fmt.Errorf("bot did not settle")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// idle reports whether the inbox is empty, no follow-up waits, and the
+// outbox holds nothing that is due.
+func (b *Bot) idle() (bool, error) {
+	in, err := b.journal.List(bucketInbox, 1)
+	if err != nil {
+		return false, err
+	}
+	fu, err := b.journal.List(bucketFollowups, 1)
+	if err != nil {
+		return false, err
+	}
+	out, err := b.journal.List(bucketOutbox, 1)
+	if err != nil {
+		return false, err
+	}
+	if len(in) > 0 || len(fu) > 0 {
+		return false, nil
+	}
+	if len(out) == 0 {
+		return true, nil
+	}
+	var it outboxItem
+	if json.Unmarshal(out[0].Value, &it) == nil && it.NotBefore.After(b.now()) {
+		return true, nil // waiting for a retry: reports arrive later
+	}
+	return false, nil
+}
+
+func mustJSON(v any) []byte {
+	data, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("marshal %T: %v", v, err)) // only plain structs are marshalled
+	}
+	return data
+}
+
+func getJSON(j rollout.Journal, bucket, key string, v any) (bool, error) {
+	data, err := j.Get(bucket, key)
+	if errors.Is(err, rollout.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, json.Unmarshal(data, v)
+}
+
+func splitRepo(full string) (owner, name string) {
+	owner, name, _ = strings.Cut(full, "/")
+	return owner, name
+}
+
+func backoff(attempt int) time.Duration {
+	d := retryMin << min(attempt, 16)
+	return min(d, retryMax)
+}

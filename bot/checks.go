@@ -1,0 +1,444 @@
+package bot
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/google/go-github/v60/github"
+
+	"github.com/sluicehq/sluice/bot/render"
+	"github.com/sluicehq/sluice/rollout"
+	"github.com/sluicehq/sluice/rollout/runtime"
+)
+
+// checkState is what the bot knows of a version it reports on GitHub.
+type checkState struct {
+	Repo    string `json:"repo"`
+	Inst    int64  `json:"installation"`
+	SHA     string `json:"sha"`
+	Service string `json:"service"`
+	PR      int    `json:"pr,omitempty"`
+	Built   bool   `json:"built,omitempty"`
+}
+
+func checkName(service string) string { return "sluice / " + service }
+
+func environment(pr int) string {
+	if pr == 0 {
+		return "production"
+	}
+	return fmt.Sprintf("pr-%d", pr)
+}
+
+// steps derives the checklist of a deploy from the version's state.
+func steps(v rollout.VersionStatus, built bool) []render.Step {
+	names := []string{"checkout", "build", "start", "health"}
+	out := make([]render.Step, len(names))
+	done := 1 // the source was fetched before the version existed
+	if built {
+		done = 2
+	}
+	failedAt := -1
+	switch v.Status {
+	case rollout.StatusNormal, rollout.StatusStopped:
+		done = 4
+	case rollout.StatusFailed, rollout.StatusDeployFailed:
+		switch v.Reason.Code {
+		case runtime.CodeSourceUnavailable:
+			failedAt = 0
+		case runtime.CodeBuildFailed, runtime.CodeBuildTimeout:
+			failedAt = 1
+		case runtime.CodeProcessExited, runtime.CodePortNotListening, runtime.CodeStartFailed:
+			failedAt = 2
+		case runtime.CodeHealthCheckFailed, runtime.CodeHealthCheckTimeout:
+			failedAt = 3
+		default:
+			failedAt = done
+		}
+		done = min(done, failedAt)
+	}
+	for i, n := range names {
+		out[i] = render.Step{Name: n, Done: i < done, Failed: i == failedAt}
+	}
+	return out
+}
+
+// findVersion looks a version up in the engine.
+func (b *Bot) findVersion(ctx context.Context, service, name string) (rollout.ServiceStatus, rollout.VersionStatus, bool) {
+	st, err := b.eng.Status(ctx, service)
+	if err != nil {
+		return st, rollout.VersionStatus{}, false
+	}
+	for _, v := range st.Versions {
+		if v.Name == name {
+			return st, v, true
+		}
+	}
+	return st, rollout.VersionStatus{}, false
+}
+
+// secretsFor lists what must never appear in a version's reports: the
+// configured secrets and the values of env variables whose names say
+// they are secret.
+func (b *Bot) secretsFor(v rollout.VersionStatus) []string {
+	out := append([]string(nil), b.cfg.Secrets...)
+	for k, val := range v.Config.Env {
+		u := strings.ToUpper(k)
+		for _, w := range []string{"SECRET", "TOKEN", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL"} {
+			if strings.Contains(u, w) {
+				out = append(out, val)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func (b *Bot) detailsURL(service, version string) *string {
+	if b.cfg.PublicURL == "" {
+		return nil
+	}
+	u := fmt.Sprintf("%s/api/v1/services/%s/versions/%s", b.cfg.PublicURL, service, version)
+	return &u
+}
+
+// findCheckRun finds a check run of ours on sha by name and external id.
+func findCheckRun(ctx context.Context, gh *github.Client, owner, name, sha, check, external string) (int64, error) {
+	res, _, err := gh.Checks.ListCheckRunsForRef(ctx, owner, name, sha, &github.ListCheckRunsOptions{CheckName: &check, ListOptions: github.ListOptions{PerPage: 100}})
+	if err != nil {
+		return 0, err
+	}
+	for _, r := range res.CheckRuns {
+		if r.GetExternalID() == external {
+			return r.GetID(), nil
+		}
+	}
+	return 0, nil
+}
+
+func (b *Bot) knownID(key string) (int64, error) {
+	data, err := b.journal.Get(bucketIDs, key)
+	if err != nil {
+		if isNotFound(err) {
+			return 0, nil
+		}
+		return 0, err
+	}
+	return strconv.ParseInt(string(data), 10, 64)
+}
+
+func idOp(key string, id int64) rollout.Op {
+	return rollout.Put(bucketIDs, key, []byte(strconv.FormatInt(id, 10)))
+}
+
+// sendCheck creates or updates a version's check run from its state now.
+func (b *Bot) sendCheck(ctx context.Context, gh *github.Client, owner, name string, it outboxItem) ([]rollout.Op, error) {
+	var cs checkState
+	if ok, err := getJSON(b.journal, bucketChecks, it.Version, &cs); err != nil || !ok {
+		return nil, err
+	}
+	_, v, ok := b.findVersion(ctx, cs.Service, it.Version)
+	if !ok {
+		return nil, nil
+	}
+	title, summary, text := render.CheckOutput(v, steps(v, cs.Built))
+	secrets := b.secretsFor(v)
+	out := &github.CheckRunOutput{Title: &title, Summary: github.String(render.Redact(summary, secrets)), Text: github.String(render.Redact(text, secrets))}
+	status, conclusion := "in_progress", ""
+	switch v.Status {
+	case rollout.StatusNormal, rollout.StatusStopped:
+		status, conclusion = "completed", "success"
+	case rollout.StatusFailed, rollout.StatusDeployFailed:
+		status, conclusion = "completed", "failure"
+	}
+	var actions []*github.CheckRunAction
+	if conclusion == "success" && cs.PR != 0 {
+		actions = []*github.CheckRunAction{
+			{Label: "Promote", Description: "Give this version 100% of traffic", Identifier: "promote"},
+			{Label: "Abort", Description: "Remove this version from traffic", Identifier: "abort"},
+			{Label: "Rollback", Description: "Back to the previous stable version", Identifier: "rollback"},
+		}
+	}
+	key := "check:" + it.Version
+	id, err := b.knownID(key)
+	if err != nil {
+		return nil, err
+	}
+	check := checkName(cs.Service)
+	if id == 0 {
+		if id, err = findCheckRun(ctx, gh, owner, name, cs.SHA, check, it.Version); err != nil {
+			return nil, err
+		}
+	}
+	var completedAt *github.Timestamp
+	var concl *string
+	if conclusion != "" {
+		completedAt, concl = &github.Timestamp{Time: b.now()}, &conclusion
+	}
+	if id == 0 {
+		r, _, err := gh.Checks.CreateCheckRun(ctx, owner, name, github.CreateCheckRunOptions{
+			Name: check, HeadSHA: cs.SHA, DetailsURL: b.detailsURL(cs.Service, it.Version), ExternalID: github.String(it.Version),
+			Status: &status, Conclusion: concl, CompletedAt: completedAt, Output: out, Actions: actions})
+		if err != nil {
+			return nil, err
+		}
+		return []rollout.Op{idOp(key, r.GetID())}, nil
+	}
+	_, _, err = gh.Checks.UpdateCheckRun(ctx, owner, name, id, github.UpdateCheckRunOptions{
+		Name: check, DetailsURL: b.detailsURL(cs.Service, it.Version), ExternalID: github.String(it.Version),
+		Status: &status, Conclusion: concl, CompletedAt: completedAt, Output: out, Actions: actions})
+	return []rollout.Op{idOp(key, id)}, err
+}
+
+// sendStatic creates (once) a finished check run with fixed output.
+func (b *Bot) sendStatic(ctx context.Context, gh *github.Client, owner, name string, it outboxItem) ([]rollout.Op, error) {
+	s := it.Static
+	key := "check:" + s.ExternalID
+	if id, err := b.knownID(key); err != nil || id != 0 {
+		return nil, err
+	}
+	id, err := findCheckRun(ctx, gh, owner, name, it.SHA, s.Name, s.ExternalID)
+	if err != nil || id != 0 {
+		return []rollout.Op{idOp(key, id)}, err
+	}
+	var anns []*github.CheckRunAnnotation
+	for _, p := range s.Annotations {
+		if len(anns) == 50 { // GitHub's limit per request
+			break
+		}
+		line := max(p.Line, 1)
+		msg := p.Message
+		if p.Field != "" {
+			msg = p.Field + ": " + msg
+		}
+		anns = append(anns, &github.CheckRunAnnotation{Path: github.String("sluice.yaml"), StartLine: &line, EndLine: &line,
+			AnnotationLevel: github.String("failure"), Title: github.String("InvalidManifest"), Message: &msg})
+	}
+	conclusion := s.Conclusion
+	if conclusion == "" {
+		conclusion = "failure"
+	}
+	r, _, err := gh.Checks.CreateCheckRun(ctx, owner, name, github.CreateCheckRunOptions{
+		Name: s.Name, HeadSHA: it.SHA, ExternalID: &s.ExternalID, Status: github.String("completed"),
+		Conclusion: &conclusion, CompletedAt: &github.Timestamp{Time: b.now()},
+		Output: &github.CheckRunOutput{Title: &s.Title, Summary: &s.Summary, Annotations: anns}})
+	if err != nil {
+		return nil, err
+	}
+	return []rollout.Op{idOp(key, r.GetID())}, nil
+}
+
+// sendDeployment creates a version's GitHub deployment (once) and adds a
+// status when the version's state changed since the last one sent.
+func (b *Bot) sendDeployment(ctx context.Context, gh *github.Client, owner, name string, it outboxItem) ([]rollout.Op, error) {
+	var cs checkState
+	if ok, err := getJSON(b.journal, bucketChecks, it.Version, &cs); err != nil || !ok {
+		return nil, err
+	}
+	st, v, ok := b.findVersion(ctx, cs.Service, it.Version)
+	if !ok {
+		return nil, nil
+	}
+	env := environment(cs.PR)
+	key := "deployment:" + it.Version
+	id, err := b.knownID(key)
+	if err != nil {
+		return nil, err
+	}
+	var ops []rollout.Op
+	if id == 0 {
+		ds, _, err := gh.Repositories.ListDeployments(ctx, owner, name, &github.DeploymentsListOptions{SHA: cs.SHA, Environment: env})
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range ds {
+			if d.GetDescription() == it.Version {
+				id = d.GetID()
+			}
+		}
+	}
+	if id == 0 {
+		d, _, err := gh.Repositories.CreateDeployment(ctx, owner, name, &github.DeploymentRequest{
+			Ref: &cs.SHA, Environment: &env, Description: &it.Version, AutoMerge: github.Bool(false),
+			RequiredContexts: &[]string{}, TransientEnvironment: github.Bool(cs.PR != 0), ProductionEnvironment: github.Bool(cs.PR == 0)})
+		if err != nil {
+			return nil, err
+		}
+		id = d.GetID()
+	}
+	ops = append(ops, idOp(key, id))
+	state := "in_progress"
+	switch v.Status {
+	case rollout.StatusNormal:
+		state = "success"
+	case rollout.StatusFailed, rollout.StatusDeployFailed:
+		state = "failure"
+	case rollout.StatusStopped:
+		state = "inactive"
+	}
+	sentKey := "deployment-state:" + it.Version
+	if last, err := b.journal.Get(bucketIDs, sentKey); err == nil && string(last) == state {
+		return ops, nil
+	}
+	url := v.URL
+	if cs.PR == 0 {
+		url = st.URL
+	}
+	desc := string(v.Status)
+	if v.Reason.Code != "" {
+		desc += ": " + v.Reason.Code
+	}
+	_, _, err = gh.Repositories.CreateDeploymentStatus(ctx, owner, name, id, &github.DeploymentStatusRequest{
+		State: &state, EnvironmentURL: &url, Description: &desc, Environment: &env, LogURL: b.detailsURL(cs.Service, it.Version)})
+	if err != nil {
+		return ops, err
+	}
+	return append(ops, rollout.Put(bucketIDs, sentKey, []byte(state))), nil
+}
+
+// watchEvents turns the engine's history into reports: check runs and
+// deployments for versions created from GitHub, follow-ups of commands,
+// and the outcome of merges on their pull requests. The cursor moves in
+// the same transaction as the reports it caused.
+func (b *Bot) watchEvents(ctx context.Context) error {
+	for ctx.Err() == nil {
+		var cursor uint64
+		if data, err := b.journal.Get(bucketCursor, "events"); err == nil {
+			cursor, _ = strconv.ParseUint(string(data), 10, 64)
+		} else if !isNotFound(err) {
+			return err
+		}
+		evs, err := b.eng.Events("", cursor, 100)
+		if err != nil || len(evs) == 0 {
+			return err
+		}
+		for _, e := range evs {
+			ops, err := b.onEngineEvent(ctx, e)
+			if err != nil {
+				return err
+			}
+			ops = append(ops, rollout.Put(bucketCursor, "events", []byte(strconv.FormatUint(e.Seq, 10))))
+			if err := b.journal.Apply(ops...); err != nil {
+				return err
+			}
+			b.poke()
+		}
+	}
+	return ctx.Err()
+}
+
+func isFinal(s rollout.Status) bool {
+	return s == rollout.StatusNormal || s == rollout.StatusFailed || s == rollout.StatusDeployFailed
+}
+
+func (b *Bot) onEngineEvent(ctx context.Context, e rollout.Event) ([]rollout.Op, error) {
+	if e.Origin.Repo == "" || e.Version == "" {
+		return nil, nil
+	}
+	report := func() []rollout.Op {
+		base := outboxItem{Repo: e.Origin.Repo, Inst: e.Origin.Installation, Version: e.Version, Service: e.Service}
+		c, d := base, base
+		c.Kind, d.Kind = kindCheck, kindDeployment
+		return []rollout.Op{rollout.Append(bucketOutbox, mustJSON(c)), rollout.Append(bucketOutbox, mustJSON(d))}
+	}
+	switch {
+	case e.Kind == rollout.EventVersionCreated:
+		cs := checkState{Repo: e.Origin.Repo, Inst: e.Origin.Installation, SHA: e.Origin.Ref, Service: e.Service, PR: e.Origin.PR}
+		return append([]rollout.Op{rollout.Put(bucketChecks, e.Version, mustJSON(cs))}, report()...), nil
+	case e.Kind == rollout.EventVersionStep && e.Op == "deploy":
+		var cs checkState
+		if ok, err := getJSON(b.journal, bucketChecks, e.Version, &cs); err != nil || !ok {
+			return nil, err
+		}
+		cs.Built = true
+		return []rollout.Op{rollout.Put(bucketChecks, e.Version, mustJSON(cs)),
+			rollout.Append(bucketOutbox, mustJSON(outboxItem{Kind: kindCheck, Repo: cs.Repo, Inst: cs.Inst, Version: e.Version, Service: e.Service}))}, nil
+	case e.Kind == rollout.EventVersionStatus && (e.Op == "deploy" || e.Op == "recover") && isFinal(e.Status):
+		ops := report()
+		more, err := b.runFollowup(ctx, e)
+		if err != nil {
+			return nil, err
+		}
+		ops = append(ops, more...)
+		if e.Origin.Via == "merge" {
+			more, err := b.tellMergedPR(e)
+			if err != nil {
+				return nil, err
+			}
+			ops = append(ops, more...)
+		}
+		return ops, nil
+	case (e.Kind == rollout.EventVersionStatus || e.Kind == rollout.EventVersionConfig) && e.Op == "redeploy" && e.Origin.PR != 0 && isFinal(e.Status):
+		body := fmt.Sprintf("♻️ In-place redeploy of %s finished: %s.", e.Version, e.Status)
+		if e.Reason != nil {
+			body = render.Failure(e.Version, *e.Reason) + "\n\nThe previous configuration keeps serving."
+		}
+		return b.addPREntries(e.Origin.Repo, e.Origin.Installation, e.Origin.PR,
+			render.Entry{Time: b.now(), Title: "Redeploy of " + e.Version, Body: body, OK: e.Reason == nil})
+	}
+	return nil, nil
+}
+
+// runFollowup finishes what a command started once its version is ready.
+func (b *Bot) runFollowup(ctx context.Context, e rollout.Event) ([]rollout.Op, error) {
+	var fu followup
+	if ok, err := getJSON(b.journal, bucketFollowups, e.Version, &fu); err != nil || !ok {
+		return nil, err
+	}
+	p := &prCmd{repo: fu.Repo, inst: fu.Inst, pr: fu.PR, commentID: fu.CommentID, actor: fu.Actor, url: fu.URL}
+	ops := []rollout.Op{rollout.Delete(bucketFollowups, e.Version)}
+	var entry render.Entry
+	ok := e.Status == rollout.StatusNormal
+	switch {
+	case !ok:
+		r := rollout.Reason{Code: "Failed"}
+		if e.Reason != nil {
+			r = *e.Reason
+		}
+		entry = render.Entry{Title: fu.Version + " failed", Body: render.Failure(fu.Version, r)}
+	case fu.Kind == "canary":
+		origin := rollout.Origin{Via: "comment", Actor: fu.Actor, URL: fu.URL, PR: fu.PR, Repo: fu.Repo, Installation: fu.Inst}
+		var err error
+		entry, ok, err = b.applyCanary(ctx, fu.Service, fu.Version, fu.Percent, origin)
+		if err != nil {
+			return nil, err
+		}
+		entry.Title = fmt.Sprintf("/canary %d%% → %s", fu.Percent, fu.Version)
+	default:
+		_, v, _ := b.findVersion(ctx, fu.Service, fu.Version)
+		entry = render.Entry{Title: fu.Version + " is ready", Body: fmt.Sprintf("✅ %s is normal at %s (0%% of traffic until you ask).", fu.Version, v.URL)}
+	}
+	entry.Time, entry.OK = b.now(), ok
+	more, err := b.addEntries(p, entry)
+	if err != nil {
+		return nil, err
+	}
+	ops = append(ops, more...)
+	if ok {
+		ops = append(ops, b.reaction(p, "rocket"))
+	} else {
+		ops = append(ops, b.reaction(p, "confused"))
+	}
+	return ops, nil
+}
+
+// tellMergedPR reports a merge deploy's outcome on the pull request that
+// was merged, when sluice saw it merged.
+func (b *Bot) tellMergedPR(e rollout.Event) ([]rollout.Op, error) {
+	data, err := b.journal.Get(bucketMerges, e.Origin.Repo+"@"+e.Origin.Ref)
+	if isNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	pr, _ := strconv.Atoi(string(data))
+	body := fmt.Sprintf("✅ Merged as %s: %s is %s.", shortSHA(e.Origin.Ref), e.Version, e.Status)
+	if e.Reason != nil {
+		body = render.Failure(e.Version, *e.Reason)
+	}
+	return b.addPREntries(e.Origin.Repo, e.Origin.Installation, pr,
+		render.Entry{Time: b.now(), Title: "Merge deploy of " + e.Service, Body: body, OK: e.Reason == nil})
+}

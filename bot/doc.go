@@ -1,0 +1,24 @@
+// Package bot is sluice's GitHub front door: the webhook receiver, the
+// PR-comment commands, merge deploys, and everything sluice reports back
+// (reactions, the sticky comment, check runs, deployments).
+//
+// Work flows one way and survives restarts:
+//
+//	webhook ─verify─▶ journal "inbox" ─worker─▶ handler ─▶ engine
+//	engine event log ─watcher─▶ journal "outbox" ─sender─▶ GitHub
+//
+// A delivery is verified before it is parsed, recorded once (by its
+// X-GitHub-Delivery id) and answered at once; a worker then handles it
+// from the journal. Reports are never sent from a handler: they are
+// appended to the outbox in the same transaction that settles the work
+// which caused them, and a sender delivers them in order, retrying with
+// backoff (honouring Retry-After and rate-limit resets) and never holding
+// up a traffic change. Check runs and the sticky comment are rendered from
+// the current state when sent, and found again before being created, so a
+// retry never doubles them.
+//
+// Subpackages: command (the pure comment grammar), render (markdown),
+// ghapp (the only place a *github.Client is built) and githubtest (a strict
+// fake GitHub for tests). The bot imports rollout and these; it must not
+// import the store, the runtime drivers or the router.
+package bot

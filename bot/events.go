@@ -1,0 +1,282 @@
+package bot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/sluicehq/sluice/bot/render"
+	"github.com/sluicehq/sluice/rollout"
+	"github.com/sluicehq/sluice/rollout/manifest"
+	"github.com/sluicehq/sluice/rollout/source"
+)
+
+func isNotFound(err error) bool { return errors.Is(err, rollout.ErrNotFound) }
+
+// pushEvent is the part of a push payload the bot reads.
+type pushEvent struct {
+	Ref        string `json:"ref"`
+	After      string `json:"after"`
+	Deleted    bool   `json:"deleted"`
+	HeadCommit struct {
+		URL string `json:"url"`
+	} `json:"head_commit"`
+	Repository struct {
+		FullName      string `json:"full_name"`
+		DefaultBranch string `json:"default_branch"`
+	} `json:"repository"`
+	Sender struct {
+		Login string `json:"login"`
+	} `json:"sender"`
+	Installation struct {
+		ID int64 `json:"id"`
+	} `json:"installation"`
+}
+
+// pushKey identifies the branch a push is for, so a newer push can
+// supersede a queued older one.
+func pushKey(body []byte) string {
+	var p pushEvent
+	if json.Unmarshal(body, &p) != nil || p.Repository.FullName == "" {
+		return ""
+	}
+	return p.Repository.FullName + "@" + p.Ref
+}
+
+// onPush deploys each service of the default branch's new head with its
+// on_merge strategy.
+func (b *Bot) onPush(ctx context.Context, d delivery) ([]rollout.Op, error) {
+	var p pushEvent
+	if err := json.Unmarshal(d.Body, &p); err != nil {
+		return nil, permanent(fmt.Errorf("decode push: %w", err))
+	}
+	if p.Deleted || p.Ref != "refs/heads/"+p.Repository.DefaultBranch || p.After == "" {
+		return nil, nil
+	}
+	log := b.log.With("delivery", d.ID, "repo", p.Repository.FullName)
+	if latest, err := b.journal.Get(bucketPushes, pushKey(d.Body)); err == nil && string(latest) != d.ID {
+		log.Info("push superseded by a newer one", "sha", p.After)
+		return nil, nil
+	}
+	owner, name := splitRepo(p.Repository.FullName)
+	gh := b.gh.Installation(p.Installation.ID)
+	archive, err := fetchTarball(ctx, gh, owner, name, p.After)
+	if err != nil {
+		return nil, err
+	}
+	repo := p.Repository.FullName
+	if _, merr := manifestServices(archive); merr != nil {
+		log.Info("merge has an invalid sluice.yaml", "sha", p.After)
+		return []rollout.Op{b.manifestCheck(repo, p.Installation.ID, p.After, "", merr)}, nil
+	}
+	info, _ := source.Inspect(archive, source.DefaultLimits)
+	m, _ := manifest.Parse(manifest.FileName, info.Manifest)
+	origin := rollout.Origin{Via: "merge", Actor: p.Sender.Login, URL: p.HeadCommit.URL, Ref: p.After, Repo: repo, Installation: p.Installation.ID}
+	digest, _ := source.Digest(archive, source.DefaultLimits)
+	var ops []rollout.Op
+	for _, s := range m.Services {
+		var err error
+		if st, err := b.eng.Status(ctx, s.Name); err == nil && s.OnMerge != manifest.OnMergeNone {
+			if v, ok := stableVersion(st); ok && v.Digest == digest && v.Status == rollout.StatusNormal {
+				// The merge's tree is what the stable version already
+				// serves (a promoted PR): nothing to build.
+				log.Info("merge already served by the stable version", "service", s.Name, "version", v.Name)
+				ops = append(ops, b.staticCheck(repo, p.Installation.ID, p.After, static{Name: checkName(s.Name),
+					ExternalID: "unchanged:" + s.Name + ":" + p.After, Conclusion: "success",
+					Title:   v.Name + " already serves this tree",
+					Summary: "The merged tree is identical to " + v.Name + ", the stable version of " + s.Name + "; nothing was rebuilt."}))
+				continue
+			}
+		}
+		switch s.OnMerge {
+		case manifest.OnMergeNone:
+			continue
+		case manifest.OnMergeRedeploy:
+			err = b.mergeRedeploy(ctx, s.Name, archive, origin)
+		default:
+			strategy := rollout.StrategyFull
+			if s.OnMerge == manifest.OnMergeCanary {
+				strategy = rollout.StrategyCanary
+			}
+			_, err = b.eng.Deploy(ctx, rollout.DeployRequest{Service: s.Name, Archive: archive, Strategy: strategy, Origin: origin})
+		}
+		if re, ok := rollout.AsError(err); ok {
+			log.Warn("merge deploy refused", "service", s.Name, "err", re.Message)
+			if re.Code == rollout.ErrCodeManifest {
+				ops = append(ops, b.manifestCheck(repo, p.Installation.ID, p.After, s.Name, re))
+			}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		log.Info("merge deploy started", "service", s.Name, "sha", p.After, "on_merge", s.OnMerge)
+	}
+	return ops, nil
+}
+
+func stableVersion(st rollout.ServiceStatus) (rollout.VersionStatus, bool) {
+	for _, v := range st.Versions {
+		if v.Name == st.Stable {
+			return v, true
+		}
+	}
+	return rollout.VersionStatus{}, false
+}
+
+// mergeRedeploy redeploys the stable version in place with the new source.
+func (b *Bot) mergeRedeploy(ctx context.Context, service string, archive []byte, origin rollout.Origin) error {
+	st, err := b.eng.Status(ctx, service)
+	if err != nil || st.Stable == "" {
+		// Nothing to redeploy yet: the first merge deploys.
+		_, err = b.eng.Deploy(ctx, rollout.DeployRequest{Service: service, Archive: archive, Origin: origin})
+		return err
+	}
+	_, err = b.eng.Redeploy(ctx, service, st.Stable, rollout.RedeployRequest{Archive: archive, Origin: origin})
+	return err
+}
+
+// onPullRequest remembers merges (to report their deploy on the PR) and,
+// when a PR closes, stops its versions that hold no traffic.
+func (b *Bot) onPullRequest(ctx context.Context, d delivery) ([]rollout.Op, error) {
+	var p struct {
+		Action      string `json:"action"`
+		Number      int    `json:"number"`
+		PullRequest struct {
+			Merged         bool   `json:"merged"`
+			MergeCommitSHA string `json:"merge_commit_sha"`
+		} `json:"pull_request"`
+		Repository struct {
+			FullName string `json:"full_name"`
+		} `json:"repository"`
+		Sender struct {
+			Login string `json:"login"`
+		} `json:"sender"`
+	}
+	if err := json.Unmarshal(d.Body, &p); err != nil {
+		return nil, permanent(fmt.Errorf("decode pull_request: %w", err))
+	}
+	if p.Action != "closed" {
+		return nil, nil
+	}
+	var ops []rollout.Op
+	if p.PullRequest.Merged && p.PullRequest.MergeCommitSHA != "" {
+		ops = append(ops, rollout.Put(bucketMerges, p.Repository.FullName+"@"+p.PullRequest.MergeCommitSHA, []byte(strconv.Itoa(p.Number))))
+	}
+	names, err := b.repoServices(ctx, p.Repository.FullName)
+	if err != nil {
+		return nil, err
+	}
+	origin := rollout.Origin{Via: "pull_request", Actor: p.Sender.Login, PR: p.Number, Repo: p.Repository.FullName}
+	for _, n := range names {
+		st, err := b.eng.Status(ctx, n)
+		if err != nil {
+			continue
+		}
+		for _, v := range st.Versions {
+			if v.CreatedBy.PR != p.Number || v.CreatedBy.Repo != p.Repository.FullName || v.Traffic > 0 || len(v.Rules) > 0 ||
+				(v.Status != rollout.StatusNormal && v.Status != rollout.StatusDeployFailed) || v.Name == st.Stable {
+				continue
+			}
+			if err := b.eng.StopVersion(ctx, n, v.Name, origin); err != nil {
+				b.log.Warn("stop version of closed PR", "version", v.Name, "err", err)
+			}
+		}
+	}
+	return ops, nil
+}
+
+// onCheckRun handles "Re-run" (deploy that commit again) and the check
+// run's buttons (promote, abort, rollback).
+func (b *Bot) onCheckRun(ctx context.Context, d delivery) ([]rollout.Op, error) {
+	var p struct {
+		Action   string `json:"action"`
+		CheckRun struct {
+			ExternalID string `json:"external_id"`
+			HeadSHA    string `json:"head_sha"`
+			Name       string `json:"name"`
+		} `json:"check_run"`
+		RequestedAction struct {
+			Identifier string `json:"identifier"`
+		} `json:"requested_action"`
+		Repository struct {
+			FullName string `json:"full_name"`
+		} `json:"repository"`
+		Sender struct {
+			Login string `json:"login"`
+		} `json:"sender"`
+		Installation struct {
+			ID int64 `json:"id"`
+		} `json:"installation"`
+	}
+	if err := json.Unmarshal(d.Body, &p); err != nil {
+		return nil, permanent(fmt.Errorf("decode check_run: %w", err))
+	}
+	if p.Action != "rerequested" && p.Action != "requested_action" {
+		return nil, nil
+	}
+	var cs checkState
+	if ok, err := getJSON(b.journal, bucketChecks, p.CheckRun.ExternalID, &cs); err != nil || !ok || cs.Repo != p.Repository.FullName {
+		return nil, err // not one of ours
+	}
+	_, v, ok := b.findVersion(ctx, cs.Service, p.CheckRun.ExternalID)
+	if !ok {
+		return nil, nil
+	}
+	owner, name := splitRepo(cs.Repo)
+	gh := b.gh.Installation(p.Installation.ID)
+	perm, _, err := gh.Repositories.GetPermissionLevel(ctx, owner, name, p.Sender.Login)
+	if err != nil {
+		return nil, fmt.Errorf("read permission of %s: %w", p.Sender.Login, err)
+	}
+	if !writePermissions[perm.GetPermission()] {
+		b.log.Info("check run action refused", "actor", p.Sender.Login, "permission", perm.GetPermission())
+		if cs.PR == 0 {
+			return nil, nil
+		}
+		return b.addPREntries(cs.Repo, p.Installation.ID, cs.PR, render.Entry{Time: b.now(), Title: "Refused", Body: render.Refusal(p.Sender.Login, perm.GetPermission())})
+	}
+	origin := rollout.Origin{Via: "check_run", Actor: p.Sender.Login, Ref: cs.SHA, PR: cs.PR, Repo: cs.Repo, Installation: p.Installation.ID}
+	var body string
+	switch {
+	case p.Action == "rerequested":
+		archive, err := fetchTarball(ctx, gh, owner, name, cs.SHA)
+		if err != nil {
+			return nil, err
+		}
+		nv, err := b.eng.Deploy(ctx, rollout.DeployRequest{Service: cs.Service, Archive: archive, Strategy: v.Strategy, Origin: origin})
+		if err != nil {
+			if re, ok := rollout.AsError(err); ok {
+				body = "Re-run refused: " + re.Message
+				break
+			}
+			return nil, err
+		}
+		body = fmt.Sprintf("⏳ Re-run: deploying %s again as %s.", shortSHA(cs.SHA), nv.Name)
+	default:
+		var st rollout.ServiceStatus
+		switch p.RequestedAction.Identifier {
+		case "promote":
+			st, err = b.eng.Promote(ctx, cs.Service, v.Name, false, origin)
+		case "abort":
+			st, err = b.eng.Abort(ctx, cs.Service, v.Name, origin)
+		case "rollback":
+			st, err = b.eng.Rollback(ctx, cs.Service, "", origin)
+		default:
+			return nil, nil
+		}
+		if re, ok := rollout.AsError(err); ok {
+			body = p.RequestedAction.Identifier + " refused: " + re.Message
+		} else if err != nil {
+			return nil, err
+		} else {
+			body = fmt.Sprintf("%s of %s done (from the check run, by @%s).\n\n%s", p.RequestedAction.Identifier, v.Name, p.Sender.Login, render.Status(st))
+		}
+	}
+	if cs.PR == 0 {
+		return nil, nil
+	}
+	return b.addPREntries(cs.Repo, p.Installation.ID, cs.PR, render.Entry{Time: b.now(), Title: "Check run: " + p.Action, Body: body, OK: true})
+}

@@ -1,0 +1,130 @@
+package githubtest
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// FixturesDir returns the GitHub fixtures directory, shared/fixtures/github
+// beside the repository root (the nearest directory above the working
+// directory that holds go.mod). It fails the test if there is none.
+func FixturesDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatalf("githubtest: working directory: %v", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatalf("githubtest: no go.mod above the working directory")
+		}
+		dir = parent
+	}
+	fx := filepath.Join(dir, "..", "shared", "fixtures", "github")
+	if _, err := os.Stat(filepath.Join(fx, "README.md")); err != nil {
+		t.Fatalf("githubtest: GitHub fixtures not found next to the repository: %v", err)
+	}
+	return fx
+}
+
+// Fixture returns the bytes of webhook payload name (for example
+// "issue_comment.created.pull_request.json"; ".json" may be left off) from
+// the fixtures' webhooks directory.
+func Fixture(t testing.TB, name string) []byte {
+	t.Helper()
+	if filepath.Ext(name) == "" {
+		name += ".json"
+	}
+	b, err := os.ReadFile(filepath.Join(FixturesDir(t), "webhooks", filepath.Base(name)))
+	if err != nil {
+		t.Fatalf("githubtest: read fixture: %v", err)
+	}
+	return b
+}
+
+// Sign returns the X-Hub-Signature-256 value of body: "sha256=<hex>".
+func Sign(secret, body []byte) string {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(body)
+	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// DeliveryOption changes a delivery built by Delivery.
+type DeliveryOption func(*http.Request)
+
+// WithDeliveryID sets X-GitHub-Delivery (default: a random UUID), to
+// replay a delivery.
+func WithDeliveryID(id string) DeliveryOption {
+	return func(r *http.Request) { r.Header.Set("X-GitHub-Delivery", id) }
+}
+
+// WithHeader sets (or, with an empty value, removes) a header after
+// signing, for example to drop or corrupt the signature.
+func WithHeader(name, value string) DeliveryOption {
+	return func(r *http.Request) {
+		if value == "" {
+			r.Header.Del(name)
+			return
+		}
+		r.Header.Set(name, value)
+	}
+}
+
+// Delivery builds a webhook delivery of event ("issue_comment", "push",
+// ...) with body, POSTed to url and signed with secret as GitHub does:
+// X-Hub-Signature-256, X-GitHub-Event, X-GitHub-Delivery, Content-Type,
+// the hook target headers of an App webhook and GitHub's User-Agent.
+func Delivery(t testing.TB, url, event string, body, secret []byte, opts ...DeliveryOption) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("githubtest: build delivery: %v", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "GitHub-Hookshot/githubtest")
+	req.Header.Set("X-GitHub-Event", event)
+	req.Header.Set("X-GitHub-Delivery", newUUID())
+	req.Header.Set("X-GitHub-Hook-ID", "1")
+	req.Header.Set("X-GitHub-Hook-Installation-Target-Type", "integration")
+	req.Header.Set("X-Hub-Signature-256", Sign(secret, body))
+	for _, opt := range opts {
+		opt(req)
+	}
+	return req
+}
+
+func newUUID() string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("githubtest: read random bytes: %v", err))
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// GenerateKey makes an RSA key for an App and returns it with its PEM
+// (PKCS#1, "RSA PRIVATE KEY", as GitHub hands them out).
+func GenerateKey(t testing.TB) (*rsa.PrivateKey, []byte) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatalf("githubtest: generate key: %v", err)
+	}
+	return key, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+}

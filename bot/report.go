@@ -1,0 +1,258 @@
+package bot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/go-github/v60/github"
+
+	"github.com/sluicehq/sluice/bot/ghapp"
+	"github.com/sluicehq/sluice/bot/render"
+	"github.com/sluicehq/sluice/rollout"
+	"github.com/sluicehq/sluice/rollout/router"
+)
+
+func formatMatch(m map[string]string) string { return router.FormatMatch(m) }
+
+// Outbox item kinds.
+const (
+	kindReaction   = "reaction"   // a reaction on a comment
+	kindSticky     = "sticky"     // create or edit the PR's sticky comment from its stored entries
+	kindCheck      = "check"      // create or update a version's check run from its current state
+	kindStatic     = "check-done" // a finished check run with fixed output (a manifest error)
+	kindDeployment = "deployment" // create a deployment and set its status from the version's state
+)
+
+// outboxItem is one report waiting to be sent to GitHub.
+type outboxItem struct {
+	Kind      string    `json:"kind"`
+	Repo      string    `json:"repo"`
+	Inst      int64     `json:"installation"`
+	CommentID int64     `json:"comment_id,omitempty"`
+	Content   string    `json:"content,omitempty"` // reaction
+	PR        int       `json:"pr,omitempty"`
+	Version   string    `json:"version,omitempty"`
+	Service   string    `json:"service,omitempty"`
+	SHA       string    `json:"sha,omitempty"`
+	Static    *static   `json:"static,omitempty"`
+	Attempts  int       `json:"attempts,omitempty"`
+	NotBefore time.Time `json:"not_before,omitzero"`
+}
+
+// static is the fixed output of a finished check run.
+type static struct {
+	Name, ExternalID, Title, Summary string
+	// Conclusion is "failure" when empty.
+	Conclusion  string
+	Annotations []rollout.Problem
+}
+
+func (b *Bot) reaction(p *prCmd, content string) rollout.Op {
+	return rollout.Append(bucketOutbox, mustJSON(outboxItem{Kind: kindReaction, Repo: p.repo, Inst: p.inst, CommentID: p.commentID, Content: content}))
+}
+
+// prState is what sluice keeps about one pull request.
+type prState struct {
+	CommentID int64          `json:"comment_id,omitempty"`
+	Entries   []render.Entry `json:"entries"`
+}
+
+func prKey(repo string, pr int) string { return fmt.Sprintf("%s#%d", repo, pr) }
+
+// addEntries records entries for a PR's sticky comment (newest first) and
+// queues the comment's update. The returned ops must be applied; callers
+// hold no lock, the read-modify-write is serialized here.
+func (b *Bot) addEntries(p *prCmd, entries ...render.Entry) ([]rollout.Op, error) {
+	return b.addPREntries(p.repo, p.inst, p.pr, entries...)
+}
+
+func (b *Bot) addPREntries(repo string, inst int64, pr int, entries ...render.Entry) ([]rollout.Op, error) {
+	if len(entries) == 0 {
+		return nil, nil
+	}
+	b.stateMu.Lock()
+	defer b.stateMu.Unlock()
+	key := prKey(repo, pr)
+	var st prState
+	if _, err := getJSON(b.journal, bucketPRs, key, &st); err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		e.Body = render.Redact(e.Body, b.cfg.Secrets)
+		st.Entries = append([]render.Entry{e}, st.Entries...)
+	}
+	if len(st.Entries) > 50 {
+		st.Entries = st.Entries[:50]
+	}
+	// Written now (not with the caller's ops) so that entries of two
+	// handlers never overwrite each other; the comment is sent later.
+	if err := b.journal.Apply(rollout.Put(bucketPRs, key, mustJSON(st))); err != nil {
+		return nil, err
+	}
+	return []rollout.Op{rollout.Append(bucketOutbox, mustJSON(outboxItem{Kind: kindSticky, Repo: repo, Inst: inst, PR: pr}))}, nil
+}
+
+// manifestCheck queues a finished, failed check run for a manifest error,
+// with an annotation on each offending line of sluice.yaml.
+func (b *Bot) manifestCheck(repo string, inst int64, sha, service string, e *rollout.Error) rollout.Op {
+	name := "sluice"
+	if service != "" {
+		name = "sluice / " + service
+	}
+	return b.staticCheck(repo, inst, sha, static{Name: name, ExternalID: "manifest:" + sha,
+		Title:       "InvalidManifest: sluice.yaml has errors",
+		Summary:     "**InvalidManifest**: sluice.yaml at " + shortSHA(sha) + " cannot be used.\n\n```\n" + render.Redact(e.Message, b.cfg.Secrets) + "\n```\n\nFix the lines annotated below and push again.",
+		Annotations: e.Problems})
+}
+
+// staticCheck queues a finished check run with fixed output.
+func (b *Bot) staticCheck(repo string, inst int64, sha string, s static) rollout.Op {
+	return rollout.Append(bucketOutbox, mustJSON(outboxItem{Kind: kindStatic, Repo: repo, Inst: inst, SHA: sha, Static: &s}))
+}
+
+// sendOutbox sends due reports in order. A failure that may pass stops
+// the round (later reports keep their order) and is retried after a
+// backoff that honours GitHub's Retry-After and rate-limit reset.
+func (b *Bot) sendOutbox(ctx context.Context) error {
+	b.outMu.Lock()
+	defer b.outMu.Unlock()
+	for ctx.Err() == nil {
+		recs, err := b.journal.List(bucketOutbox, 1)
+		if err != nil || len(recs) == 0 {
+			return err
+		}
+		rec := recs[0]
+		var it outboxItem
+		if err := json.Unmarshal(rec.Value, &it); err != nil {
+			b.log.Error("drop unreadable outbox entry", "err", err)
+			if err := b.journal.Apply(rollout.Delete(bucketOutbox, rec.Key)); err != nil {
+				return err
+			}
+			continue
+		}
+		if it.NotBefore.After(b.now()) {
+			return nil
+		}
+		ops, err := b.send(ctx, it)
+		if err != nil {
+			log := b.log.With("repo", it.Repo, "kind", it.Kind)
+			if !ghapp.Retryable(err) {
+				log.Error("report dropped: GitHub refused it", "err", err)
+				if err := b.journal.Apply(rollout.Delete(bucketOutbox, rec.Key)); err != nil {
+					return err
+				}
+				continue
+			}
+			it.Attempts++
+			wait := backoff(it.Attempts)
+			if d, ok := ghapp.ErrorRetryAfter(err, b.now()); ok && d > wait {
+				wait = d
+			}
+			it.NotBefore = b.now().Add(wait)
+			log.Warn("report delayed: GitHub unavailable", "attempt", it.Attempts, "retry_in", wait.String(), "err", err)
+			return b.journal.Apply(rollout.Put(bucketOutbox, rec.Key, mustJSON(it)))
+		}
+		ops = append(ops, rollout.Delete(bucketOutbox, rec.Key))
+		if err := b.journal.Apply(ops...); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+// send delivers one report and returns journal ops recording what GitHub
+// created (ids), to apply with its removal from the outbox.
+func (b *Bot) send(ctx context.Context, it outboxItem) ([]rollout.Op, error) {
+	gh := b.gh.Installation(it.Inst)
+	owner, name := splitRepo(it.Repo)
+	switch it.Kind {
+	case kindReaction:
+		_, _, err := gh.Reactions.CreateIssueCommentReaction(ctx, owner, name, it.CommentID, it.Content)
+		return nil, err
+	case kindSticky:
+		return b.sendSticky(ctx, gh, owner, name, it)
+	case kindCheck:
+		return b.sendCheck(ctx, gh, owner, name, it)
+	case kindStatic:
+		return b.sendStatic(ctx, gh, owner, name, it)
+	case kindDeployment:
+		return b.sendDeployment(ctx, gh, owner, name, it)
+	}
+	b.log.Error("unknown outbox kind", "kind", it.Kind)
+	return nil, nil
+}
+
+func (b *Bot) sendSticky(ctx context.Context, gh *github.Client, owner, name string, it outboxItem) ([]rollout.Op, error) {
+	key := prKey(it.Repo, it.PR)
+	var st prState
+	if _, err := getJSON(b.journal, bucketPRs, key, &st); err != nil {
+		return nil, err
+	}
+	body := render.Sticky(st.Entries, stickyEntries)
+	if st.CommentID == 0 {
+		// Find it again before creating it: a crash after the create but
+		// before recording its id must not make a second one.
+		id, err := findSticky(ctx, gh, owner, name, it.PR)
+		if err != nil {
+			return nil, err
+		}
+		st.CommentID = id
+	}
+	if st.CommentID != 0 {
+		_, _, err := gh.Issues.EditComment(ctx, owner, name, st.CommentID, &github.IssueComment{Body: &body})
+		var er *github.ErrorResponse
+		if errors.As(err, &er) && er.Response != nil && er.Response.StatusCode == http.StatusNotFound {
+			st.CommentID = 0 // deleted by someone: make a new one
+		} else {
+			return b.recordSticky(key, st.CommentID), err
+		}
+	}
+	c, _, err := gh.Issues.CreateComment(ctx, owner, name, it.PR, &github.IssueComment{Body: &body})
+	if err != nil {
+		return nil, err
+	}
+	return b.recordSticky(key, c.GetID()), nil
+}
+
+// recordSticky stores the sticky comment id (under the state lock, since
+// entries may have been added meanwhile).
+func (b *Bot) recordSticky(key string, id int64) []rollout.Op {
+	b.stateMu.Lock()
+	defer b.stateMu.Unlock()
+	var st prState
+	if _, err := getJSON(b.journal, bucketPRs, key, &st); err != nil {
+		return nil
+	}
+	if st.CommentID == id {
+		return nil
+	}
+	st.CommentID = id
+	if err := b.journal.Apply(rollout.Put(bucketPRs, key, mustJSON(st))); err != nil {
+		b.log.Error("record sticky comment id", "err", err)
+	}
+	return nil
+}
+
+func findSticky(ctx context.Context, gh *github.Client, owner, name string, pr int) (int64, error) {
+	opts := &github.IssueListCommentsOptions{ListOptions: github.ListOptions{PerPage: 100}}
+	for {
+		cs, resp, err := gh.Issues.ListComments(ctx, owner, name, pr, opts)
+		if err != nil {
+			return 0, err
+		}
+		for _, c := range cs {
+			if strings.HasPrefix(c.GetBody(), render.Marker) {
+				return c.GetID(), nil
+			}
+		}
+		if resp == nil || resp.NextPage == 0 {
+			return 0, nil
+		}
+		opts.Page = resp.NextPage
+	}
+}

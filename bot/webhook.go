@@ -1,0 +1,207 @@
+package bot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/sluicehq/sluice/bot/ghapp"
+	"github.com/sluicehq/sluice/rollout"
+)
+
+// delivery is one accepted webhook delivery, as kept in the inbox.
+type delivery struct {
+	ID       string          `json:"id"`
+	Event    string          `json:"event"`
+	Body     json.RawMessage `json:"body"`
+	Received time.Time       `json:"received"`
+	Attempts int             `json:"attempts,omitempty"`
+	// NotBefore delays a retry after GitHub failed us.
+	NotBefore time.Time `json:"not_before,omitzero"`
+}
+
+// handler handles one delivery. It returns the journal ops (reports,
+// state) to apply together with settling the delivery. An error marked
+// permanent drops the delivery; any other is retried with backoff.
+type handler func(ctx context.Context, d delivery) ([]rollout.Op, error)
+
+// maxDeliveryAttempts bounds how often a failing delivery is retried
+// (about a day with the backoff's cap).
+const maxDeliveryAttempts = 300
+
+// errPermanent marks an error retrying will not fix.
+type errPermanent struct{ err error }
+
+func (e errPermanent) Error() string { return e.err.Error() }
+func (e errPermanent) Unwrap() error { return e.err }
+
+func permanent(err error) error { return errPermanent{err} }
+
+// handlers maps an X-GitHub-Event to its handler (register, don't switch).
+func (b *Bot) handlers() map[string]handler {
+	return map[string]handler{
+		"issue_comment":             b.onIssueComment,
+		"push":                      b.onPush,
+		"pull_request":              b.onPullRequest,
+		"check_run":                 b.onCheckRun,
+		"installation":              b.onInstallation,
+		"installation_repositories": b.onInstallation,
+		"ping":                      b.onPing,
+	}
+}
+
+// Register mounts POST /webhooks/github on e.
+func (b *Bot) Register(e *echo.Echo) {
+	e.POST("/webhooks/github", b.webhook)
+}
+
+func jsonError(c echo.Context, status int, code, msg string) error {
+	return c.JSON(status, map[string]any{"error": map[string]string{"code": code, "message": msg}})
+}
+
+// webhook verifies, records and acknowledges a delivery; a worker handles
+// it later. Nothing is parsed before the signature holds.
+func (b *Bot) webhook(c echo.Context) error {
+	body, err := io.ReadAll(io.LimitReader(c.Request().Body, b.cfg.MaxBody+1))
+	if err != nil {
+		return jsonError(c, http.StatusBadRequest, "unreadable_body", "could not read the request body")
+	}
+	if int64(len(body)) > b.cfg.MaxBody {
+		return jsonError(c, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("webhook bodies are limited to %d bytes", b.cfg.MaxBody))
+	}
+	h := c.Request().Header
+	if err := ghapp.VerifySignature(b.cfg.WebhookSecret, body, h.Get("X-Hub-Signature-256")); err != nil {
+		b.log.Warn("webhook signature refused", "delivery", h.Get("X-GitHub-Delivery"), "err", err)
+		return jsonError(c, http.StatusUnauthorized, "bad_signature", "missing or invalid X-Hub-Signature-256")
+	}
+	code, msg, err := b.Accept(h.Get("X-GitHub-Event"), h.Get("X-GitHub-Delivery"), body)
+	if err != nil {
+		var ae *acceptError
+		if errors.As(err, &ae) {
+			return jsonError(c, ae.status, ae.code, ae.Error())
+		}
+		b.log.Error("record delivery", "delivery", h.Get("X-GitHub-Delivery"), "err", err)
+		return jsonError(c, http.StatusInternalServerError, "internal", "could not record the delivery")
+	}
+	return c.JSON(code, map[string]string{"status": msg})
+}
+
+type acceptError struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *acceptError) Error() string { return e.msg }
+
+// Accept records a verified delivery for handling and reports the status
+// to answer with: 202 accepted, 200 for a duplicate or an ignored event. A
+// transport that verified the delivery itself (the GitHub Action's event
+// mode reads it from the runner) calls Accept directly.
+func (b *Bot) Accept(event, id string, body []byte) (int, string, error) {
+	if event == "" || id == "" {
+		return 0, "", &acceptError{http.StatusBadRequest, "missing_header", "X-GitHub-Event and X-GitHub-Delivery are required"}
+	}
+	if !json.Valid(body) {
+		return 0, "", &acceptError{http.StatusBadRequest, "malformed_json", "the body is not valid JSON"}
+	}
+	if _, ok := b.handlers()[event]; !ok {
+		return http.StatusOK, "ignored", nil
+	}
+	now := b.now().UTC()
+	d := delivery{ID: id, Event: event, Body: body, Received: now}
+	ops := []rollout.Op{rollout.Append(bucketInbox, mustJSON(d))}
+	if event == "push" {
+		if key := pushKey(body); key != "" {
+			ops = append(ops, rollout.Put(bucketPushes, key, []byte(id)))
+		}
+	}
+	added, err := b.journal.PutIfAbsent(bucketSeen, id, []byte(now.Format(time.RFC3339)), ops...)
+	if err != nil {
+		return 0, "", err
+	}
+	if !added {
+		return http.StatusOK, "duplicate", nil
+	}
+	b.log.Info("delivery accepted", "delivery", id, "event", event)
+	b.poke()
+	return http.StatusAccepted, "accepted", nil
+}
+
+// processInbox handles accepted deliveries in order. A delivery whose
+// handler fails for a reason that may pass (GitHub down) stays at the head
+// and is retried after a backoff.
+func (b *Bot) processInbox(ctx context.Context) error {
+	b.inboxMu.Lock()
+	defer b.inboxMu.Unlock()
+	hs := b.handlers()
+	for ctx.Err() == nil {
+		recs, err := b.journal.List(bucketInbox, 1)
+		if err != nil || len(recs) == 0 {
+			return err
+		}
+		rec := recs[0]
+		var d delivery
+		if err := json.Unmarshal(rec.Value, &d); err != nil {
+			b.log.Error("drop unreadable inbox entry", "key", rec.Key, "err", err)
+			if err := b.journal.Apply(rollout.Delete(bucketInbox, rec.Key)); err != nil {
+				return err
+			}
+			continue
+		}
+		if d.NotBefore.After(b.now()) {
+			return nil
+		}
+		log := b.log.With("delivery", d.ID, "event", d.Event)
+		ops, err := hs[d.Event](ctx, d)
+		var perm errPermanent
+		switch {
+		case err == nil:
+		case errors.As(err, &perm):
+			log.Warn("delivery dropped", "err", err)
+			ops = nil
+		case d.Attempts >= maxDeliveryAttempts:
+			log.Error("delivery dropped after repeated failures", "attempts", d.Attempts, "err", err)
+			ops = nil
+		default:
+			d.Attempts++
+			wait := backoff(d.Attempts)
+			if hint, ok := ghapp.ErrorRetryAfter(err, b.now()); ok && hint > wait {
+				wait = hint
+			}
+			d.NotBefore = b.now().Add(wait)
+			log.Warn("delivery will be retried", "attempt", d.Attempts, "retry_in", wait.String(), "err", err)
+			return b.journal.Apply(rollout.Put(bucketInbox, rec.Key, mustJSON(d)))
+		}
+		ops = append(ops, rollout.Delete(bucketInbox, rec.Key))
+		if err := b.journal.Apply(ops...); err != nil {
+			return fmt.Errorf("settle delivery %s: %w", d.ID, err)
+		}
+	}
+	return ctx.Err()
+}
+
+func (b *Bot) onPing(ctx context.Context, d delivery) ([]rollout.Op, error) {
+	b.log.Info("ping from GitHub", "delivery", d.ID)
+	return nil, nil
+}
+
+func (b *Bot) onInstallation(ctx context.Context, d delivery) ([]rollout.Op, error) {
+	var p struct {
+		Action       string `json:"action"`
+		Installation struct {
+			ID int64 `json:"id"`
+		} `json:"installation"`
+	}
+	if err := json.Unmarshal(d.Body, &p); err != nil {
+		return nil, permanent(fmt.Errorf("decode installation event: %w", err))
+	}
+	b.log.Info("installation changed", "delivery", d.ID, "installation", p.Installation.ID, "action", p.Action)
+	return nil, nil
+}

@@ -1,0 +1,7 @@
+// Package manifests holds no Go code: it is the kustomize base that runs
+// sluice on Kubernetes (kustomization.yaml, deployment.yaml, pvc.yaml,
+// service.yaml). Its tests strictly decode every manifest into the
+// Kubernetes API types and check the invariants sluice depends on, and
+// check the repository's Dockerfile. Nothing imports it; it imports no
+// sluice package.
+package manifests
