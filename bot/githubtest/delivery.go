@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -47,7 +48,7 @@ func FixturesDir(t testing.TB) string {
 // the fixtures' webhooks directory.
 func Fixture(t testing.TB, name string) []byte {
 	t.Helper()
-	if filepath.Ext(name) == "" {
+	if !strings.HasSuffix(name, ".json") {
 		name += ".json"
 	}
 	b, err := os.ReadFile(filepath.Join(FixturesDir(t), "webhooks", filepath.Base(name)))

@@ -462,8 +462,9 @@ func TestFaults(t *testing.T) {
 		t.Errorf("rate-limited 403: %T %v, want a RateLimitError resetting at %d", err, err, reset)
 	}
 
+	// A fresh client: go-github remembers the primary limit and would not send.
 	s.FailNext(1, http.StatusForbidden, map[string]string{"Retry-After": "1"})
-	_, _, err = client(t, s, s.InstallationToken(1)).PullRequests.List(ctx, owner, name, nil)
+	_, _, err = client(t, s, s.InstallationToken(1)).PullRequests.Get(ctx, owner, name, 1)
 	var are *github.AbuseRateLimitError
 	if !errors.As(err, &are) || are.GetRetryAfter() != time.Second {
 		t.Errorf("secondary-limited 403: %T %v, want an AbuseRateLimitError", err, err)

@@ -242,7 +242,12 @@ func (b *checkRunBody) apply(cr *CheckRun) {
 	set(&cr.Name, b.Name)
 	set(&cr.DetailsURL, b.DetailsURL)
 	set(&cr.ExternalID, b.ExternalID)
-	set(&cr.Status, b.Status)
+	if b.Status != nil {
+		cr.Status = *b.Status
+		if cr.Status != "completed" {
+			cr.Conclusion, cr.CompletedAt = "", time.Time{}
+		}
+	}
 	if b.Conclusion != nil {
 		cr.Conclusion = *b.Conclusion
 		cr.Status = "completed"
@@ -892,7 +897,7 @@ func (s *Server) createComment(c *call) reply {
 	}
 	t := now()
 	cm := &Comment{ID: s.id(), Issue: int(n), User: s.login(c), Body: b.Body, CreatedAt: t, UpdatedAt: t}
-	s.comments[cm.ID] = &commentRec{repo: c.repo, c: cm}
+	s.comments[cm.ID] = &commentRec{repo: c.repo, c: cm, seq: s.id()}
 	return jsonReply(http.StatusCreated, s.commentJSON(c.repo, cm))
 }
 

@@ -157,6 +157,7 @@ type prRec struct {
 type commentRec struct {
 	repo *repoState
 	c    *Comment
+	seq  int64 // order of creation
 }
 
 type reactionRec struct {
@@ -317,7 +318,7 @@ func (s *Server) AddComment(repo string, issue int, c Comment) Comment {
 		c.UpdatedAt = c.CreatedAt
 	}
 	stored := c
-	s.comments[c.ID] = &commentRec{repo: r, c: &stored}
+	s.comments[c.ID] = &commentRec{repo: r, c: &stored, seq: s.id()}
 	return c
 }
 
@@ -349,18 +350,17 @@ func (s *Server) Comments(repo string, issue int) []Comment {
 
 // commentsOf: s.mu held.
 func (s *Server) commentsOf(r *repoState, issue int) []Comment {
-	var out []Comment
+	var recs []*commentRec
 	for _, rec := range s.comments {
 		if rec.repo == r && rec.c.Issue == issue {
-			out = append(out, *rec.c)
+			recs = append(recs, rec)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
-			return out[i].CreatedAt.Before(out[j].CreatedAt)
-		}
-		return out[i].ID < out[j].ID
-	})
+	sort.Slice(recs, func(i, j int) bool { return recs[i].seq < recs[j].seq })
+	var out []Comment
+	for _, rec := range recs {
+		out = append(out, *rec.c)
+	}
 	return out
 }
 

@@ -1,0 +1,482 @@
+package bot_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/sluicehq/sluice/bot"
+	"github.com/sluicehq/sluice/bot/ghapp"
+	"github.com/sluicehq/sluice/bot/githubtest"
+	"github.com/sluicehq/sluice/bot/render"
+	"github.com/sluicehq/sluice/rollout"
+	"github.com/sluicehq/sluice/rollout/router"
+	"github.com/sluicehq/sluice/rollout/runtime/local"
+	"github.com/sluicehq/sluice/store"
+)
+
+// The test binary doubles as the deployed app.
+func TestMain(m *testing.M) {
+	if os.Getenv("TESTAPP") != "" {
+		http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, os.Getenv("SLUICE_VERSION")) })
+		_ = http.ListenAndServe("127.0.0.1:"+os.Getenv("PORT"), nil)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+const (
+	repo     = "Codertocat/Hello-World"
+	appID    = 29310
+	mainSHA  = "6113728f27ae82c7b1a177c8d03f9e96e0adf246" // push.json "after"
+	headSHA  = "ec26c3e57ca3a959ca5aad62de7213c562f8c821" // the PR head of the fixtures
+	commentN = 492700400                                  // issue_comment fixture's comment id
+)
+
+var secret = []byte("webhook-secret-for-tests")
+
+func appYAML(t *testing.T) string {
+	bin, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("services:\n  hello:\n    run: exec \"$APP\"\n    env: {TESTAPP: \"1\", APP: %q}\n    timeouts: {start: 5s}\n", bin)
+}
+
+// clock is a settable time source, so retry backoffs can be skipped.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+// world is a real engine (bbolt, processes, router) with the bot in front
+// of it, talking to a strict fake GitHub.
+type world struct {
+	t      *testing.T
+	gh     *githubtest.Server
+	eng    *rollout.Engine
+	db     *store.DB
+	bot    *bot.Bot
+	hook   *httptest.Server
+	router *httptest.Server
+	clock  *clock
+	dir    string
+	f      bot.Clients
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	key, pemKey := githubtest.GenerateKey(t)
+	gh := githubtest.NewServer(t, githubtest.WithAppKey(&key.PublicKey, appID))
+	gh.AddRepo(repo, githubtest.RepoOpts{DefaultBranch: "main", InstallationID: 1})
+	gh.SetCommit(repo, mainSHA, map[string]string{"sluice.yaml": appYAML(t), "README.md": "main\n"})
+	gh.SetCommit(repo, headSHA, map[string]string{"sluice.yaml": appYAML(t), "README.md": "pr\n"})
+	gh.SetPR(repo, 1, headSHA, "changes")
+	gh.SetPermission(repo, "Codertocat", githubtest.PermAdmin)
+	gh.AddComment(repo, 1, githubtest.Comment{ID: commentN, User: "Codertocat", Body: "/canary 10%"})
+
+	w := &world{t: t, gh: gh, clock: &clock{t: time.Now()}, dir: t.TempDir()}
+	f, err := ghapp.New(ghapp.Config{AppID: appID, PrivateKey: pemKey, APIURL: gh.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.start(f)
+	return w
+}
+
+// start builds engine and bot over w.dir (again, after stop: a restart).
+func (w *world) start(f bot.Clients) {
+	t := w.t
+	w.f = f
+	db, err := store.Open(filepath.Join(w.dir, "sluice.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := local.New(w.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rtr := router.New("localhost")
+	w.router = httptest.NewServer(rtr)
+	w.eng = rollout.New(db, rt, rtr, "localhost", rollout.WithDrainGrace(time.Second))
+	if err := w.eng.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	w.db = db
+	w.bot = bot.New(w.eng, db, f, bot.Config{WebhookSecret: secret, PublicURL: "https://sluice.example.com"}, bot.WithClock(w.clock.now))
+	e := echo.New()
+	w.bot.Register(e)
+	w.hook = httptest.NewServer(e)
+	t.Cleanup(w.stop)
+}
+
+func (w *world) stop() {
+	if w.hook == nil {
+		return
+	}
+	w.hook.Close()
+	w.router.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = w.eng.Close(ctx)
+	_ = w.db.Close()
+	w.hook = nil
+}
+
+// deliver posts a signed delivery and returns the status code.
+func (w *world) deliver(event string, body []byte, opts ...githubtest.DeliveryOption) int {
+	w.t.Helper()
+	req := githubtest.Delivery(w.t, w.hook.URL+"/webhooks/github", event, body, secret, opts...)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func (w *world) sync() {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := w.bot.Sync(ctx); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// comment returns the issue_comment fixture with another body and id.
+func comment(t *testing.T, body string, id int64, login string) []byte {
+	var m map[string]any
+	if err := json.Unmarshal(githubtest.Fixture(t, "issue_comment.created.pull_request.json"), &m); err != nil {
+		t.Fatal(err)
+	}
+	c := m["comment"].(map[string]any)
+	c["body"], c["id"] = body, id
+	c["user"].(map[string]any)["login"] = login
+	out, _ := json.Marshal(m)
+	return out
+}
+
+// say posts a command comment by login and handles it.
+func (w *world) say(body, login string) int64 {
+	w.t.Helper()
+	id := int64(5000 + len(w.gh.Comments(repo, 1))*7 + int(time.Now().UnixNano()%1000))
+	w.gh.AddComment(repo, 1, githubtest.Comment{ID: id, User: login, Body: body})
+	if code := w.deliver("issue_comment", comment(w.t, body, id, login)); code != http.StatusAccepted {
+		w.t.Fatalf("delivery answered %d", code)
+	}
+	w.sync()
+	return id
+}
+
+func (w *world) mergeMain() {
+	w.t.Helper()
+	if code := w.deliver("push", githubtest.Fixture(w.t, "push.json")); code != http.StatusAccepted {
+		w.t.Fatalf("push answered %d", code)
+	}
+	w.sync()
+}
+
+func (w *world) status() rollout.ServiceStatus {
+	w.t.Helper()
+	st, err := w.eng.Status(context.Background(), "hello")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return st
+}
+
+func (w *world) served(n int, query string) map[string]int {
+	w.t.Helper()
+	out := map[string]int{}
+	c := &http.Client{Timeout: 5 * time.Second}
+	for range n {
+		req, _ := http.NewRequest("GET", w.router.URL+"/?"+query, nil)
+		req.Host = "hello.localhost"
+		resp, err := c.Do(req)
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		out[resp.Header.Get("X-Sluice-Version")]++
+	}
+	return out
+}
+
+func (w *world) sticky() githubtest.Comment {
+	w.t.Helper()
+	var found []githubtest.Comment
+	for _, c := range w.gh.Comments(repo, 1) {
+		if strings.HasPrefix(c.Body, render.Marker) {
+			found = append(found, c)
+		}
+	}
+	if len(found) != 1 {
+		w.t.Fatalf("want one sticky comment, found %d", len(found))
+	}
+	return found[0]
+}
+
+func checksOn(gh *githubtest.Server, sha string) []githubtest.CheckRun {
+	var out []githubtest.CheckRun
+	for _, c := range gh.CheckRuns(repo) {
+		if c.HeadSHA == sha {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func TestMergeDeploysThenCanaryFromAWriter(t *testing.T) {
+	w := newWorld(t)
+	w.mergeMain()
+	st := w.status()
+	if st.Stable != "hello-001" || st.Policy.Split["hello-001"] != 100 {
+		t.Fatalf("after merge: %+v", st.Policy)
+	}
+	if cs := checksOn(w.gh, mainSHA); len(cs) != 1 || cs[0].Name != "sluice / hello" || cs[0].Conclusion != "success" {
+		t.Fatalf("merge check runs: %+v", cs)
+	}
+	if ds := w.gh.Deployments(repo); len(ds) != 1 || ds[0].Environment != "production" {
+		t.Fatalf("deployments: %+v", ds)
+	}
+
+	w.deliver("issue_comment", githubtest.Fixture(t, "issue_comment.created.pull_request.json"))
+	w.sync()
+	st = w.status()
+	if st.Policy.Split["hello-001"] != 90 || st.Policy.Split["hello-002"] != 10 {
+		t.Fatalf("after /canary 10%%: %+v", st.Policy)
+	}
+	if got := w.gh.Reactions(commentN); strings.Join(got, ",") != "eyes,rocket" {
+		t.Fatalf("reactions: %v", got)
+	}
+	cs := checksOn(w.gh, headSHA)
+	if len(cs) != 1 || cs[0].Conclusion != "success" || cs[0].ExternalID != "hello-002" || !strings.Contains(cs[0].Output.Summary, "hello-002") {
+		t.Fatalf("PR check runs: %+v", cs)
+	}
+	if s := w.sticky(); !strings.Contains(s.Body, "10%") || !strings.Contains(s.Body, "hello-002") {
+		t.Fatalf("sticky: %s", s.Body)
+	}
+	got := w.served(2000, "")
+	if share := float64(got["hello-002"]) / 20; share < 7 || share > 13 {
+		t.Fatalf("canary share %.1f%% (%v)", share, got)
+	}
+	var envs []string
+	for _, d := range w.gh.Deployments(repo) {
+		envs = append(envs, d.Environment)
+	}
+	if strings.Join(envs, ",") != "production,pr-1" {
+		t.Fatalf("deployment environments: %v", envs)
+	}
+}
+
+func TestCommandsDoWhatTheSpecSays(t *testing.T) {
+	w := newWorld(t)
+	w.mergeMain()
+	w.say("/canary 10%", "Codertocat")
+
+	w.say("/route env=beta", "Codertocat")
+	if got := w.served(20, "env=beta"); got["hello-002"] != 20 {
+		t.Fatalf("/route: %v", got)
+	}
+	w.say("/predict env=beta", "Codertocat")
+	if s := w.sticky().Body; !strings.Contains(s, "env=beta") || !strings.Contains(s, "hello-002") {
+		t.Fatalf("/predict answer: %s", s)
+	}
+	w.say("/status", "Codertocat")
+	w.say("/help", "Codertocat")
+	if s := w.sticky().Body; !strings.Contains(s, "/canary") || !strings.Contains(s, "/rollback") {
+		t.Fatalf("/help answer: %s", s)
+	}
+	w.say("/abort", "Codertocat")
+	if st := w.status(); st.Policy.Split["hello-001"] != 100 || len(st.Policy.Rules) != 0 {
+		t.Fatalf("/abort: %+v", st.Policy)
+	}
+	w.say("/promote", "Codertocat")
+	if st := w.status(); st.Stable != "hello-002" || st.Policy.Split["hello-002"] != 100 {
+		t.Fatalf("/promote: %+v", st.Policy)
+	}
+	if got := w.served(20, ""); got["hello-002"] != 20 {
+		t.Fatalf("after /promote: %v", got)
+	}
+	w.say("/rollback", "Codertocat")
+	if st := w.status(); st.Stable != "hello-001" || st.Policy.Split["hello-001"] != 100 {
+		t.Fatalf("/rollback: %+v", st.Policy)
+	}
+	// Malformed commands get the usage and change nothing.
+	before := w.status().Policy
+	id := w.say("/canary 110%\n/route env\n/canary ten", "Codertocat")
+	if s := w.sticky().Body; !strings.Contains(s, "/canary N%") || !strings.Contains(s, "/route") {
+		t.Fatalf("usage not shown: %s", s)
+	}
+	if after := w.status().Policy; fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("malformed commands changed the policy: %v -> %v", before, after)
+	}
+	if got := w.gh.Reactions(id); strings.Join(got, ",") != "eyes,confused" {
+		t.Fatalf("reactions to malformed commands: %v", got)
+	}
+}
+
+func TestReadersQuotesAndBotsChangeNothing(t *testing.T) {
+	w := newWorld(t)
+	w.mergeMain()
+	w.gh.SetPermission(repo, "reader", githubtest.PermRead)
+	before := w.status()
+	id := w.say("/canary 50%", "reader")
+	if st := w.status(); len(st.Versions) != len(before.Versions) || fmt.Sprint(st.Policy) != fmt.Sprint(before.Policy) {
+		t.Fatalf("a reader's command changed state: %+v", st.Policy)
+	}
+	if s := w.sticky().Body; !strings.Contains(s, "@reader") || !strings.Contains(strings.ToLower(s), "write") {
+		t.Fatalf("refusal: %s", s)
+	}
+	if got := w.gh.Reactions(id); strings.Join(got, ",") != "eyes,confused" {
+		t.Fatalf("reactions: %v", got)
+	}
+	for _, body := range []string{"> /canary 50%", "```\n/canary 50%\n```", "please run `/canary 50%`"} {
+		id := w.say(body, "Codertocat")
+		if got := w.gh.Reactions(id); len(got) != 0 {
+			t.Fatalf("%q got reactions %v", body, got)
+		}
+	}
+	// A bot's comment and an edited comment are ignored.
+	var m map[string]any
+	json.Unmarshal(comment(t, "/canary 50%", 777, "sluice[bot]"), &m)
+	m["comment"].(map[string]any)["user"].(map[string]any)["type"] = "Bot"
+	b, _ := json.Marshal(m)
+	w.deliver("issue_comment", b)
+	json.Unmarshal(comment(t, "/canary 50%", 778, "Codertocat"), &m)
+	m["action"] = "edited"
+	b, _ = json.Marshal(m)
+	w.deliver("issue_comment", b)
+	w.sync()
+	if st := w.status(); len(st.Versions) != len(before.Versions) {
+		t.Fatalf("ignored comments created versions: %d", len(st.Versions))
+	}
+}
+
+func TestBrokenManifestFailsTheCheckWithAnAnnotation(t *testing.T) {
+	w := newWorld(t)
+	w.gh.SetCommit(repo, headSHA, map[string]string{"sluice.yaml": "services:\n  hello:\n    run: ./app\n    instances: lots\n"})
+	w.say("/deploy", "Codertocat")
+	cs := checksOn(w.gh, headSHA)
+	if len(cs) != 1 || cs[0].Conclusion != "failure" || !strings.Contains(cs[0].Output.Title+cs[0].Output.Summary, "InvalidManifest") {
+		t.Fatalf("check runs: %+v", cs)
+	}
+	anns := cs[0].Output.Annotations
+	if len(anns) != 1 || anns[0].Path != "sluice.yaml" || anns[0].StartLine != 4 || !strings.Contains(anns[0].Message, "instances") {
+		t.Fatalf("annotations: %+v", anns)
+	}
+}
+
+func TestDeliveriesAreVerifiedAndRunOnce(t *testing.T) {
+	w := newWorld(t)
+	body := githubtest.Fixture(t, "push.json")
+	for _, tc := range []struct {
+		name string
+		opts []githubtest.DeliveryOption
+	}{
+		{"no signature", []githubtest.DeliveryOption{githubtest.WithHeader("X-Hub-Signature-256", "")}},
+		{"wrong signature", []githubtest.DeliveryOption{githubtest.WithHeader("X-Hub-Signature-256", githubtest.Sign([]byte("other"), body))}},
+		{"sha1 only", []githubtest.DeliveryOption{githubtest.WithHeader("X-Hub-Signature-256", ""), githubtest.WithHeader("X-Hub-Signature", "sha1=0000")}},
+	} {
+		if code := w.deliver("push", body, tc.opts...); code != http.StatusUnauthorized {
+			t.Fatalf("%s: %d", tc.name, code)
+		}
+	}
+	// Not JSON, and not signed: refused before it is parsed.
+	if code := w.deliver("push", []byte("{{{"), githubtest.WithHeader("X-Hub-Signature-256", "sha256=00")); code != http.StatusUnauthorized {
+		t.Fatalf("unsigned garbage: %d", code)
+	}
+	if code := w.deliver("push", []byte("{{{")); code != http.StatusBadRequest {
+		t.Fatalf("signed garbage: %d", code)
+	}
+	if code := w.deliver("star", []byte(`{"action":"created"}`)); code != http.StatusOK {
+		t.Fatalf("unknown event: %d", code)
+	}
+	w.sync()
+	if _, err := w.eng.Status(context.Background(), "hello"); err == nil {
+		t.Fatal("a refused delivery deployed something")
+	}
+	for i, want := range []int{http.StatusAccepted, http.StatusOK} {
+		if code := w.deliver("push", body, githubtest.WithDeliveryID("d-1")); code != want {
+			t.Fatalf("delivery %d: %d", i, code)
+		}
+	}
+	w.sync()
+	if st := w.status(); len(st.Versions) != 1 {
+		t.Fatalf("a repeated delivery ran %d times", len(st.Versions))
+	}
+}
+
+func TestGitHubOutageDelaysReportsButLosesAndDoublesNone(t *testing.T) {
+	w := newWorld(t)
+	w.mergeMain()
+	// Every write fails for a while; reads still work.
+	w.gh.FailRoute("POST", "/repos/", 6, http.StatusBadGateway, nil)
+	w.gh.FailRoute("PATCH", "/repos/", 3, http.StatusForbidden, map[string]string{"X-RateLimit-Remaining": "0",
+		"X-RateLimit-Reset": fmt.Sprint(time.Now().Add(time.Second).Unix())})
+	w.deliver("issue_comment", githubtest.Fixture(t, "issue_comment.created.pull_request.json"))
+	w.sync()
+	if got := w.gh.Reactions(commentN); strings.Join(got, ",") == "eyes,rocket" {
+		t.Fatal("the outage delayed nothing")
+	}
+	// The traffic change did not wait for GitHub.
+	if st := w.status(); st.Policy.Split["hello-002"] != 10 {
+		t.Fatalf("traffic change held up by GitHub: %+v", st.Policy)
+	}
+	// Time passes (the fake clock skips backoffs; go-github also keeps the
+	// rate-limit reset on the real clock) until the reports are through.
+	for i := 0; i < 100 && strings.Join(w.gh.Reactions(commentN), ",") != "eyes,rocket"; i++ {
+		w.clock.add(10 * time.Minute)
+		w.sync()
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := w.gh.Reactions(commentN); strings.Join(got, ",") != "eyes,rocket" {
+		t.Fatalf("reactions after the outage: %v", got)
+	}
+	if cs := checksOn(w.gh, headSHA); len(cs) != 1 || cs[0].Conclusion != "success" {
+		t.Fatalf("check runs after the outage: %+v", cs)
+	}
+	_ = w.sticky() // exactly one
+	if ds := w.gh.Deployments(repo); len(ds) != 2 {
+		t.Fatalf("deployments after the outage: %d", len(ds))
+	}
+}
+
+func TestRestartBetweenAcceptingAndProcessing(t *testing.T) {
+	w := newWorld(t)
+	if code := w.deliver("push", githubtest.Fixture(t, "push.json"), githubtest.WithDeliveryID("d-restart")); code != http.StatusAccepted {
+		t.Fatalf("push: %d", code)
+	}
+	// Stop before the worker ran (Sync was never called), then start
+	// again on the same data directory.
+	f := w.f
+	w.stop()
+	w.start(f)
+	w.sync()
+	if st := w.status(); len(st.Versions) != 1 || st.Stable != "hello-001" {
+		t.Fatalf("after restart: %+v", st)
+	}
+	if code := w.deliver("push", githubtest.Fixture(t, "push.json"), githubtest.WithDeliveryID("d-restart")); code != http.StatusOK {
+		t.Fatalf("redelivery after restart: %d", code)
+	}
+	w.sync()
+	if st := w.status(); len(st.Versions) != 1 {
+		t.Fatalf("processed twice: %d versions", len(st.Versions))
+	}
+}
