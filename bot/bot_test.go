@@ -480,3 +480,151 @@ func TestRestartBetweenAcceptingAndProcessing(t *testing.T) {
 		t.Fatalf("processed twice: %d versions", len(st.Versions))
 	}
 }
+
+func TestCheckRunButtonsAndRerun(t *testing.T) {
+	w := newWorld(t)
+	w.mergeMain()
+	w.say("/canary 10%", "Codertocat")
+	var ev map[string]any
+	json.Unmarshal(githubtest.Fixture(t, "check_run.rerequested.json"), &ev)
+	cr := ev["check_run"].(map[string]any)
+	cr["external_id"], cr["head_sha"], cr["name"] = "hello-002", headSHA, "sluice / hello"
+	ev["sender"].(map[string]any)["login"] = "Codertocat"
+
+	ev["action"] = "requested_action"
+	ev["requested_action"] = map[string]any{"identifier": "promote"}
+	b, _ := json.Marshal(ev)
+	if code := w.deliver("check_run", b); code != http.StatusAccepted {
+		t.Fatalf("check_run: %d", code)
+	}
+	w.sync()
+	if st := w.status(); st.Stable != "hello-002" {
+		t.Fatalf("Promote button: %+v", st.Policy)
+	}
+
+	// Re-run deploys that commit again, as a new version.
+	ev["action"] = "rerequested"
+	delete(ev, "requested_action")
+	b, _ = json.Marshal(ev)
+	w.deliver("check_run", b)
+	w.sync()
+	st := w.status()
+	last := st.Versions[len(st.Versions)-1]
+	if len(st.Versions) != 3 || last.CreatedBy.Ref != headSHA || last.Status != rollout.StatusNormal {
+		t.Fatalf("re-run: %d versions, last %+v", len(st.Versions), last.Version)
+	}
+
+	// A reader's button press changes nothing.
+	w.gh.SetPermission(repo, "reader", githubtest.PermRead)
+	ev["action"] = "requested_action"
+	ev["requested_action"] = map[string]any{"identifier": "rollback"}
+	ev["sender"].(map[string]any)["login"] = "reader"
+	b, _ = json.Marshal(ev)
+	w.deliver("check_run", b)
+	w.sync()
+	if st := w.status(); st.Stable != "hello-002" {
+		t.Fatalf("a reader rolled back: %+v", st.Policy)
+	}
+}
+
+func TestMergeOfAPromotedTreeIsNotRebuiltAndTheMergedPRIsTold(t *testing.T) {
+	w := newWorld(t)
+	w.mergeMain()
+	w.say("/canary 10%", "Codertocat")
+	w.say("/promote", "Codertocat")
+	// The PR merges: its merge commit has the PR head's tree.
+	merge := "c4295bd74fb0f4fda03689c3df3f2803b658fd85"
+	w.gh.SetCommit(repo, merge, map[string]string{"sluice.yaml": appYAML(t), "README.md": "pr\n"})
+	w.deliver("pull_request", githubtest.Fixture(t, "pull_request.closed.merged.json"))
+	var push map[string]any
+	json.Unmarshal(githubtest.Fixture(t, "push.json"), &push)
+	push["after"] = merge
+	b, _ := json.Marshal(push)
+	w.deliver("push", b)
+	w.sync()
+	if st := w.status(); len(st.Versions) != 2 || st.Stable != "hello-002" {
+		t.Fatalf("the promoted tree was rebuilt: %d versions, stable %s", len(st.Versions), st.Stable)
+	}
+	if cs := checksOn(w.gh, merge); len(cs) != 1 || cs[0].Conclusion != "success" {
+		t.Fatalf("merge check: %+v", cs)
+	}
+
+	// A merge with a new tree deploys at 100% and the merged PR (#2 in the
+	// fixture) hears how it went.
+	merge2 := "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	w.gh.SetCommit(repo, "ec26c3e57ca3a959ca5aad62de7213c562f8c822", map[string]string{"README.md": "x\n"})
+	w.gh.SetPR(repo, 2, "ec26c3e57ca3a959ca5aad62de7213c562f8c822", "other")
+	w.gh.SetCommit(repo, merge2, map[string]string{"sluice.yaml": appYAML(t), "README.md": "new\n"})
+	var pr map[string]any
+	json.Unmarshal(githubtest.Fixture(t, "pull_request.closed.merged.json"), &pr)
+	pr["pull_request"].(map[string]any)["merge_commit_sha"] = merge2
+	b, _ = json.Marshal(pr)
+	w.deliver("pull_request", b)
+	push["after"] = merge2
+	b, _ = json.Marshal(push)
+	w.deliver("push", b)
+	w.sync()
+	if st := w.status(); st.Stable != "hello-003" || st.Policy.Split["hello-003"] != 100 {
+		t.Fatalf("merge deploy: %+v", st.Policy)
+	}
+	var told bool
+	for _, c := range w.gh.Comments(repo, 2) {
+		told = told || (strings.HasPrefix(c.Body, render.Marker) && strings.Contains(c.Body, "hello-003"))
+	}
+	if !told {
+		t.Fatalf("merged PR not told: %+v", w.gh.Comments(repo, 2))
+	}
+}
+
+func TestNewerPushSupersedesAQueuedOlderOne(t *testing.T) {
+	w := newWorld(t)
+	newer := "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	w.gh.SetCommit(repo, newer, map[string]string{"sluice.yaml": appYAML(t), "README.md": "newer\n"})
+	w.deliver("push", githubtest.Fixture(t, "push.json"))
+	var push map[string]any
+	json.Unmarshal(githubtest.Fixture(t, "push.json"), &push)
+	push["after"] = newer
+	b, _ := json.Marshal(push)
+	w.deliver("push", b)
+	w.sync()
+	st := w.status()
+	if len(st.Versions) != 1 || st.Versions[0].CreatedBy.Ref != newer {
+		t.Fatalf("versions: %+v", st.Versions)
+	}
+}
+
+func TestClosedPRVersionsWithoutTrafficStop(t *testing.T) {
+	w := newWorld(t)
+	w.mergeMain()
+	w.say("/deploy", "Codertocat")
+	var pr map[string]any
+	json.Unmarshal(githubtest.Fixture(t, "pull_request.closed.merged.json"), &pr)
+	pr["number"] = 1
+	pr["pull_request"].(map[string]any)["merged"] = false
+	b, _ := json.Marshal(pr)
+	w.deliver("pull_request", b)
+	w.sync()
+	st := w.status()
+	if st.Versions[1].Status != rollout.StatusStopped || st.Versions[0].Status != rollout.StatusNormal {
+		t.Fatalf("after close: %s %s", st.Versions[0].Status, st.Versions[1].Status)
+	}
+}
+
+func TestSecretsNeverReachGitHub(t *testing.T) {
+	w := newWorld(t)
+	y := "services:\n  hello:\n    run: echo \"connecting with $DB_PASSWORD\"; exit 1\n    env: {DB_PASSWORD: hunter2-very-secret}\n    timeouts: {start: 2s}\n"
+	w.gh.SetCommit(repo, headSHA, map[string]string{"sluice.yaml": y})
+	w.say("/deploy", "Codertocat")
+	cs := checksOn(w.gh, headSHA)
+	if len(cs) != 1 || cs[0].Conclusion != "failure" {
+		t.Fatalf("checks: %+v", cs)
+	}
+	for _, r := range w.gh.Requests() {
+		if strings.Contains(string(r.Body), "hunter2-very-secret") || strings.Contains(string(r.Body), string(secret)) {
+			t.Fatalf("a secret went to GitHub in %s %s", r.Method, r.Path)
+		}
+	}
+	if !strings.Contains(cs[0].Output.Text+cs[0].Output.Summary, "connecting with ***") {
+		t.Fatalf("log tail missing or not redacted: %s", cs[0].Output.Text)
+	}
+}

@@ -83,7 +83,33 @@ func (b *Bot) findVersion(ctx context.Context, service, name string) (rollout.Se
 // configured secrets and the values of env variables whose names say
 // they are secret.
 func (b *Bot) secretsFor(v rollout.VersionStatus) []string {
+	return append(append([]string(nil), b.cfg.Secrets...), envSecrets(v)...)
+}
+
+// allSecrets is secretsFor over every version sluice runs: what sluice
+// says on a PR (a status table, a failure) may quote any of them.
+func (b *Bot) allSecrets() []string {
 	out := append([]string(nil), b.cfg.Secrets...)
+	names, err := b.eng.Services()
+	if err != nil {
+		return out
+	}
+	for _, n := range names {
+		st, err := b.eng.Status(context.Background(), n)
+		if err != nil {
+			continue
+		}
+		for _, v := range st.Versions {
+			out = append(out, envSecrets(v)...)
+		}
+	}
+	return out
+}
+
+// envSecrets lists the values of env variables whose names say they are
+// secret.
+func envSecrets(v rollout.VersionStatus) []string {
+	var out []string
 	for k, val := range v.Config.Env {
 		u := strings.ToUpper(k)
 		for _, w := range []string{"SECRET", "TOKEN", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL"} {

@@ -75,6 +75,7 @@ func (b *Bot) addPREntries(repo string, inst int64, pr int, entries ...render.En
 	if len(entries) == 0 {
 		return nil, nil
 	}
+	secrets := b.allSecrets()
 	b.stateMu.Lock()
 	defer b.stateMu.Unlock()
 	key := prKey(repo, pr)
@@ -83,7 +84,8 @@ func (b *Bot) addPREntries(repo string, inst int64, pr int, entries ...render.En
 		return nil, err
 	}
 	for _, e := range entries {
-		e.Body = render.Redact(e.Body, b.cfg.Secrets)
+		e.Body = render.Redact(e.Body, secrets)
+		e.Title = render.Redact(e.Title, secrets)
 		st.Entries = append([]render.Entry{e}, st.Entries...)
 	}
 	if len(st.Entries) > 50 {

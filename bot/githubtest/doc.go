@@ -18,12 +18,20 @@
 // clients create (check runs, comments, reactions, deployments and their
 // statuses) and every request, so tests assert on outcomes. Faults (an
 // error status, rate-limit headers, a delay) are injected per request.
+// Beyond the description, a check run create or update must carry a
+// non-empty "name" (go-github always sends the field, so an update built
+// without it would blank the run's name).
+//
 // Some GitHub rules are kept on purpose because production code must obey
 // them: creating a deployment without "required_contexts" fails with 409
-// while a check run on the commit is not successful; check run annotations
-// are appended across updates; a successful deployment status marks older
-// successful deployments of the same environment inactive unless
-// "auto_inactive" is false.
+// while a check run on the commit is not successful; check run
+// annotations are appended across updates; a successful deployment status
+// marks older successful non-production deployments of the same
+// environment inactive unless "auto_inactive" is false; a check run or
+// deployment on an unknown commit gets 422; a reaction or comment edit on
+// an unknown comment gets 404. A tarball request answers 302 to
+// /_tarballs/... on the same server, which serves the commit's files under
+// "Owner-Repo-<sha7>/" with a pax header naming the SHA, as GitHub does.
 //
 // It imports go-github only through its tests, kin-openapi, and nothing of
 // sluice; production code must not import it.

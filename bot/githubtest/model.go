@@ -26,14 +26,22 @@ type RepoOpts struct {
 	Private bool
 }
 
-// Permission levels accepted by SetPermission, GitHub's role names.
+// Permission levels accepted by SetPermission, GitHub's role names. The
+// permission endpoint answers the role in "role_name" and GitHub's legacy
+// level in "permission" (the only field go-github v60 decodes).
 const (
-	PermAdmin    = "admin"
+	// PermAdmin reads as permission "admin".
+	PermAdmin = "admin"
+	// PermMaintain reads as permission "write".
 	PermMaintain = "maintain"
-	PermWrite    = "write"
-	PermTriage   = "triage"
-	PermRead     = "read"
-	PermNone     = "none"
+	// PermWrite reads as permission "write".
+	PermWrite = "write"
+	// PermTriage reads as permission "read".
+	PermTriage = "triage"
+	// PermRead reads as permission "read".
+	PermRead = "read"
+	// PermNone reads as permission "none".
+	PermNone = "none"
 )
 
 // CheckRun is a check run as stored by the fake.
