@@ -22,8 +22,8 @@ import (
 
 	"github.com/sluicehq/sluice/bot"
 	"github.com/sluicehq/sluice/bot/api"
-	"github.com/sluicehq/sluice/bot/ghapp"
 	"github.com/sluicehq/sluice/bot/cli"
+	"github.com/sluicehq/sluice/bot/ghapp"
 	"github.com/sluicehq/sluice/rollout"
 	"github.com/sluicehq/sluice/rollout/router"
 	"github.com/sluicehq/sluice/rollout/runtime/local"

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/bot/githubtest"
+)
+
+// TestServeAsGitHubApp runs the real `sluice serve` as a GitHub App against
+// the fake GitHub: a signed /canary comment deploys the PR head and moves
+// 10% of the traffic to it, with the reports on GitHub.
+func TestServeAsGitHubApp(t *testing.T) {
+	const (
+		repo  = "Codertocat/Hello-World"
+		main  = "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
+		head  = "ec26c3e57ca3a959ca5aad62de7213c562f8c821"
+		appID = 29310
+	)
+	key, pemKey := githubtest.GenerateKey(t)
+	gh := githubtest.NewServer(t, githubtest.WithAppKey(&key.PublicKey, appID))
+	yaml := fmt.Sprintf("services:\n  hello:\n    run: exec %q\n    health: /healthz\n    env: {GREETING: hi}\n", helloBin)
+	gh.AddRepo(repo, githubtest.RepoOpts{InstallationID: 1})
+	gh.SetCommit(repo, main, map[string]string{"sluice.yaml": yaml})
+	gh.SetCommit(repo, head, map[string]string{"sluice.yaml": yaml, "CHANGE": "x"})
+	gh.SetPR(repo, 1, head, "changes")
+	gh.SetPermission(repo, "Codertocat", githubtest.PermWrite)
+	gh.AddComment(repo, 1, githubtest.Comment{ID: 492700400, User: "Codertocat", Body: "/canary 10%"})
+
+	dir := t.TempDir()
+	keyFile, secretFile := filepath.Join(dir, "app.pem"), filepath.Join(dir, "secret")
+	os.WriteFile(keyFile, pemKey, 0o600)
+	os.WriteFile(secretFile, []byte("s3cret\n"), 0o600)
+	s := startServer(t, filepath.Join(dir, "data"), freePort(t), freePort(t),
+		fmt.Sprintf("SLUICE_GITHUB_APP_ID=%d", appID), "SLUICE_GITHUB_PRIVATE_KEY="+keyFile,
+		"SLUICE_GITHUB_WEBHOOK_SECRET_FILE="+secretFile, "SLUICE_GITHUB_API_URL="+gh.URL(),
+		"SLUICE_PUBLIC_URL=https://sluice.example.com")
+
+	post := func(event, fixture string) {
+		t.Helper()
+		req := githubtest.Delivery(t, "http://"+s.api+"/webhooks/github", event, githubtest.Fixture(t, fixture), []byte("s3cret"))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("%s delivery answered %d", event, resp.StatusCode)
+		}
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			if ok() {
+				return
+			}
+		}
+		t.Fatalf("timed out waiting for %s", what)
+	}
+	post("push", "push.json")
+	waitFor("the merge deploy", func() bool { v, _, err := s.get("hello.localhost", ""); return err == nil && v == "hello-001" })
+	post("issue_comment", "issue_comment.created.pull_request.json")
+	waitFor("the 🚀", func() bool { return strings.Join(gh.Reactions(492700400), ",") == "eyes,rocket" })
+	st := s.status("hello")
+	if st.Policy.Split["hello-001"] != 90 || st.Policy.Split["hello-002"] != 10 {
+		t.Fatalf("split after /canary 10%%: %v", st.Policy.Split)
+	}
+	waitFor("a green check on the PR head", func() bool {
+		for _, c := range gh.CheckRuns(repo) {
+			if c.HeadSHA == head && c.Name == "sluice / hello" && c.Conclusion == "success" {
+				return true
+			}
+		}
+		return false
+	})
+	// A forged delivery is refused.
+	req := githubtest.Delivery(t, "http://"+s.api+"/webhooks/github", "push", githubtest.Fixture(t, "push.json"), []byte("wrong"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("forged delivery answered %d", resp.StatusCode)
+	}
+}
