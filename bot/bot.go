@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -49,6 +50,10 @@ type Config struct {
 	Secrets []string
 	// MaxBody caps a webhook body (default DefaultMaxBody).
 	MaxBody int64
+	// Repo, when set ("owner/name"), limits the bot to one repository:
+	// engine events of other repositories are not reported. The GitHub
+	// Action's event mode sets it, since its token reaches only that one.
+	Repo string
 }
 
 // Defaults.
@@ -195,6 +200,14 @@ func (b *Bot) idle() (bool, error) {
 		return true, nil // waiting for a retry: reports arrive later
 	}
 	return false, nil
+}
+
+// StartFromEvent makes the bot report only engine events after seq, for a
+// bot that starts empty beside an engine with history (the Action's event
+// mode). It changes nothing once the bot has a cursor.
+func (b *Bot) StartFromEvent(seq uint64) error {
+	_, err := b.journal.PutIfAbsent(bucketCursor, "events", []byte(strconv.FormatUint(seq, 10)))
+	return err
 }
 
 func mustJSON(v any) []byte {

@@ -360,7 +360,7 @@ func isFinal(s rollout.Status) bool {
 }
 
 func (b *Bot) onEngineEvent(ctx context.Context, e rollout.Event) ([]rollout.Op, error) {
-	if e.Origin.Repo == "" || e.Version == "" {
+	if e.Origin.Repo == "" || e.Version == "" || (b.cfg.Repo != "" && e.Origin.Repo != b.cfg.Repo) {
 		return nil, nil
 	}
 	report := func() []rollout.Op {

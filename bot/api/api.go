@@ -33,6 +33,7 @@ type Engine interface {
 	Rollback(ctx context.Context, service, version string, origin rollout.Origin) (rollout.ServiceStatus, error)
 	Abort(ctx context.Context, service, version string, origin rollout.Origin) (rollout.ServiceStatus, error)
 	Retire(ctx context.Context, service string, olderThan time.Duration, origin rollout.Origin) ([]string, error)
+	StopVersion(ctx context.Context, service, version string, origin rollout.Origin) error
 	Events(service string, after uint64, limit int) ([]rollout.Event, error)
 	Logs(service, version string, max int) (string, error)
 	VersionURL(service, version string) string
@@ -48,6 +49,8 @@ const (
 	HeaderActor = "X-Sluice-Actor"
 	HeaderURL   = "X-Sluice-Url"
 	HeaderRef   = "X-Sluice-Ref"
+	HeaderRepo  = "X-Sluice-Repo"
+	HeaderPR    = "X-Sluice-Pr"
 )
 
 type server struct {
@@ -86,6 +89,7 @@ func Register(e *echo.Echo, eng Engine, opts ...Option) {
 	g.GET("/services/:service/versions/:version", s.version)
 	g.GET("/services/:service/versions/:version/logs", s.logs)
 	g.POST("/services/:service/versions/:version/redeploy", s.redeploy)
+	g.POST("/services/:service/versions/:version/stop", s.stop)
 	g.PUT("/services/:service/policy", s.traffic)
 	g.POST("/services/:service/rules", s.route)
 	g.DELETE("/services/:service/rules", s.unroute)
@@ -169,6 +173,14 @@ func origin(c echo.Context) rollout.Origin {
 	h := c.Request().Header
 	o := rollout.Origin{Via: h.Get(HeaderVia), Actor: h.Get(HeaderActor), URL: h.Get(HeaderURL), Ref: h.Get(HeaderRef),
 		Repo: principalRepo(c)}
+	if o.Repo == "" {
+		// The admin may say which repository a change is for (the
+		// Action's event mode does); a scoped caller's is its own.
+		o.Repo = h.Get(HeaderRepo)
+	}
+	if pr, err := strconv.Atoi(h.Get(HeaderPR)); err == nil && pr > 0 {
+		o.PR = pr
+	}
 	if o.Via == "" {
 		o.Via = "api"
 	}
@@ -245,6 +257,13 @@ func (s *server) deploy(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusAccepted, versionView{v, s.eng.VersionURL(v.Service, v.Name)})
+}
+
+func (s *server) stop(c echo.Context) error {
+	if err := s.eng.StopVersion(c.Request().Context(), c.Param("service"), c.Param("version"), origin(c)); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]string{"stopped": c.Param("version")})
 }
 
 func (s *server) version(c echo.Context) error {

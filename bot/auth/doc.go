@@ -6,6 +6,7 @@
 //
 // What a Principal may then touch is the API's business, not this
 // package's. auth imports store only for the TokenRecord type its Store
-// interface exchanges (*store.DB satisfies it; cmd wires them); it must not
-// import echo, the API, the engine (rollout) or go-github.
+// interface exchanges (*store.DB satisfies it; cmd wires them) and rollout
+// only for ErrNotFound; it must not import echo, the API, the engine's
+// drivers or go-github.
 package auth

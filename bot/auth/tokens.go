@@ -75,7 +75,7 @@ func (a *Authenticator) Issue(repo, service string, ttl time.Duration) (string, 
 	_, _ = rand.Read(secret)
 	_, _ = rand.Read(id)
 	text := TokenPrefix + base64.RawURLEncoding.EncodeToString(secret)
-	now := time.Now().UTC().Truncate(time.Second)
+	now := time.Now().UTC()
 	rec := store.TokenRecord{ID: hex.EncodeToString(id), Hash: HashToken(text), Repo: repo, Service: service, Created: now}
 	if ttl > 0 {
 		rec.Expires = now.Add(ttl)
