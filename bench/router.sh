@@ -38,9 +38,7 @@ cleanup() {
 	if [[ -n $NGINX_PID ]]; then kill -QUIT "$NGINX_PID" 2>/dev/null; fi
 	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-	if [[ -n $NGINX_PID ]]; then
-		for _ in $(seq 50); do kill -0 "$NGINX_PID" 2>/dev/null || break; sleep 0.1; done
-	fi
+	if [[ -n $NGINX_PID ]]; then wait "$NGINX_PID" 2>/dev/null; fi
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -66,13 +64,14 @@ NCPU=$(nproc)
 if ((NCPU >= 2)); then
 	SERVER_CPUS=${SERVER_CPUS:-0}
 	LOAD_CPUS=${LOAD_CPUS:-1}
-	on_server() { taskset -c "$SERVER_CPUS" "$@"; }
-	on_load() { taskset -c "$LOAD_CPUS" "$@"; }
+	# Arrays, not functions: "${ON_SERVER[@]}" cmd & leaves $! the server's pid.
+	ON_SERVER=(taskset -c "$SERVER_CPUS")
+	ON_LOAD=(taskset -c "$LOAD_CPUS")
 else
 	log "one CPU: servers and wrk share it (figures are not comparable with pinned runs)"
 	SERVER_CPUS="" LOAD_CPUS=""
-	on_server() { "$@"; }
-	on_load() { "$@"; }
+	ON_SERVER=(env)
+	ON_LOAD=(env)
 fi
 
 # --- build -------------------------------------------------------------------
@@ -130,10 +129,10 @@ P_ROUTER=$((PORT_BASE + 21))
 HOST=hello.bench.test
 
 log "starting backends on :$P_V1 and :$P_V2"
-on_server "$WORK/bin/backend" -addr "127.0.0.1:$P_V1" -name v1 &
+"${ON_SERVER[@]}" "$WORK/bin/backend" -addr "127.0.0.1:$P_V1" -name v1 &
 PIDS+=($!)
 BACKEND_PIDS=($!)
-on_server "$WORK/bin/backend" -addr "127.0.0.1:$P_V2" -name v2 &
+"${ON_SERVER[@]}" "$WORK/bin/backend" -addr "127.0.0.1:$P_V2" -name v2 &
 PIDS+=($!)
 BACKEND_PIDS+=($!)
 wait_http "http://127.0.0.1:$P_V1/"
@@ -169,7 +168,7 @@ http {
 	}
 }
 EOF
-on_server "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" &
+"${ON_SERVER[@]}" "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" &
 NGINX_PID=$!
 wait_http "http://127.0.0.1:$P_NGINX/" "$HOST"
 NGINX_PIDS=("$NGINX_PID" $(pgrep -P "$NGINX_PID"))
@@ -183,7 +182,7 @@ services:
     health: /
     instances: 1
 EOF
-on_server "$WORK/bin/sluice" serve --data "$WORK/data" \
+"${ON_SERVER[@]}" "$WORK/bin/sluice" serve --data "$WORK/data" \
 	--listen "127.0.0.1:$P_API" --router-listen "127.0.0.1:$P_ROUTER" \
 	--base-domain bench.test --log-level warn 2>"$WORK/sluice.log" &
 SLUICE_PID=$!
@@ -213,16 +212,16 @@ TARGETS=(direct nginx sluice)
 RESULTS="$WORK/results.tsv"
 : >"$RESULTS"
 
-# run target duration: one wrk run; appends a line to $RESULTS unless warming up.
+# run target duration [keep]: one wrk run; with keep, its figures go to $RESULTS.
 run() {
-	local t=$1 d=$2 out="$WORK/wrk.out"
+	local t=$1 d=$2 keep=${3:-} out="$WORK/wrk.out"
 	local p0 b0 p1 b1
 	p0=$(cpu_ticks ${PROXY[$t]})
 	b0=$(cpu_ticks ${BACKENDS[$t]})
-	on_load wrk -t1 -c"$CONNS" -d"$d" --latency -H "Host: $HOST" "${URL[$t]}" >"$out"
+	"${ON_LOAD[@]}" wrk -t1 -c"$CONNS" -d"$d" --latency -H "Host: $HOST" "${URL[$t]}" >"$out"
 	p1=$(cpu_ticks ${PROXY[$t]})
 	b1=$(cpu_ticks ${BACKENDS[$t]})
-	[[ $d == "$WARMUP" ]] && return 0
+	[[ -n $keep ]] || return 0
 	local rps reqs p50 p99 bad
 	rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
 	reqs=$(awk '/requests in/ {print $1}' "$out")
@@ -242,7 +241,7 @@ for t in "${TARGETS[@]}"; do run "$t" "$WARMUP"; done
 log "measuring: $REPS rounds of ${TARGETS[*]}, $DURATION each, $CONNS connections"
 log "  target  req/s  p50ms  p99ms  proxyCPUus/req  backendCPUus/req"
 for ((i = 0; i < REPS; i++)); do
-	for t in "${TARGETS[@]}"; do run "$t" "$DURATION"; done
+	for t in "${TARGETS[@]}"; do run "$t" "$DURATION" keep; done
 done
 
 # --- table ---------------------------------------------------------------------

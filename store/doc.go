@@ -19,6 +19,10 @@
 //	            <version name>      → <seq, uint64 BE>
 //	events/                         (bucket sequence = last Event.Seq given)
 //	    <seq, uint64 BE>            → JSON rollout.Event
+//	tokens/                         (schema 3)
+//	    <id>                        → JSON rollout.Token + "sha256" (hex); never the token text
+//	tokens_by_hash/                 (schema 3)
+//	    <SHA-256, 32 bytes>         → <id>
 //	journal/                        (created on first write)
 //	    <bucket>/                   front doors' own records (rollout.Journal):
 //	        <key>                   → opaque bytes; Append keys are 16 hex digits

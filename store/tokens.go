@@ -31,24 +31,8 @@ var (
 // same id or the same hash is already stored.
 var ErrTokenExists = errors.New("token already exists")
 
-// TokenRecord is what the store keeps of one API token: who it is for and
-// when it lapses, and the SHA-256 of its text, never the text.
-type TokenRecord struct {
-	// ID names the token in listings and revocation; it is not secret.
-	ID string `json:"id"`
-	// Hash is the SHA-256 of the whole token text. It is stored beside the
-	// record, not inside its JSON, so encoding a TokenRecord never shows it.
-	Hash [32]byte `json:"-"`
-	// Repo is the GitHub repository ("owner/name") the token may act on.
-	Repo string `json:"repo"`
-	// Service, when set, narrows the token to that one service of Repo.
-	Service string    `json:"service,omitempty"`
-	Created time.Time `json:"created"`
-	// Expires is when the token stops working; zero means never.
-	Expires time.Time `json:"expires,omitzero"`
-	// Revoked is when the token was revoked; zero means it was not.
-	Revoked time.Time `json:"revoked,omitzero"`
-}
+// TokenRecord is rollout.Token, kept under the name this file grew with.
+type TokenRecord = rollout.Token
 
 // storedToken is the JSON value of tokens/<id>.
 type storedToken struct {

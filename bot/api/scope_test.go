@@ -113,6 +113,7 @@ func TestScopedTokensActOnlyOnTheirRepository(t *testing.T) {
 		{"GET", "/api/v1/services/hello/versions/hello-001", "", nil},
 		{"GET", "/api/v1/services/hello/versions/hello-001/logs", "", nil},
 		{"POST", "/api/v1/services/hello/versions/hello-001/redeploy", "application/json", []byte(`{"instances":2}`)},
+		{"POST", "/api/v1/services/hello/versions/hello-001/stop", "", nil},
 		{"PUT", "/api/v1/services/hello/policy", "application/json", []byte(`{"split":{"hello-001":100}}`)},
 		{"POST", "/api/v1/services/hello/rules", "application/json", []byte(`{"version":"hello-001","query":"env=beta*"}`)},
 		{"DELETE", "/api/v1/services/hello/rules", "", nil},

@@ -14,7 +14,6 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 
 	"github.com/sluicehq/sluice/rollout"
-	"github.com/sluicehq/sluice/store"
 )
 
 // DefaultIssuer is the issuer of GitHub Actions OIDC ID tokens.
@@ -89,13 +88,11 @@ var (
 // satisfies it. TokenByHash returns an error wrapping rollout.ErrNotFound
 // for an unknown hash, and RevokeToken for an unknown id.
 type Store interface {
-	CreateToken(t store.TokenRecord) error
-	TokenByHash(hash [32]byte) (store.TokenRecord, error)
-	Tokens() ([]store.TokenRecord, error)
+	CreateToken(t rollout.Token) error
+	TokenByHash(hash [32]byte) (rollout.Token, error)
+	Tokens() ([]rollout.Token, error)
 	RevokeToken(id string) error
 }
-
-var _ Store = (*store.DB)(nil)
 
 // Authenticator turns a bearer token into a Principal. Build it with New;
 // it is safe for concurrent use.

@@ -5,8 +5,8 @@
 // public URL, signature, expiry, the repository claim).
 //
 // What a Principal may then touch is the API's business, not this
-// package's. auth imports store only for the TokenRecord type its Store
-// interface exchanges (*store.DB satisfies it; cmd wires them) and rollout
-// only for ErrNotFound; it must not import echo, the API, the engine's
-// drivers or go-github.
+// package's. auth imports rollout for the Token record its Store interface
+// exchanges and for ErrNotFound (*store.DB satisfies the interface; cmd
+// wires them, and a test there guards it); it must not import the store,
+// echo, the API, the engine's drivers or go-github.
 package auth

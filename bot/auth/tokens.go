@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/rollout"
-	"github.com/sluicehq/sluice/store"
 )
 
 // TokenPrefix starts every sluice token, so a leaked one is recognizable
@@ -58,16 +57,16 @@ func ValidRepo(repo string) bool {
 // the token text, which exists nowhere else afterwards (only its hash is
 // stored), and the stored record. Not idempotent: every call makes a new
 // token.
-func (a *Authenticator) Issue(repo, service string, ttl time.Duration) (string, store.TokenRecord, error) {
+func (a *Authenticator) Issue(repo, service string, ttl time.Duration) (string, rollout.Token, error) {
 	switch {
 	case !ValidRepo(repo):
-		return "", store.TokenRecord{}, fmt.Errorf("%w: repo must be OWNER/NAME, got %q", ErrInvalidRequest, repo)
+		return "", rollout.Token{}, fmt.Errorf("%w: repo must be OWNER/NAME, got %q", ErrInvalidRequest, repo)
 	case service != "" && !serviceRE.MatchString(service):
-		return "", store.TokenRecord{}, fmt.Errorf("%w: %q is not a service name", ErrInvalidRequest, service)
+		return "", rollout.Token{}, fmt.Errorf("%w: %q is not a service name", ErrInvalidRequest, service)
 	case ttl < 0:
-		return "", store.TokenRecord{}, fmt.Errorf("%w: expiry %s is negative", ErrInvalidRequest, ttl)
+		return "", rollout.Token{}, fmt.Errorf("%w: expiry %s is negative", ErrInvalidRequest, ttl)
 	case a.tokens == nil:
-		return "", store.TokenRecord{}, ErrNoTokenStore
+		return "", rollout.Token{}, ErrNoTokenStore
 	}
 	secret := make([]byte, tokenBytes)
 	id := make([]byte, 6)
@@ -76,19 +75,19 @@ func (a *Authenticator) Issue(repo, service string, ttl time.Duration) (string, 
 	_, _ = rand.Read(id)
 	text := TokenPrefix + base64.RawURLEncoding.EncodeToString(secret)
 	now := time.Now().UTC()
-	rec := store.TokenRecord{ID: hex.EncodeToString(id), Hash: HashToken(text), Repo: repo, Service: service, Created: now}
+	rec := rollout.Token{ID: hex.EncodeToString(id), Hash: HashToken(text), Repo: repo, Service: service, Created: now}
 	if ttl > 0 {
 		rec.Expires = now.Add(ttl)
 	}
 	if err := a.tokens.CreateToken(rec); err != nil {
-		return "", store.TokenRecord{}, fmt.Errorf("issue token: %w", err)
+		return "", rollout.Token{}, fmt.Errorf("issue token: %w", err)
 	}
 	return text, rec, nil
 }
 
 // Tokens lists every issued token, oldest first, revoked and expired ones
 // included. The records hold hashes, never token text.
-func (a *Authenticator) Tokens() ([]store.TokenRecord, error) {
+func (a *Authenticator) Tokens() ([]rollout.Token, error) {
 	if a.tokens == nil {
 		return nil, ErrNoTokenStore
 	}
@@ -98,23 +97,23 @@ func (a *Authenticator) Tokens() ([]store.TokenRecord, error) {
 // Revoke revokes the token with id, at once and for good, and returns its
 // record. Revoking a revoked token succeeds and changes nothing; an unknown
 // id wraps ErrTokenNotFound.
-func (a *Authenticator) Revoke(id string) (store.TokenRecord, error) {
+func (a *Authenticator) Revoke(id string) (rollout.Token, error) {
 	if a.tokens == nil {
-		return store.TokenRecord{}, ErrNoTokenStore
+		return rollout.Token{}, ErrNoTokenStore
 	}
 	if err := a.tokens.RevokeToken(id); errors.Is(err, rollout.ErrNotFound) {
-		return store.TokenRecord{}, fmt.Errorf("%w: %q", ErrTokenNotFound, id)
+		return rollout.Token{}, fmt.Errorf("%w: %q", ErrTokenNotFound, id)
 	} else if err != nil {
-		return store.TokenRecord{}, err
+		return rollout.Token{}, err
 	}
 	toks, err := a.tokens.Tokens()
 	if err != nil {
-		return store.TokenRecord{}, err
+		return rollout.Token{}, err
 	}
 	for _, t := range toks {
 		if t.ID == id {
 			return t, nil
 		}
 	}
-	return store.TokenRecord{}, fmt.Errorf("%w: %q", ErrTokenNotFound, id)
+	return rollout.Token{}, fmt.Errorf("%w: %q", ErrTokenNotFound, id)
 }

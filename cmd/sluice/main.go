@@ -22,6 +22,7 @@ import (
 
 	"github.com/sluicehq/sluice/bot"
 	"github.com/sluicehq/sluice/bot/api"
+	"github.com/sluicehq/sluice/bot/auth"
 	"github.com/sluicehq/sluice/bot/cli"
 	"github.com/sluicehq/sluice/bot/ghapp"
 	"github.com/sluicehq/sluice/rollout"
@@ -33,6 +34,7 @@ import (
 
 type app struct {
 	Serve        serveCmd `cmd:"" help:"Run the sluice server: API, router and the local runtime."`
+	Token        tokenCmd `cmd:"" help:"Create, list and revoke repository-scoped API tokens (with the admin --token)."`
 	cli.Commands `embed:""`
 }
 
@@ -52,8 +54,12 @@ type serveCmd struct {
 	GitHubWebhookSecret     string `name:"github-webhook-secret" help:"Webhook secret." env:"SLUICE_GITHUB_WEBHOOK_SECRET"`
 	GitHubWebhookSecretFile string `name:"github-webhook-secret-file" type:"path" help:"File holding the webhook secret." env:"SLUICE_GITHUB_WEBHOOK_SECRET_FILE"`
 	GitHubAPIURL            string `name:"github-api-url" help:"GitHub REST base URL, used exactly as given." env:"SLUICE_GITHUB_API_URL" default:"https://api.github.com/"`
-	PublicURL               string `name:"public-url" help:"Base URL of this server, for links on GitHub." env:"SLUICE_PUBLIC_URL"`
+	PublicURL               string `name:"public-url" help:"Base URL of this server, for links on GitHub and the audience of OIDC tokens." env:"SLUICE_PUBLIC_URL"`
+	OIDCIssuer              string `name:"oidc-issuer" help:"Issuer of the OIDC ID tokens the API accepts (with --token and --public-url)." env:"SLUICE_OIDC_ISSUER" default:"https://token.actions.githubusercontent.com"`
 }
+
+// The store keeps the API tokens the authenticator checks.
+var _ auth.Store = (*store.DB)(nil)
 
 // githubBot builds the GitHub App front door, or returns nil when no App
 // id is configured.
@@ -152,7 +158,17 @@ func (s *serveCmd) Run(env *cli.Env) error {
 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	api.Register(e, eng, api.WithToken(s.Token), api.WithMaxUpload(s.MaxUpload), api.WithLogger(log))
+	apiOpts := []api.Option{api.WithMaxUpload(s.MaxUpload), api.WithLogger(log)}
+	if s.Token != "" {
+		// --token is the admin token; repository tokens and OIDC tokens act
+		// for one repository. Without --token the API stays open (loopback).
+		authn := auth.New(db, auth.WithAdminToken(s.Token), auth.WithOIDC(s.OIDCIssuer, s.PublicURL))
+		if iss, aud, ok := authn.OIDC(); ok {
+			log.Info("api accepts OIDC tokens", "issuer", iss, "audience", aud)
+		}
+		apiOpts = append(apiOpts, api.WithAuthenticator(authn))
+	}
+	api.Register(e, eng, apiOpts...)
 	gb, err := s.githubBot(eng, db, log)
 	if err != nil {
 		return err
