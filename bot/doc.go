@@ -17,6 +17,12 @@
 // the current state when sent, and found again before being created, so a
 // retry never doubles them.
 //
+// A delivery is settled (removed from the inbox, its reports queued) in one
+// transaction after its commands ran; a crash in between runs them again
+// on restart, which every command tolerates: /deploy and /canary reuse the
+// version already made from the same head, and policy changes are
+// replacements, not increments.
+//
 // Subpackages: command (the pure comment grammar), render (markdown),
 // ghapp (the only place a *github.Client is built) and githubtest (a strict
 // fake GitHub for tests). The bot imports rollout and these; it must not
