@@ -202,6 +202,23 @@ func (b *Bot) idle() (bool, error) {
 	return false, nil
 }
 
+// Pending names the work the bot has not finished — "the event's
+// handling" (accepted deliveries) or "reports to GitHub" (the outbox) —
+// or returns "" when there is none. A bot whose journal is thrown away
+// afterwards (the Action's event mode) runs until Pending is "".
+func (b *Bot) Pending() (string, error) {
+	for _, w := range []struct{ bucket, what string }{{bucketInbox, "the event's handling"}, {bucketOutbox, "reports to GitHub"}} {
+		recs, err := b.journal.List(w.bucket, 1)
+		if err != nil {
+			return "", fmt.Errorf("read the journal: %w", err)
+		}
+		if len(recs) > 0 {
+			return w.what, nil
+		}
+	}
+	return "", nil
+}
+
 // StartFromEvent makes the bot report only engine events after seq, for a
 // bot that starts empty beside an engine with history (the Action's event
 // mode). It changes nothing once the bot has a cursor.

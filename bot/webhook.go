@@ -43,6 +43,17 @@ func (e errPermanent) Unwrap() error { return e.err }
 
 func permanent(err error) error { return errPermanent{err} }
 
+// Permanent reports true: retrying will not help.
+func (e errPermanent) Permanent() bool { return true }
+
+// isPermanent reports whether err (or an error it wraps) says retrying is
+// useless, by a Permanent() bool method — so other packages (the remote
+// engine refusing a credential) can say so without importing the bot.
+func isPermanent(err error) bool {
+	var p interface{ Permanent() bool }
+	return errors.As(err, &p) && p.Permanent()
+}
+
 // handlers maps an X-GitHub-Event to its handler (register, don't switch).
 func (b *Bot) handlers() map[string]handler {
 	return map[string]handler{
@@ -160,10 +171,9 @@ func (b *Bot) processInbox(ctx context.Context) error {
 		}
 		log := b.log.With("delivery", d.ID, "event", d.Event)
 		ops, err := hs[d.Event](ctx, d)
-		var perm errPermanent
 		switch {
 		case err == nil:
-		case errors.As(err, &perm):
+		case isPermanent(err):
 			log.Warn("delivery dropped", "err", err)
 			ops = nil
 		case d.Attempts >= maxDeliveryAttempts:

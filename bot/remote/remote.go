@@ -119,11 +119,22 @@ func apiError(status int, data []byte) error {
 		kind = rollout.KindNotFound
 	case http.StatusConflict:
 		kind = rollout.KindConflict
-	case http.StatusUnauthorized, http.StatusForbidden, http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable:
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return &refused{fmt.Sprintf("sluice server refused the credential (%d): %s", status, body.Error.Message)}
+	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable:
 		return fmt.Errorf("sluice server answered %d: %s", status, body.Error.Message)
 	}
 	return &rollout.Error{Kind: kind, Code: body.Error.Code, Message: body.Error.Message, Problems: body.Error.Problems}
 }
+
+// refused is a credential the server will not take: retrying with it is
+// useless, which Permanent tells the bot.
+type refused struct{ msg string }
+
+func (e *refused) Error() string { return e.msg }
+
+// Permanent reports true.
+func (e *refused) Permanent() bool { return true }
 
 func p(format string, parts ...string) string {
 	args := make([]any, len(parts))
