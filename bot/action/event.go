@@ -28,7 +28,6 @@ const settleRetry = time.Second
 // maxSummaryEvents caps the history lines an event summary lists.
 const maxSummaryEvents = 50
 
-
 // workflowClients hands every installation the same client: the workflow
 // token's (a workflow's events carry no installation, or one the token
 // cannot act for).
