@@ -49,6 +49,7 @@ type Commands struct {
 	Services ServicesCmd `cmd:"" help:"List services."`
 	History  HistoryCmd  `cmd:"" help:"The history log of a service."`
 	Logs     LogsCmd     `cmd:"" help:"The tail of a version's build and run logs."`
+	Token    TokenCmd    `cmd:"" help:"Create, list and revoke repository-scoped API tokens (with the admin --token)."`
 }
 
 func printJSON(w io.Writer, raw []byte) error {

@@ -34,7 +34,6 @@ import (
 
 type app struct {
 	Serve        serveCmd  `cmd:"" help:"Run the sluice server: API, router and the local runtime."`
-	Token        tokenCmd  `cmd:"" help:"Create, list and revoke repository-scoped API tokens (with the admin --token)."`
 	Action       actionCmd `cmd:"" help:"Run as the GitHub Action's step: inputs from INPUT_* and the runner's GITHUB_* variables."`
 	cli.Commands `embed:""`
 }

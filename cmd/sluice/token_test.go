@@ -57,7 +57,7 @@ func TestTokenVerbs(t *testing.T) {
 		return out.String(), err
 	}
 
-	out, err := run(&tokenCreateCmd{ClientFlags: admin, Repo: "acme/web", Service: "web", Expires: 2 * time.Hour})
+	out, err := run(&cli.TokenCreateCmd{ClientFlags: admin, Repo: "acme/web", Service: "web", Expires: 2 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestTokenVerbs(t *testing.T) {
 		t.Fatalf("the printed token authenticates as %+v, %v", p, err)
 	}
 
-	out, err = run(&tokenListCmd{ClientFlags: admin})
+	out, err = run(&cli.TokenListCmd{ClientFlags: admin})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestTokenVerbs(t *testing.T) {
 		t.Fatalf("list:\n%s", out)
 	}
 
-	if out, err = run(&tokenRevokeCmd{ClientFlags: admin, ID: p.Subject}); err != nil || !strings.HasPrefix(out, "revoked "+p.Subject) {
+	if out, err = run(&cli.TokenRevokeCmd{ClientFlags: admin, ID: p.Subject}); err != nil || !strings.HasPrefix(out, "revoked "+p.Subject) {
 		t.Fatalf("revoke: %q, %v", out, err)
 	}
 	if _, err := authn.Authenticate(context.Background(), text); err == nil {
@@ -97,12 +97,12 @@ func TestTokenVerbs(t *testing.T) {
 		cmd   interface{ Run(*cli.Env) error }
 		inErr string
 	}{
-		{"scoped token", &tokenListCmd{ClientFlags: cli.ClientFlags{Server: srv.URL, Token: scoped}}, "managing tokens needs the admin token"},
-		{"revoked token", &tokenListCmd{ClientFlags: cli.ClientFlags{Server: srv.URL, Token: text}}, "token revoked"},
-		{"no token", &tokenListCmd{ClientFlags: cli.ClientFlags{Server: srv.URL}}, "missing API token"},
-		{"bad repo", &tokenCreateCmd{ClientFlags: admin, Repo: "acme", Expires: time.Hour}, "OWNER/NAME"},
-		{"unknown id", &tokenRevokeCmd{ClientFlags: admin, ID: "nope"}, `no token with id "nope"`},
-		{"no server", &tokenListCmd{ClientFlags: cli.ClientFlags{Server: "http://127.0.0.1:1", Token: "adm"}}, "cannot reach the sluice server"},
+		{"scoped token", &cli.TokenListCmd{ClientFlags: cli.ClientFlags{Server: srv.URL, Token: scoped}}, "managing tokens needs the admin token"},
+		{"revoked token", &cli.TokenListCmd{ClientFlags: cli.ClientFlags{Server: srv.URL, Token: text}}, "token revoked"},
+		{"no token", &cli.TokenListCmd{ClientFlags: cli.ClientFlags{Server: srv.URL}}, "missing API token"},
+		{"bad repo", &cli.TokenCreateCmd{ClientFlags: admin, Repo: "acme", Expires: time.Hour}, "OWNER/NAME"},
+		{"unknown id", &cli.TokenRevokeCmd{ClientFlags: admin, ID: "nope"}, `no token with id "nope"`},
+		{"no server", &cli.TokenListCmd{ClientFlags: cli.ClientFlags{Server: "http://127.0.0.1:1", Token: "adm"}}, "cannot reach the sluice server"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := run(tc.cmd); err == nil || !strings.Contains(err.Error(), tc.inErr) || strings.Contains(err.Error(), "\n") {

@@ -1,0 +1,124 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sluicehq/sluice/bot/api"
+)
+
+// TokenCmd (sluice token create|list|revoke) manages repository-scoped API tokens through the server's admin
+// API, so it works while `serve` holds the store; --token is the admin token.
+type TokenCmd struct {
+	Create TokenCreateCmd `cmd:"" help:"Create a token scoped to a repository; prints it once."`
+	List   TokenListCmd   `cmd:"" help:"List tokens (never their text)."`
+	Revoke TokenRevokeCmd `cmd:"" help:"Revoke a token by id, at once."`
+}
+
+// TokenCreateCmd: sluice token create --repo OWNER/NAME [--service S] [--expires D]
+type TokenCreateCmd struct {
+	ClientFlags
+	Repo    string        `required:"" help:"GitHub repository OWNER/NAME the token may act on."`
+	Service string        `help:"Narrow the token to this one service of the repository."`
+	Expires time.Duration `default:"720h" help:"Lifetime of the token; 0 means it never expires."`
+}
+
+// Run creates the token and prints its text alone on stdout, so
+// `$(sluice token create ...)` captures it; the details go to stderr.
+func (c *TokenCreateCmd) Run(env *Env) error {
+	body := map[string]any{"repo": c.Repo, "expires": c.Expires.String()}
+	if c.Service != "" {
+		body["service"] = c.Service
+	}
+	var raw []byte
+	if err := c.client().do(env.Ctx, http.MethodPost, "/tokens", nil, body, "", &raw); err != nil {
+		return err
+	}
+	if c.JSON {
+		_, err := env.Stdout.Write(append(raw, '\n'))
+		return err
+	}
+	var t api.TokenView
+	if err := json.Unmarshal(raw, &t); err != nil {
+		return fmt.Errorf("decode answer: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "token %s for %s, expires %s; it is shown only this once\n", t.ID, scopeOf(t), when(t.Expires, "never"))
+	_, err := fmt.Fprintln(env.Stdout, t.Token)
+	return err
+}
+
+// TokenListCmd: sluice token list
+type TokenListCmd struct {
+	ClientFlags
+}
+
+// Run prints one token per line: id, repo, service, created, expires, revoked.
+func (c *TokenListCmd) Run(env *Env) error {
+	var raw []byte
+	if err := c.client().do(env.Ctx, http.MethodGet, "/tokens", nil, nil, "", &raw); err != nil {
+		return err
+	}
+	if c.JSON {
+		_, err := env.Stdout.Write(append(raw, '\n'))
+		return err
+	}
+	var out struct {
+		Tokens []api.TokenView `json:"tokens"`
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return fmt.Errorf("decode answer: %w", err)
+	}
+	w := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tREPO\tSERVICE\tCREATED\tEXPIRES\tREVOKED")
+	for _, t := range out.Tokens {
+		svc := t.Service
+		if svc == "" {
+			svc = "*"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Repo, svc, when(t.Created, "-"), when(t.Expires, "never"), when(t.Revoked, "-"))
+	}
+	return w.Flush()
+}
+
+// TokenRevokeCmd: sluice token revoke ID
+type TokenRevokeCmd struct {
+	ClientFlags
+	ID string `arg:"" help:"Token id, as token list shows it."`
+}
+
+// Run revokes the token.
+func (c *TokenRevokeCmd) Run(env *Env) error {
+	var raw []byte
+	if err := c.client().do(env.Ctx, http.MethodDelete, "/tokens/"+url.PathEscape(c.ID), nil, nil, "", &raw); err != nil {
+		return err
+	}
+	if c.JSON {
+		_, err := env.Stdout.Write(append(raw, '\n'))
+		return err
+	}
+	var t api.TokenView
+	if err := json.Unmarshal(raw, &t); err != nil {
+		return fmt.Errorf("decode answer: %w", err)
+	}
+	_, err := fmt.Fprintf(env.Stdout, "revoked %s (%s) at %s\n", t.ID, scopeOf(t), when(t.Revoked, "-"))
+	return err
+}
+
+func scopeOf(t api.TokenView) string {
+	if t.Service != "" {
+		return t.Repo + " service " + t.Service
+	}
+	return t.Repo
+}
+
+func when(t time.Time, zero string) string {
+	if t.IsZero() {
+		return zero
+	}
+	return t.UTC().Format(time.RFC3339)
+}
