@@ -136,6 +136,8 @@ func configOf(s manifest.Service) Config {
 		BuildTimeout: Duration(s.Timeouts.Build),
 		StartTimeout: Duration(s.Timeouts.Start),
 		OnMerge:      s.OnMerge,
+		Sticky:       s.Sticky,
+		MaxBodyBytes: s.MaxBodyBytes,
 	})
 }
 

@@ -210,6 +210,11 @@ func (e *Engine) publish() error {
 		}
 		st := router.ServiceTable{Name: s.Name, Policy: c}
 		for _, v := range vs {
+			if v.Name == s.Stable() {
+				// Service-wide router settings come with the stable
+				// version's configuration.
+				st.Sticky, st.MaxBodyBytes = v.Config.Sticky, v.Config.MaxBodyBytes
+			}
 			vt := router.VersionTable{Name: v.Name}
 			if in := e.getRunning(v.Name); in != nil && v.Status.Serving() {
 				for _, i := range in.group.Instances() {

@@ -66,6 +66,10 @@ type Config struct {
 	BuildTimeout Duration          `json:"build_timeout,omitempty"`
 	StartTimeout Duration          `json:"start_timeout,omitempty"`
 	OnMerge      string            `json:"on_merge,omitempty"`
+	// Sticky and MaxBodyBytes are the service's router settings; the
+	// stable version's apply (see Engine.publish).
+	Sticky       bool  `json:"sticky,omitempty"`
+	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
 }
 
 // Origin says who or what asked for a change, and from where. It is

@@ -78,6 +78,13 @@ type Service struct {
 	// Instances is the number of processes (local) or replicas (kubernetes),
 	// 1 to MaxInstances.
 	Instances int
+	// Sticky pins each client to the version the split first gave it, with
+	// a cookie, while that version keeps traffic (a service setting: the
+	// stable version's value applies).
+	Sticky bool
+	// MaxBodyBytes bounds a request body ("max_body: 10MiB"); 0 means the
+	// router's default.
+	MaxBodyBytes int64
 	// Timeouts bound the build and the start (until healthy).
 	Timeouts Timeouts
 	// OnMerge is one of the OnMerge* values.

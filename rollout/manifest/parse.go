@@ -27,7 +27,7 @@ var (
 // order matters only for suggestions between equally close names).
 var (
 	topFields        = []string{"services"}
-	serviceFields    = []string{"build", "run", "health", "env", "instances", "timeouts", "on_merge", "canary", "kubernetes"}
+	serviceFields    = []string{"build", "run", "health", "env", "instances", "timeouts", "on_merge", "canary", "kubernetes", "sticky", "max_body"}
 	timeoutFields    = []string{"build", "start"}
 	canaryFields     = []string{"steps", "interval", "max_error_rate", "max_p99"}
 	kubernetesFields = []string{"image", "namespace"}
@@ -226,6 +226,10 @@ func (p *parser) service(name string, key, at *yaml.Node) Service {
 			s.Canary = p.canary(v, fpath)
 		case "kubernetes":
 			s.Kubernetes = p.kubernetes(k, v, fpath)
+		case "sticky":
+			s.Sticky, _ = p.boolean(v, fpath)
+		case "max_body":
+			s.MaxBodyBytes, _ = p.size(v, fpath)
 		}
 	})
 	if !hasRun {
@@ -449,6 +453,45 @@ func (p *parser) duration(at *yaml.Node, path string) (time.Duration, bool) {
 		return 0, false
 	}
 	return d, true
+}
+
+func (p *parser) boolean(at *yaml.Node, path string) (bool, bool) {
+	val := deref(at)
+	var b bool
+	if val.Kind != yaml.ScalarNode || val.ShortTag() != "!!bool" || val.Decode(&b) != nil {
+		p.addf(at, path, "must be true or false, got %s", describe(val))
+		return false, false
+	}
+	return b, true
+}
+
+// sizeUnits are the suffixes size accepts, longest first.
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000}, {"B", 1}}
+
+// size parses a byte size: a whole number, optionally with a unit (B, KB,
+// MB, GB, KiB, MiB, GiB), e.g. "10MiB".
+func (p *parser) size(at *yaml.Node, path string) (int64, bool) {
+	val := deref(at)
+	if val.Kind != yaml.ScalarNode || isNull(val) {
+		p.addf(at, path, "must be a size like \"10MiB\", got %s", describe(val))
+		return 0, false
+	}
+	text, mult := strings.TrimSpace(val.Value), int64(1)
+	for _, u := range sizeUnits {
+		if num, ok := strings.CutSuffix(text, u.suffix); ok {
+			text, mult = strings.TrimSpace(num), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(text, 10, 64)
+	if err != nil || n <= 0 || n > math.MaxInt64/mult {
+		p.addf(at, path, "must be a positive size like \"10MiB\", got %q", val.Value)
+		return 0, false
+	}
+	return n * mult, true
 }
 
 // percent parses "N%" with 0 <= N <= 100 into the fraction N/100.

@@ -1,0 +1,27 @@
+package manifest
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestStickyAndMaxBody(t *testing.T) {
+	m, err := Parse(FileName, []byte("services:\n  web:\n    run: ./app\n    sticky: true\n    max_body: 10MiB\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := m.Services[0]; !s.Sticky || s.MaxBodyBytes != 10<<20 {
+		t.Fatalf("got sticky=%v max_body=%d", s.Sticky, s.MaxBodyBytes)
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"    sticky: yes please\n", "5:13: services.web.sticky: must be true or false"},
+		{"    max_body: lots\n", "5:15: services.web.max_body: must be a positive size"},
+		{"    max_body: -1KB\n", "services.web.max_body: must be a positive size"},
+		{"    max_body: [1]\n", "services.web.max_body: must be a size"},
+	} {
+		_, err := Parse(FileName, []byte("services:\n  web:\n    run: ./app\n    instances: 1\n"+tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: got %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+}
