@@ -161,8 +161,11 @@ http {
 			proxy_http_version 1.1;
 			proxy_set_header Connection "";
 			proxy_set_header Host \$http_host;
-			proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+			# The same fields sluice sets, so both send the backends the same work.
+			proxy_set_header X-Forwarded-For \$remote_addr;
+			proxy_set_header X-Forwarded-Host \$http_host;
 			proxy_set_header X-Forwarded-Proto \$scheme;
+			proxy_set_header Forwarded "for=\$remote_addr;proto=\$scheme;host=\\"\$http_host\\"";
 			proxy_set_header X-Request-Id \$request_id;
 		}
 	}
@@ -270,4 +273,17 @@ for t in "${TARGETS[@]}"; do
 	printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s |\n' "$t" "${RPS[$t]}" \
 		"$(ratio "${RPS[$t]}" "${RPS[direct]}")" "$(ratio "${RPS[$t]}" "${RPS[nginx]}")" \
 		"${P50[$t]}" "${P99[$t]}" "${PCPU[$t]}" "$(ratio "${PCPU[$t]}" "${PCPU[nginx]}")" "${BCPU[$t]}"
+done
+
+# The machine's speed may drift between rounds; each round measured nginx
+# and sluice back to back, so their per-round ratios are steadier.
+paired() { # column
+	awk -F'\t' -v c="$1" '$1 == "nginx" {n = $c} $1 == "sluice" && n != "" {printf "%.2f\n", $c / n; n = ""}' "$RESULTS"
+}
+for col in "2 req/s" "5 proxy CPU/req"; do
+	read -r c name <<<"$col"
+	r=$(paired "$c" | tr '\n' ' ')
+	m=$(paired "$c" | sort -g | awk '{v[NR] = $1} END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+	echo
+	echo "sluice / nginx $name, round by round: ${r}(median $m)"
 done

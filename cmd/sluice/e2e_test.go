@@ -414,3 +414,60 @@ func TestSIGTERMStopsEverythingAndExitsZero(t *testing.T) {
 		}
 	}
 }
+
+func TestMetricsAndStickiness(t *testing.T) {
+	s := startServer(t, t.TempDir(), freePort(t), freePort(t))
+	src := fastSource(t, "")
+	y, _ := os.ReadFile(filepath.Join(src, "sluice.yaml"))
+	os.WriteFile(filepath.Join(src, "sluice.yaml"), append(y, []byte("    sticky: true\n")...), 0o644)
+	s.ok("deploy", "hello", "--source", src, "--wait")
+	s.ok("deploy", "hello", "--source", src, "--strategy", "canary", "--wait")
+	s.ok("traffic", "hello", "hello-001=50", "hello-002=50")
+
+	// A client that keeps its cookie stays on the version it first got;
+	// one without cookies sees both.
+	jar := map[string]bool{}
+	var cookie string
+	for range 30 {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+s.route+"/", nil)
+		req.Host = "hello.localhost"
+		if cookie != "" {
+			req.Header.Set("Cookie", cookie)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		jar[resp.Header.Get("X-Sluice-Version")] = true
+		for _, c := range resp.Cookies() {
+			cookie = c.Name + "=" + c.Value
+		}
+	}
+	if len(jar) != 1 || cookie == "" {
+		t.Fatalf("a sticky client saw %v (cookie %q)", jar, cookie)
+	}
+	fresh := map[string]bool{}
+	for range 60 {
+		v, _, err := s.get("hello.localhost", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh[v] = true
+	}
+	if len(fresh) != 2 {
+		t.Fatalf("cookie-less clients saw only %v", fresh)
+	}
+
+	resp, err := http.Get("http://" + s.api + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`sluice_router_requests_total{service="hello",version="hello-001"}`, "sluice_router_request_duration_seconds_bucket", "go_goroutines"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}

@@ -18,6 +18,9 @@ import (
 
 	"github.com/alecthomas/kong"
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/robfig/cron/v3"
 
 	"github.com/sluicehq/sluice/bot"
@@ -39,15 +42,18 @@ type app struct {
 }
 
 type serveCmd struct {
-	Data         string        `help:"Data directory (store, sources, logs)." env:"SLUICE_DATA" default:"./.sluice"`
-	Listen       string        `help:"API address (/api/v1, /healthz)." env:"SLUICE_LISTEN" default:"127.0.0.1:8080"`
-	RouterListen string        `help:"Router address: serves the services' traffic." env:"SLUICE_ROUTER_LISTEN" default:"127.0.0.1:8000"`
-	BaseDomain   string        `help:"Services answer at <service>.<base-domain>." env:"SLUICE_BASE_DOMAIN" default:"localhost"`
-	Token        string        `help:"When set, the API requires Authorization: Bearer <token>." env:"SLUICE_TOKEN"`
-	MaxUpload    int64         `help:"Largest accepted source upload, in bytes." env:"SLUICE_MAX_UPLOAD" default:"268435456"`
-	RetireAfter  time.Duration `help:"Stop versions idle (0% and no rule) this long; 0 disables." env:"SLUICE_RETIRE_AFTER" default:"24h"`
-	DrainGrace   time.Duration `help:"How long stopping instances wait for in-flight requests." env:"SLUICE_DRAIN_GRACE" default:"10s"`
-	LogLevel     slog.Level    `help:"debug, info, warn or error." env:"SLUICE_LOG_LEVEL" default:"info"`
+	Data            string        `help:"Data directory (store, sources, logs)." env:"SLUICE_DATA" default:"./.sluice"`
+	Listen          string        `help:"API address (/api/v1, /healthz)." env:"SLUICE_LISTEN" default:"127.0.0.1:8080"`
+	RouterListen    string        `help:"Router address: serves the services' traffic." env:"SLUICE_ROUTER_LISTEN" default:"127.0.0.1:8000"`
+	BaseDomain      string        `help:"Services answer at <service>.<base-domain>." env:"SLUICE_BASE_DOMAIN" default:"localhost"`
+	Token           string        `help:"When set, the API requires Authorization: Bearer <token>." env:"SLUICE_TOKEN"`
+	MaxUpload       int64         `help:"Largest accepted source upload, in bytes." env:"SLUICE_MAX_UPLOAD" default:"268435456"`
+	RetireAfter     time.Duration `help:"Stop versions idle (0% and no rule) this long; 0 disables." env:"SLUICE_RETIRE_AFTER" default:"24h"`
+	DrainGrace      time.Duration `help:"How long stopping instances wait for in-flight requests." env:"SLUICE_DRAIN_GRACE" default:"10s"`
+	MaxBody         int64         `help:"Largest request body the router passes to a service without its own max_body, in bytes." env:"SLUICE_MAX_BODY" default:"33554432"`
+	UpstreamTimeout time.Duration `help:"How long the router waits for an instance's response head before answering 504." env:"SLUICE_UPSTREAM_TIMEOUT" default:"60s"`
+	MaxConns        int           `help:"Most client connections the router serves at once." env:"SLUICE_MAX_CONNS" default:"10000"`
+	LogLevel        slog.Level    `help:"debug, info, warn or error." env:"SLUICE_LOG_LEVEL" default:"info"`
 
 	GitHubAppID             int64  `name:"github-app-id" help:"GitHub App id; without it the App is off." env:"SLUICE_GITHUB_APP_ID"`
 	GitHubPrivateKey        string `name:"github-private-key" type:"path" help:"File with the App's private key (PEM)." env:"SLUICE_GITHUB_PRIVATE_KEY"`
@@ -146,7 +152,8 @@ func (s *serveCmd) Run(env *cli.Env) error {
 	if err != nil {
 		return err
 	}
-	rtr := router.New(s.BaseDomain, router.WithLogger(log))
+	rtr := router.New(s.BaseDomain, router.WithLogger(log), router.WithLimits(router.Limits{
+		MaxBodyBytes: s.MaxBody, UpstreamTimeout: s.UpstreamTimeout, MaxConns: s.MaxConns}))
 	eng := rollout.New(db, rt, rtr, s.BaseDomain,
 		rollout.WithLogger(log),
 		rollout.WithRouterAddr(s.RouterListen),
@@ -169,6 +176,9 @@ func (s *serveCmd) Run(env *cli.Env) error {
 		apiOpts = append(apiOpts, api.WithAuthenticator(authn))
 	}
 	api.Register(e, eng, apiOpts...)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(rtr.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 	gb, err := s.githubBot(eng, db, log)
 	if err != nil {
 		return err
@@ -193,10 +203,9 @@ func (s *serveCmd) Run(env *cli.Env) error {
 		return fmt.Errorf("listen router: %w", err)
 	}
 	apiSrv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
-	routerSrv := &http.Server{Handler: rtr, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	errc := make(chan error, 2)
 	go func() { errc <- apiSrv.Serve(apiLn) }()
-	go func() { errc <- routerSrv.Serve(routerLn) }()
+	go func() { errc <- rtr.Serve(routerLn) }()
 
 	var c *cron.Cron
 	if s.RetireAfter > 0 {
@@ -222,7 +231,7 @@ func (s *serveCmd) Run(env *cli.Env) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// The router drains first: in-flight requests finish, then instances stop.
-	if err := routerSrv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err := rtr.Shutdown(sctx); err != nil {
 		log.Warn("router shutdown", "err", err)
 	}
 	if err := apiSrv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -108,6 +108,27 @@ func (c *Compiled) Decide(rawQuery string) Decision {
 	return Decision{Version: c.draw(), Rule: -1}
 }
 
+// Holds reports whether the policy can send a request to version: the
+// version has a weight above zero or a rule points at it. A sticky cookie
+// pins a client only to a version the policy holds. A nil *Compiled holds
+// nothing.
+func (c *Compiled) Holds(version string) bool {
+	if c == nil {
+		return false
+	}
+	for _, r := range c.ranges {
+		if r.version == version {
+			return true
+		}
+	}
+	for _, r := range c.rules {
+		if r.version == version {
+			return true
+		}
+	}
+	return false
+}
+
 // draw picks a split version at random.
 func (c *Compiled) draw() string {
 	switch len(c.ranges) {

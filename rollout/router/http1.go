@@ -5,7 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
-	"strconv"
+	"time"
 	"unsafe"
 )
 
@@ -29,19 +29,25 @@ var (
 // reader is a buffered reader over a connection whose buffer the parsers
 // and copiers use directly: buf[r:w] is what was read and not yet consumed.
 type reader struct {
-	conn    io.Reader
+	conn    net.Conn
 	buf     []byte
 	r, w    int
 	scanned int // bytes after r already searched for the end of a head
+	// timeout, when set, is renewed as the read deadline before each read
+	// (an inactivity limit for bodies); heads manage their deadlines.
+	timeout time.Duration
 }
 
-func (rd *reader) reset(c io.Reader, buf []byte) {
-	rd.conn, rd.buf, rd.r, rd.w, rd.scanned = c, buf, 0, 0, 0
+func (rd *reader) reset(c net.Conn, buf []byte) {
+	rd.conn, rd.buf, rd.r, rd.w, rd.scanned, rd.timeout = c, buf, 0, 0, 0, 0
 }
 
 func (rd *reader) buffered() []byte { return rd.buf[rd.r:rd.w] }
 
 func (rd *reader) consume(n int) {
+	if n > rd.w-rd.r {
+		panic("router: consume past the buffered bytes")
+	}
 	rd.r += n
 	rd.scanned = 0
 	if rd.r == rd.w {
@@ -60,6 +66,9 @@ func (rd *reader) fill() error {
 		n := copy(rd.buf, rd.buf[rd.r:rd.w])
 		rd.r, rd.w = 0, n
 	}
+	if rd.timeout > 0 {
+		rd.conn.SetReadDeadline(time.Now().Add(rd.timeout))
+	}
 	n, err := rd.conn.Read(rd.buf[rd.w:])
 	rd.w += n
 	if n > 0 {
@@ -76,6 +85,9 @@ func (rd *reader) fill() error {
 func (rd *reader) Read(p []byte) (int, error) {
 	if rd.r == rd.w {
 		if len(p) >= len(rd.buf) {
+			if rd.timeout > 0 {
+				rd.conn.SetReadDeadline(time.Now().Add(rd.timeout))
+			}
 			return rd.conn.Read(p)
 		}
 		if err := rd.fill(); err != nil {
@@ -88,50 +100,46 @@ func (rd *reader) Read(p []byte) (int, error) {
 }
 
 // readHead returns the next message head, through its empty line, reading
-// as needed and growing the buffer up to max bytes. Empty lines before a
+// as needed and growing the buffer up to limit bytes. Empty lines before a
 // head are skipped. The head stays valid until the next fill; the caller
 // consumes it. onPartial, if not nil, is called once when the first read
 // leaves a head incomplete (to tighten a deadline against slow senders).
-func (rd *reader) readHead(max int, onPartial func()) ([]byte, error) {
-	for first := true; ; first = false {
+func (rd *reader) readHead(limit int, onPartial func()) ([]byte, error) {
+	for {
 		for rd.r < rd.w && (rd.buf[rd.r] == '\r' || rd.buf[rd.r] == '\n') {
 			rd.r++ // RFC 9112 2.2: ignore empty lines before a request line
 			rd.scanned = 0
 		}
-		if rd.r < rd.w {
+		if n := rd.w - rd.r; n > 0 {
 			from := rd.r + max(rd.scanned-3, 0)
 			if i := bytes.Index(rd.buf[from:rd.w], crlfcrlf); i >= 0 {
 				end := from + i + 4
-				if end-rd.r > max {
+				if end-rd.r > limit {
 					return nil, errHeadTooLarge
 				}
 				rd.scanned = 0
 				return rd.buf[rd.r:end], nil
 			}
-			rd.scanned = rd.w - rd.r
-			if rd.scanned >= max {
+			rd.scanned = n
+			if n >= limit {
 				return nil, errHeadTooLarge
 			}
-			if !first || onPartial != nil {
-				if onPartial != nil {
-					onPartial()
-					onPartial = nil
-				}
+			if onPartial != nil {
+				onPartial()
+				onPartial = nil
 			}
-		} else if rd.r == rd.w {
+		}
+		if rd.r == rd.w {
 			rd.r, rd.w = 0, 0
 		}
-		if rd.w == len(rd.buf) && rd.r == 0 {
-			if len(rd.buf) >= max {
-				return nil, errHeadTooLarge
-			}
-			nb := make([]byte, min(2*len(rd.buf), max+4))
-			rd.w = copy(nb, rd.buf[rd.r:rd.w])
-			rd.r = 0
+		if rd.r == 0 && rd.w == len(rd.buf) {
+			// The buffer holds one incomplete head: grow it.
+			nb := make([]byte, min(2*len(rd.buf), limit+4))
+			copy(nb, rd.buf[:rd.w])
 			rd.buf = nb
 		}
 		if err := rd.fill(); err != nil {
-			if rd.scanned > 0 && (err == io.EOF) {
+			if rd.w > rd.r && err == io.EOF {
 				return nil, io.ErrUnexpectedEOF
 			}
 			return nil, err
@@ -173,7 +181,7 @@ const (
 // head[ns:le].
 type field struct {
 	ns, ne, vs, ve, le int32
-	kind              hkind
+	kind               hkind
 }
 
 // classify names the header fields the router acts on. name is a valid
@@ -458,8 +466,8 @@ func parseLength(b []byte) (int64, bool) {
 	return n, true
 }
 
-// request is a parsed request head; its slices point into the head.
-type request struct {
+// reqHead is a parsed request head; its slices point into the head.
+type reqHead struct {
 	message
 	method    []byte
 	target    []byte // as sent, or the origin form of an absolute-form target
@@ -472,8 +480,8 @@ type request struct {
 	nline     int // length of the request line with its CRLF
 }
 
-// parseRequest parses a request head.
-func (q *request) parse(head []byte) error {
+// parse parses a request head.
+func (q *reqHead) parse(head []byte) error {
 	q.head = head
 	nl := bytes.IndexByte(head, '\n')
 	if nl < 1 || head[nl-1] != '\r' {
@@ -569,10 +577,10 @@ var errExpectation = errors.New("unsupported expectation")
 var slash = []byte("/")
 
 // hasBody reports whether the request has a body to forward.
-func (q *request) hasBody() bool { return q.chunked || q.contentLength > 0 }
+func (q *reqHead) hasBody() bool { return q.chunked || q.contentLength > 0 }
 
 // idempotent reports whether the method may be sent twice (RFC 9110 9.2.2).
-func (q *request) idempotent() bool {
+func (q *reqHead) idempotent() bool {
 	switch string(q.method) {
 	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
 		return true
@@ -580,7 +588,7 @@ func (q *request) idempotent() bool {
 	return false
 }
 
-func (q *request) isHead() bool { return string(q.method) == "HEAD" }
+func (q *reqHead) isHead() bool { return string(q.method) == "HEAD" }
 
 // validRequestID accepts visible ASCII ids of a sane length.
 func validRequestID(id []byte) bool {
@@ -595,15 +603,15 @@ func validRequestID(id []byte) bool {
 	return true
 }
 
-// response is a parsed response head from an instance.
-type response struct {
+// respHead is a parsed response head from an instance.
+type respHead struct {
 	message
 	status int
 	line   []byte // the status line without CRLF, "HTTP/1.1 200 OK"
 	head   []byte
 }
 
-func (p *response) parse(head []byte) error {
+func (p *respHead) parse(head []byte) error {
 	p.head = head
 	nl := bytes.IndexByte(head, '\n')
 	if nl < 12 || head[nl-1] != '\r' {
@@ -618,12 +626,17 @@ func (p *response) parse(head []byte) error {
 	default:
 		return errMalformed
 	}
-	code := line[9:12]
 	if len(line) > 12 && line[12] != ' ' {
 		return errMalformed
 	}
-	n, err := strconv.Atoi(string(code)) // no allocation: the conversion does not escape
-	if err != nil || n < 100 || n > 999 {
+	n := 0
+	for _, c := range line[9:12] {
+		if c < '0' || c > '9' {
+			return errMalformed
+		}
+		n = n*10 + int(c-'0')
+	}
+	if n < 100 {
 		return errMalformed
 	}
 	p.status, p.line = n, line
@@ -638,7 +651,7 @@ func (p *response) parse(head []byte) error {
 
 // bodyless reports whether a response to a request with the given method
 // has no body whatever its fields say (RFC 9112 6.3).
-func (p *response) bodyless(head bool) bool {
+func (p *respHead) bodyless(head bool) bool {
 	return head || p.status < 200 || p.status == 204 || p.status == 304
 }
 

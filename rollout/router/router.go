@@ -2,13 +2,12 @@ package router
 
 import (
 	"context"
-	"errors"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,13 +19,29 @@ import (
 // known version, replacing any value the instance sent.
 const VersionHeader = "X-Sluice-Version"
 
-// Defaults of the shared transport to instances. Instances are near (the
-// same host or cluster), so a dial that takes long means a dead instance.
+// RequestIDHeader names the request header that identifies a request to the
+// instance: a client's value (visible ASCII, at most 200 bytes) is kept,
+// otherwise the router makes one up, unique within the process.
+const RequestIDHeader = "X-Request-Id"
+
+// StickyCookiePrefix starts the name of the cookie that pins a client to a
+// version of a sticky service: "sluice-<service>" (lowercase), whose value
+// is the version's name.
+const StickyCookiePrefix = "sluice-"
+
+// Defaults of the connections to instances. Instances are near (the same
+// host or cluster), so a dial that takes long means a dead instance.
 const (
-	DefaultDialTimeout         = 2 * time.Second
+	DefaultDialTimeout = 2 * time.Second
+	// DefaultMaxIdleConnsPerHost bounds the idle keep-alive connections
+	// kept to one instance.
 	DefaultMaxIdleConnsPerHost = 256
-	DefaultMaxIdleConns        = 1024
-	DefaultIdleConnTimeout     = 90 * time.Second
+	// DefaultMaxIdleConns bounds the idle connections kept to all
+	// instances together.
+	DefaultMaxIdleConns = 1024
+	// DefaultIdleConnTimeout is how long an idle connection to an
+	// instance is kept unused.
+	DefaultIdleConnTimeout = 90 * time.Second
 )
 
 // drainPoll is how often Drain looks at the in-flight counters.
@@ -46,6 +61,15 @@ type ServiceTable struct {
 	Name     string
 	Policy   *Compiled
 	Versions []VersionTable
+	// Sticky pins each client of the service's default URL to the version
+	// the split first gave it, with a cookie (see StickyCookiePrefix), for
+	// as long as the policy holds that version (Compiled.Holds). A rule that
+	// matches still wins over the cookie; version URLs ignore it.
+	Sticky bool
+	// MaxBodyBytes bounds a request body to the service (413 past it):
+	// 0 takes the router's Limits.MaxBodyBytes, a negative value means no
+	// limit.
+	MaxBodyBytes int64
 }
 
 // VersionTable is one version of a service and the host:port of each of its
@@ -57,14 +81,18 @@ type VersionTable struct {
 
 // Router is the reverse proxy in front of every service: it maps a request's
 // Host to a service or a version, lets the service's policy pick the version,
-// and proxies to one of the version's instances round-robin. It is an
-// http.Handler and safe for concurrent use; the zero value is not usable,
-// call New.
+// and proxies to one of the version's live instances round-robin. It serves
+// connections itself (Serve, Shutdown) and is also an http.Handler; both go
+// through the same table and the same decision. Safe for concurrent use; the
+// zero value is not usable, call New.
 type Router struct {
-	suffix    string // "." + base domain, lowercase; "" when the base is empty
-	log       *slog.Logger
-	transport http.RoundTripper
-	buffers   bufferPool
+	suffix string // "." + base domain, lowercase; "" when the base is empty
+	log    *slog.Logger
+	limits Limits
+	pool   pool
+
+	idPrefix string // prefix of generated request ids
+	idSeq    atomic.Uint64
 
 	table atomic.Pointer[table]
 
@@ -72,32 +100,56 @@ type Router struct {
 	// path never takes it.
 	mu       sync.Mutex
 	backends map[string]*backend // addr -> backend, kept across tables
+
+	srv server
 }
 
 // table is the immutable routing table the request path reads.
 type table struct {
 	services map[string]*serviceRoute // by lowercase name
 	addrs    map[string]*backend      // every address in the table
+	stats    map[string]*versionStats // by exact version name
 }
 
 type serviceRoute struct {
 	name     string
+	key      string // lowercase name
 	policy   *Compiled
 	versions map[string]*versionRoute // by lowercase name
+	exact    map[string]*versionRoute // by name as written
+	maxBody  int64                    // < 0: no limit
+
+	sticky bool
+	cookie string                   // the sticky cookie's name
+	pinned map[string]*versionRoute // versions a cookie may pin, by name
 }
 
 type versionRoute struct {
 	name     string
+	svc      *serviceRoute
 	backends []*backend
 	next     atomic.Uint32 // round-robin cursor
+	stats    *versionStats
+
+	// Precomputed header lines for the Serve path.
+	versionLine []byte // "X-Sluice-Version: <name>\r\n"
+	cookieLine  []byte // "Set-Cookie: ...\r\n" pinning the client here
 }
 
-// backend is one instance address. It outlives tables so that requests in
-// flight to an address are counted across swaps (see Drain).
-type backend struct {
-	addr     string
-	inflight atomic.Int64
-	proxy    *httputil.ReverseProxy
+// pick returns the next live instance round-robin, nil when none is: every
+// instance refused its last connection and none is due for a probe.
+func (v *versionRoute) pick() *backend {
+	n := uint32(len(v.backends))
+	if n == 0 {
+		return nil
+	}
+	i := v.next.Add(1) - 1
+	for k := range n {
+		if b := v.backends[(i+k)%n]; b.usable() {
+			return b
+		}
+	}
+	return nil
 }
 
 // Option configures a Router.
@@ -108,11 +160,12 @@ func WithLogger(l *slog.Logger) Option {
 	return func(r *Router) { r.log = l }
 }
 
-// WithTransport sets the RoundTripper requests to instances go through; the
-// default is an http.Transport tuned for many keep-alive connections to
-// nearby instances (see the Default* constants).
+// WithTransport used to set the http.RoundTripper to instances.
+//
+// Deprecated: the router keeps its own pool of connections to instances
+// (see the Default* constants) and ignores t.
 func WithTransport(t http.RoundTripper) Option {
-	return func(r *Router) { r.transport = t }
+	return func(*Router) {}
 }
 
 // New returns a Router serving `<service>.<baseDomain>` and
@@ -130,61 +183,81 @@ func New(baseDomain string, opts ...Option) *Router {
 	for _, o := range opts {
 		o(r)
 	}
-	if r.transport == nil {
-		r.transport = newTransport()
+	r.limits = r.limits.withDefaults()
+	r.pool = pool{
+		dialer:      net.Dialer{Timeout: DefaultDialTimeout, KeepAlive: 30 * time.Second},
+		maxIdle:     DefaultMaxIdleConns,
+		maxIdleHost: DefaultMaxIdleConnsPerHost,
+		idleTimeout: DefaultIdleConnTimeout,
 	}
+	var id [6]byte
+	rand.Read(id[:])
+	r.idPrefix = hex.EncodeToString(id[:]) + "-"
 	r.table.Store(&table{})
 	return r
-}
-
-// newTransport is the one place the shared transport to instances is built.
-func newTransport() *http.Transport {
-	d := &net.Dialer{Timeout: DefaultDialTimeout, KeepAlive: 30 * time.Second}
-	return &http.Transport{
-		// Instances are reached directly, never through an environment proxy.
-		Proxy:                 nil,
-		DialContext:           d.DialContext,
-		MaxIdleConns:          DefaultMaxIdleConns,
-		MaxIdleConnsPerHost:   DefaultMaxIdleConnsPerHost,
-		IdleConnTimeout:       DefaultIdleConnTimeout,
-		TLSHandshakeTimeout:   5 * time.Second,
-		ExpectContinueTimeout: 1 * time.Second,
-	}
 }
 
 // Update atomically replaces the routing table: a request already routed
 // finishes where it was sent, every later one sees t. The lookup maps are
 // built here, never on the request path. Service names must be unique (a
-// later duplicate replaces an earlier one), as must version names within a
-// service. Safe for concurrent use with requests, Drain and other Updates.
+// later duplicate replaces an earlier one), as must version names. Safe for
+// concurrent use with requests, Drain and other Updates.
 func (r *Router) Update(t Table) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 
+	old := r.table.Load()
 	nt := &table{
 		services: make(map[string]*serviceRoute, len(t.Services)),
 		addrs:    make(map[string]*backend),
+		stats:    make(map[string]*versionStats),
 	}
 	for _, s := range t.Services {
+		key := strings.ToLower(s.Name)
 		sr := &serviceRoute{
 			name:     s.Name,
+			key:      key,
 			policy:   s.Policy,
 			versions: make(map[string]*versionRoute, len(s.Versions)),
+			exact:    make(map[string]*versionRoute, len(s.Versions)),
+			maxBody:  s.MaxBodyBytes,
+			sticky:   s.Sticky,
+			cookie:   StickyCookiePrefix + key,
+		}
+		if sr.maxBody == 0 {
+			sr.maxBody = r.limits.MaxBodyBytes
+		}
+		if sr.sticky {
+			sr.pinned = make(map[string]*versionRoute)
 		}
 		for _, v := range s.Versions {
-			vr := &versionRoute{name: v.Name}
+			st := old.stats[v.Name]
+			if st == nil || st.service != s.Name {
+				st = &versionStats{service: s.Name, version: v.Name}
+			}
+			nt.stats[v.Name] = st
+			vr := &versionRoute{
+				name:        v.Name,
+				svc:         sr,
+				stats:       st,
+				versionLine: []byte(VersionHeader + ": " + v.Name + "\r\n"),
+			}
 			for _, a := range v.Addrs {
 				b := r.backends[a]
 				if b == nil {
-					b = r.newBackend(a)
+					b = &backend{addr: a, pool: &r.pool}
 					r.backends[a] = b
 				}
 				nt.addrs[a] = b
 				vr.backends = append(vr.backends, b)
 			}
 			sr.versions[strings.ToLower(v.Name)] = vr
+			sr.exact[v.Name] = vr
+			if sr.sticky && validCookieValue(v.Name) && s.Policy.Holds(v.Name) {
+				sr.pinned[v.Name] = vr
+				vr.cookieLine = []byte("Set-Cookie: " + sr.cookie + "=" + v.Name + "; Path=/; HttpOnly; SameSite=Lax\r\n")
+			}
 		}
-		key := strings.ToLower(s.Name)
 		if _, dup := nt.services[key]; dup {
 			r.log.Warn("duplicate service in routing table", "service", s.Name)
 		}
@@ -194,46 +267,30 @@ func (r *Router) Update(t Table) {
 	r.forgetIdle(nt)
 }
 
+// validCookieValue reports whether s can be a cookie value as it is.
+func validCookieValue(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := range len(s) {
+		if c := s[i]; !tokenChar[c] || c == '%' {
+			return false
+		}
+	}
+	return true
+}
+
 // forgetIdle drops the backends of addresses absent from t with nothing in
 // flight. Callers hold r.mu and have already published t: a request that
-// counts itself on a dropped backend afterwards sees t changed and retries.
+// counts itself on a dropped backend afterwards sees it gone from the
+// current table and does not use it.
 func (r *Router) forgetIdle(t *table) {
 	for a, b := range r.backends {
 		if t.addrs[a] == nil && b.inflight.Load() == 0 {
 			delete(r.backends, a)
+			b.forget()
 		}
 	}
-}
-
-func (r *Router) newBackend(addr string) *backend {
-	b := &backend{addr: addr}
-	target := &url.URL{Scheme: "http", Host: addr}
-	b.proxy = &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(target)
-			pr.Out.Host = pr.In.Host // the instance sees the Host the client sent
-			pr.SetXForwarded()
-		},
-		Transport:     r.transport,
-		FlushInterval: -1, // stream: flush every write (SSE, chunked progress)
-		BufferPool:    &r.buffers,
-		ErrorLog:      slog.NewLogLogger(r.log.Handler(), slog.LevelWarn),
-		ModifyResponse: func(resp *http.Response) error {
-			// The router's X-Sluice-Version is the only one the client sees.
-			resp.Header.Del(VersionHeader)
-			return nil
-		},
-		ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
-			level := slog.LevelWarn
-			if errors.Is(err, context.Canceled) {
-				level = slog.LevelDebug // the client went away
-			}
-			r.log.Log(req.Context(), level, "proxy to instance failed",
-				"version", w.Header().Get(VersionHeader), "addr", addr, "err", err)
-			http.Error(w, "sluice: the instance did not answer", http.StatusBadGateway)
-		},
-	}
-	return b
 }
 
 // Drain waits until no request is in flight to any of addrs, then returns
@@ -276,7 +333,8 @@ func (r *Router) Drain(ctx context.Context, addrs []string) error {
 
 // Decide says which version the current table would send a request for
 // service with rawQuery to, and why; false if the service is unknown. It is
-// Compiled.Decide over the service's current policy.
+// Compiled.Decide over the service's current policy (stickiness aside: a
+// cookie is per client).
 func (r *Router) Decide(service, rawQuery string) (Decision, bool) {
 	s := r.table.Load().services[strings.ToLower(service)]
 	if s == nil {
@@ -285,93 +343,78 @@ func (r *Router) Decide(service, rawQuery string) (Decision, bool) {
 	return s.policy.Decide(rawQuery), true
 }
 
-// ServeHTTP routes one request by its Host; see New. It takes no lock: it
-// reads the current table once and counts itself in flight on the chosen
-// instance, trying again on the newer table if one was published meanwhile.
-func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	service, version, ok := r.parseHost(req.Host)
-	if !ok {
-		http.Error(w, "sluice: unknown host", http.StatusNotFound)
-		return
+// choose is the decision both request paths make for a service's default
+// URL: Compiled.Decide, then, for a sticky service whose split chose, the
+// version the client's cookie pins if the policy still holds it. It returns
+// the version's route (nil when the table has none), the version's name
+// ("" when the policy chose none) and whether the response should pin the
+// client to the version.
+func (s *serviceRoute) choose(rawQuery, pinned string) (v *versionRoute, name string, pin bool) {
+	d := s.policy.Decide(rawQuery)
+	if d.Rule < 0 && s.sticky {
+		if pv := s.pinned[pinned]; pv != nil && pinned != "" {
+			return pv, pv.name, false
+		}
+		pin = true
 	}
-	for {
-		t := r.table.Load()
-		s := t.services[service]
-		if s == nil {
-			http.Error(w, "sluice: unknown service", http.StatusNotFound)
-			return
-		}
-		var v *versionRoute
-		if version != "" {
-			if v = s.versions[version]; v == nil {
-				http.Error(w, "sluice: unknown version", http.StatusNotFound)
-				return
-			}
-		} else {
-			d := s.policy.Decide(req.URL.RawQuery)
-			if d.Version == "" {
-				w.Header().Del(VersionHeader)
-				unavailable(w, "sluice: no version of this service serves traffic yet")
-				return
-			}
-			if v = s.versions[strings.ToLower(d.Version)]; v == nil {
-				// The policy names a version the table has no entry for:
-				// known to the policy, served by nothing.
-				w.Header().Set(VersionHeader, d.Version)
-				unavailable(w, "sluice: no instance of this version is running")
-				return
-			}
-		}
-		w.Header().Set(VersionHeader, v.name)
-		n := len(v.backends)
-		if n == 0 {
-			unavailable(w, "sluice: no instance of this version is running")
-			return
-		}
-		b := v.backends[(v.next.Add(1)-1)%uint32(n)]
-		b.inflight.Add(1)
-		if r.table.Load() != t {
-			// An Update may have removed b and a Drain may already have seen
-			// it idle: do not send; route again on the new table.
-			b.inflight.Add(-1)
-			w.Header().Del(VersionHeader)
-			continue
-		}
-		b.serve(w, req)
-		return
+	if d.Version == "" {
+		return nil, "", false
 	}
+	v = s.exact[d.Version]
+	if v == nil {
+		v = s.versions[strings.ToLower(d.Version)]
+	}
+	return v, d.Version, pin && v != nil && v.cookieLine != nil
 }
 
-// serve proxies req to the instance and counts it in flight until the
-// response body is copied (or the copy is aborted).
-func (b *backend) serve(w http.ResponseWriter, req *http.Request) {
-	defer b.inflight.Add(-1)
-	b.proxy.ServeHTTP(w, req)
-}
-
-func unavailable(w http.ResponseWriter, msg string) {
-	w.Header().Set("Retry-After", "1")
-	http.Error(w, msg, http.StatusServiceUnavailable)
-}
-
-// parseHost maps a Host header to (service, version): version is "" for a
-// service's default URL. Both are lowercase.
-func (r *Router) parseHost(host string) (service, version string, ok bool) {
-	host = strings.ToLower(strings.TrimSuffix(stripPort(host), "."))
-	rest, found := strings.CutSuffix(host, r.suffix)
-	if !found || rest == "" {
-		return "", "", false
+// current returns the route of v in table t, nil if t has none.
+func (t *table) current(v *versionRoute) *versionRoute {
+	s := t.services[v.svc.key]
+	if s == nil {
+		return nil
 	}
-	i := strings.LastIndexByte(rest, '.')
+	return s.exact[v.name]
+}
+
+// parseHost maps a Host header to (service, version), lowercased into buf:
+// version is nil for a service's default URL. A host with characters no
+// host name has is refused.
+func (r *Router) parseHost(buf *[hostBufSize]byte, host []byte) (service, version []byte, ok bool) {
+	if len(host) == 0 || len(host) > hostBufSize {
+		return nil, nil, false
+	}
+	h := buf[:len(host)]
+	for i, c := range host {
+		switch {
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '.', c == '-', c == '_', c == ':', c == '[', c == ']':
+		default:
+			return nil, nil, false
+		}
+		h[i] = c
+	}
+	h = stripPortBytes(h)
+	if n := len(h); n > 0 && h[n-1] == '.' {
+		h = h[:n-1]
+	}
+	if len(h) <= len(r.suffix) || string(h[len(h)-len(r.suffix):]) != r.suffix {
+		return nil, nil, false
+	}
+	rest := h[:len(h)-len(r.suffix)]
+	i := strings.LastIndexByte(bstr(rest), '.')
 	if i < 0 {
-		return rest, "", true
+		return rest, nil, true
 	}
 	version, service = rest[:i], rest[i+1:]
-	if version == "" || service == "" || strings.IndexByte(version, '.') >= 0 {
-		return "", "", false
+	if len(version) == 0 || len(service) == 0 || strings.IndexByte(bstr(version), '.') >= 0 {
+		return nil, nil, false
 	}
 	return service, version, true
 }
+
+// hostBufSize bounds a Host header the router looks at.
+const hostBufSize = 300
 
 // stripPort removes a trailing ":port" from a host, leaving IPv6 literals
 // ("[::1]") intact.
@@ -386,18 +429,12 @@ func stripPort(host string) string {
 	return host[:i]
 }
 
-// bufferPool recycles the proxy's copy buffers.
-type bufferPool struct{ p sync.Pool }
-
-const copyBufferSize = 32 << 10
-
-func (bp *bufferPool) Get() []byte {
-	if b, ok := bp.p.Get().(*[]byte); ok {
-		return *b
-	}
-	return make([]byte, copyBufferSize)
+func stripPortBytes(host []byte) []byte {
+	return host[:len(stripPort(bstr(host)))]
 }
 
-func (bp *bufferPool) Put(b []byte) {
-	bp.p.Put(&b)
+// appendRequestID appends a new request id, unique within the process.
+func (r *Router) appendRequestID(b []byte) []byte {
+	b = append(b, r.idPrefix...)
+	return appendHex(b, r.idSeq.Add(1))
 }

@@ -1,0 +1,436 @@
+package router
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+)
+
+// This file copies message bodies between a reader and a destination, by
+// their framing: a Content-Length, chunked, or until the sender closes.
+// Every read is passed on as soon as it arrives (server-sent events and
+// chunked progress stream through); nothing is held back to fill a buffer.
+
+// errBodyTooLarge is a request body over the service's limit: 413.
+var errBodyTooLarge = errors.New("request body too large")
+
+// spliceMin is the rest of a fixed-length body above which it is moved
+// between two TCP connections by io.CopyN (splice(2) on Linux) rather than
+// through the buffer; spliceStep bounds one such copy, so that the write
+// deadline is renewed between steps.
+const (
+	spliceMin  = 256 << 10
+	spliceStep = 1 << 20
+)
+
+// sink is where a body goes: a connection, or an http.ResponseWriter.
+type sink interface {
+	write(p []byte) error
+}
+
+// connSink writes to a connection, renewing the write deadline before every
+// write when timeout is set (a client that stops reading is dropped).
+type connSink struct {
+	c       net.Conn
+	timeout time.Duration
+}
+
+func (s *connSink) write(p []byte) error {
+	if s.timeout > 0 {
+		s.c.SetWriteDeadline(time.Now().Add(s.timeout))
+	}
+	if _, err := s.c.Write(p); err != nil {
+		return &sinkError{err}
+	}
+	return nil
+}
+
+// flushSink writes to a ResponseWriter and flushes after every write.
+type flushSink struct {
+	w http.ResponseWriter
+	f http.Flusher
+}
+
+func (s *flushSink) write(p []byte) error {
+	if _, err := s.w.Write(p); err != nil {
+		return &sinkError{err}
+	}
+	if s.f != nil {
+		s.f.Flush()
+	}
+	return nil
+}
+
+// maxMerge is how many body bytes are appended to a head (pre) so that both
+// go out in one write.
+const maxMerge = 16 << 10
+
+// merge appends b to pre when it fits pre's capacity (no allocation) and
+// maxMerge; it reports whether it did.
+func merge(pre *[]byte, b []byte) bool {
+	if len(*pre) == 0 || len(b) > maxMerge || len(*pre)+len(b) > cap(*pre) {
+		return false
+	}
+	*pre = append(*pre, b...)
+	return true
+}
+
+// copyFixed copies n body bytes from src to dst, pre (a head, possibly
+// empty) first, in as few writes as the reads allow. A sender that stops
+// early is io.ErrUnexpectedEOF.
+func copyFixed(dst sink, src *reader, n int64, pre []byte) error {
+	for {
+		b := src.buffered()
+		if int64(len(b)) > n {
+			b = b[:n]
+		}
+		if merge(&pre, b) {
+			src.consume(len(b))
+			n -= int64(len(b))
+			b = nil
+		}
+		if len(pre) > 0 && (n == 0 || len(b) > 0 || src.r == src.w) {
+			if err := dst.write(pre); err != nil {
+				return err
+			}
+			pre = pre[:0]
+		}
+		if len(b) > 0 {
+			if err := dst.write(b); err != nil {
+				return err
+			}
+			src.consume(len(b))
+			n -= int64(len(b))
+		}
+		if n == 0 {
+			return nil
+		}
+		if n >= spliceMin {
+			if cs, ok := dst.(*connSink); ok {
+				return spliceFixed(cs, src, n)
+			}
+		}
+		if err := src.fill(); err != nil {
+			return unexpected(err)
+		}
+	}
+}
+
+// spliceFixed moves the n remaining bytes (none buffered) from src's
+// connection straight to dst's.
+func spliceFixed(dst *connSink, src *reader, n int64) error {
+	for n > 0 {
+		step := min(n, spliceStep)
+		if dst.timeout > 0 {
+			dst.c.SetWriteDeadline(time.Now().Add(dst.timeout))
+		}
+		if src.timeout > 0 {
+			src.conn.SetReadDeadline(time.Now().Add(src.timeout))
+		}
+		m, err := io.CopyN(unwrap(dst.c), unwrap(src.conn), step)
+		n -= m
+		if err != nil {
+			if err == io.EOF {
+				return io.ErrUnexpectedEOF
+			}
+			// Which side failed is not known here; say the destination's
+			// unless the source hit its deadline.
+			if errors.Is(err, os.ErrDeadlineExceeded) && src.timeout > 0 {
+				return err
+			}
+			return &sinkError{err}
+		}
+	}
+	return nil
+}
+
+func unexpected(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// copyToEOF copies everything src sends until it closes.
+func copyToEOF(dst sink, src *reader, pre []byte) error {
+	for {
+		b := src.buffered()
+		if merge(&pre, b) {
+			src.consume(len(b))
+			b = nil
+		}
+		if len(pre) > 0 {
+			if err := dst.write(pre); err != nil {
+				return err
+			}
+			pre = pre[:0]
+		}
+		if len(b) > 0 {
+			if err := dst.write(b); err != nil {
+				return err
+			}
+			src.consume(len(b))
+		}
+		if err := src.fill(); err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// chunkState is where a chunked body's parser stands.
+type chunkState uint8
+
+const (
+	chunkSize    chunkState = iota // expecting a chunk-size line
+	chunkData                      // inside chunk data
+	chunkDataEnd                   // expecting the CRLF after chunk data
+	chunkTrailer                   // expecting a trailer line or the final CRLF
+	chunkDone
+)
+
+// maxChunkLine bounds a chunk-size or trailer line.
+const maxChunkLine = 4096
+
+// chunker follows a chunked body (RFC 9112 7.1) strictly, so that the
+// router and the receiver agree on where it ends.
+type chunker struct {
+	state chunkState
+	left  int64 // data bytes left in the current chunk
+	total int64 // data bytes so far
+}
+
+// step consumes one piece of b: a size line, a trailer line, the CRLF
+// after data, or some chunk data. It returns how many bytes it consumed and
+// whether they were chunk data; 0 bytes and no error means b holds no
+// complete piece (read more).
+func (k *chunker) step(b []byte) (n int, data bool, err error) {
+	switch k.state {
+	case chunkData:
+		n = int(min(int64(len(b)), k.left))
+		k.left -= int64(n)
+		k.total += int64(n)
+		if k.left == 0 {
+			k.state = chunkDataEnd
+		}
+		return n, true, nil
+	case chunkDataEnd:
+		if len(b) < 2 {
+			return 0, false, nil
+		}
+		if b[0] != '\r' || b[1] != '\n' {
+			return 0, false, errMalformed
+		}
+		k.state = chunkSize
+		return 2, false, nil
+	case chunkDone:
+		return 0, false, io.EOF
+	}
+	nl := bytes.IndexByte(b, '\n')
+	if nl < 0 {
+		if len(b) >= maxChunkLine {
+			return 0, false, errMalformed
+		}
+		return 0, false, nil
+	}
+	if nl == 0 || b[nl-1] != '\r' {
+		return 0, false, errMalformed
+	}
+	line := b[:nl-1]
+	if k.state == chunkTrailer {
+		if len(line) == 0 {
+			k.state = chunkDone
+			return nl + 1, false, nil
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon < 1 {
+			return 0, false, errMalformed
+		}
+		for _, c := range line[:colon] {
+			if !tokenChar[c] {
+				return 0, false, errMalformed
+			}
+		}
+		for _, c := range line[colon+1:] {
+			if c < ' ' && c != '\t' || c == 0x7f {
+				return 0, false, errMalformed
+			}
+		}
+		return nl + 1, false, nil
+	}
+	// chunk-size [; extensions]
+	size, i := int64(0), 0
+	for ; i < len(line); i++ {
+		c := line[i]
+		var d byte
+		switch {
+		case '0' <= c && c <= '9':
+			d = c - '0'
+		case 'a' <= c && c <= 'f':
+			d = c - 'a' + 10
+		case 'A' <= c && c <= 'F':
+			d = c - 'A' + 10
+		default:
+			goto ext
+		}
+		if i >= 15 {
+			return 0, false, errMalformed // would overflow
+		}
+		size = size<<4 | int64(d)
+	}
+ext:
+	if i == 0 {
+		return 0, false, errMalformed
+	}
+	for _, c := range line[i:] {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return 0, false, errMalformed
+		}
+	}
+	if i < len(line) && line[i] != ';' && line[i] != ' ' && line[i] != '\t' {
+		return 0, false, errMalformed
+	}
+	if size == 0 {
+		k.state = chunkTrailer
+	} else {
+		k.state, k.left = chunkData, size
+	}
+	return nl + 1, false, nil
+}
+
+// copyChunked copies a chunked body from src to dst, pre first. With
+// decode, only the data goes to dst (for a receiver that frames it itself);
+// otherwise the body goes as it came, chunk lines and trailers included,
+// once checked. A body whose data passes limit (when limit >= 0) fails with
+// errBodyTooLarge before the excess is written.
+func copyChunked(dst sink, src *reader, pre []byte, decode bool, limit int64) error {
+	var k chunker
+	for {
+		b := src.buffered()
+		if decode {
+			// Pass each piece of data on; skip the framing.
+			for len(b) > 0 && k.state != chunkDone {
+				n, data, err := k.step(b)
+				if err != nil {
+					return err
+				}
+				if n == 0 {
+					break
+				}
+				if limit >= 0 && k.total > limit {
+					return errBodyTooLarge
+				}
+				if data {
+					if !merge(&pre, b[:n]) {
+						if len(pre) > 0 {
+							if err := dst.write(pre); err != nil {
+								return err
+							}
+							pre = pre[:0]
+						}
+						if err := dst.write(b[:n]); err != nil {
+							return err
+						}
+					}
+				}
+				src.consume(n)
+				b = src.buffered()
+			}
+		} else {
+			// Find how far the buffered bytes are complete pieces, then
+			// pass them on as they are.
+			done := 0
+			for done < len(b) && k.state != chunkDone {
+				n, _, err := k.step(b[done:])
+				if err != nil {
+					return err
+				}
+				if n == 0 {
+					break
+				}
+				if limit >= 0 && k.total > limit {
+					return errBodyTooLarge
+				}
+				done += n
+			}
+			if done > 0 && !merge(&pre, b[:done]) {
+				if len(pre) > 0 {
+					if err := dst.write(pre); err != nil {
+						return err
+					}
+					pre = pre[:0]
+				}
+				if err := dst.write(b[:done]); err != nil {
+					return err
+				}
+			}
+			src.consume(done)
+		}
+		if k.state == chunkDone {
+			if len(pre) > 0 {
+				return dst.write(pre)
+			}
+			return nil
+		}
+		if len(pre) > 0 && src.r == src.w {
+			// Waiting for more: send what is complete first.
+			if err := dst.write(pre); err != nil {
+				return err
+			}
+			pre = pre[:0]
+		}
+		if err := src.fill(); err != nil {
+			if err == errHeadTooLarge {
+				return errMalformed // a line longer than the buffer
+			}
+			return unexpected(err)
+		}
+	}
+}
+
+// chunkWriter encodes what is written to it as chunks (for a body of
+// unknown length from net/http going to an instance).
+type chunkWriter struct {
+	w   io.Writer
+	buf []byte
+}
+
+func (cw *chunkWriter) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	cw.buf = appendHex(cw.buf[:0], uint64(len(p)))
+	cw.buf = append(cw.buf, "\r\n"...)
+	cw.buf = append(cw.buf, p...)
+	cw.buf = append(cw.buf, "\r\n"...)
+	if _, err := cw.w.Write(cw.buf); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (cw *chunkWriter) close() error {
+	_, err := io.WriteString(cw.w, "0\r\n\r\n")
+	return err
+}
+
+func appendHex(b []byte, n uint64) []byte {
+	const digits = "0123456789abcdef"
+	var tmp [16]byte
+	i := len(tmp)
+	for {
+		i--
+		tmp[i] = digits[n&15]
+		n >>= 4
+		if n == 0 {
+			break
+		}
+	}
+	return append(b, tmp[i:]...)
+}

@@ -1,0 +1,830 @@
+package router
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// This file is the router's own HTTP/1.1 server: Serve accepts connections
+// and forwards each request's bytes to an instance with as little work as
+// the guarantees allow (see doc.go); Shutdown stops it gracefully.
+
+// server is the state of Serve and Shutdown.
+type server struct {
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	shutdown  atomic.Bool
+}
+
+// Connection states: a connection is idle while it waits for a request
+// (no byte of it yet), active while it reads or serves one, tunnel once
+// upgraded; closed when Shutdown or MaxConns closed it while idle.
+const (
+	stateIdle int32 = iota
+	stateActive
+	stateTunnel
+	stateClosed
+)
+
+// clientBufSize is a client connection's read buffer; heads larger than it
+// grow it, up to MaxHeaderBytes.
+const clientBufSize = 4 << 10
+
+// outBufSize is the initial capacity of a connection's buffer for the
+// heads it writes (and small bodies merged with them).
+const outBufSize = 8 << 10
+
+// conn is one client connection served by Serve.
+type conn struct {
+	r     *Router
+	c     net.Conn
+	rd    reader
+	out   []byte
+	q     reqHead
+	x     exchange
+	state atomic.Int32
+
+	fwd     []byte // forwarding fields up to the host, per client address
+	hostBuf [hostBufSize]byte
+
+	rdl, wdl time.Time // the read and write deadlines last set
+	now      time.Time // when the last request ended (for the idle deadline)
+
+	// unread is set when the client may still be sending bytes the router
+	// will not read (a refused body): close gently so the response arrives.
+	unread bool
+
+	// What the response needs to know of the request once its head's
+	// bytes may be gone.
+	isHead, http10 bool
+
+	partial    func()
+	streamBody func(uc *upConn) error
+	unblock    func()
+	cont       func() error
+	body       int64 // request body bytes to stream; -1: chunked
+	maxBody    int64
+	upSink     connSink // to the instance, for the body
+	sink       connSink // to the client
+}
+
+// Serve accepts connections on ln and serves each on its own goroutine
+// until Shutdown; it then returns http.ErrServerClosed. Other accept errors
+// are returned after retrying temporary ones. It may be called for several
+// listeners at once. Requests go through the same table and decision as
+// ServeHTTP, under the router's Limits.
+func (r *Router) Serve(ln net.Listener) error {
+	srv := &r.srv
+	srv.mu.Lock()
+	if srv.shutdown.Load() {
+		srv.mu.Unlock()
+		return http.ErrServerClosed
+	}
+	if srv.listeners == nil {
+		srv.listeners = make(map[net.Listener]struct{})
+		srv.conns = make(map[*conn]struct{})
+	}
+	srv.listeners[ln] = struct{}{}
+	srv.mu.Unlock()
+	defer func() {
+		srv.mu.Lock()
+		delete(srv.listeners, ln)
+		srv.mu.Unlock()
+	}()
+
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if srv.shutdown.Load() {
+				return http.ErrServerClosed
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// Out of file descriptors and the like: wait and try again.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			r.log.Warn("accept failed; retrying", "err", err, "delay", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		c := r.newConn(nc)
+		if !srv.add(c, r.limits.MaxConns) {
+			nc.Close()
+			continue
+		}
+		go c.serve()
+	}
+}
+
+// add registers c, making room by closing an idle connection when there
+// are max already; false when there is no room or the server shut down.
+func (srv *server) add(c *conn, max int) bool {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.shutdown.Load() {
+		return false
+	}
+	if len(srv.conns) >= max {
+		made := false
+		for o := range srv.conns {
+			if o.state.CompareAndSwap(stateIdle, stateClosed) {
+				o.c.Close()
+				delete(srv.conns, o)
+				made = true
+				break
+			}
+		}
+		if !made {
+			return false
+		}
+	}
+	srv.conns[c] = struct{}{}
+	return true
+}
+
+func (srv *server) remove(c *conn) {
+	srv.mu.Lock()
+	delete(srv.conns, c)
+	srv.mu.Unlock()
+}
+
+// Shutdown stops Serve gracefully: it closes the listeners, closes idle
+// connections, lets every request in flight finish (its connection closes
+// after its response), closes upgraded connections, and returns nil once
+// no connection is left; or, if ctx ends first, closes what is left and
+// returns ctx's error. Idle connections to instances are closed too. Serve
+// returns http.ErrServerClosed from then on. ServeHTTP is not affected.
+func (r *Router) Shutdown(ctx context.Context) error {
+	srv := &r.srv
+	srv.mu.Lock()
+	srv.shutdown.Store(true)
+	for ln := range srv.listeners {
+		ln.Close()
+	}
+	srv.mu.Unlock()
+
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		srv.mu.Lock()
+		for c := range srv.conns {
+			if c.state.CompareAndSwap(stateIdle, stateClosed) || c.state.Load() == stateTunnel {
+				c.c.Close()
+			}
+		}
+		n := len(srv.conns)
+		srv.mu.Unlock()
+		if n == 0 {
+			r.closeIdleUpstreams()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			srv.mu.Lock()
+			for c := range srv.conns {
+				c.c.Close()
+			}
+			srv.mu.Unlock()
+			r.closeIdleUpstreams()
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+func (r *Router) closeIdleUpstreams() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, b := range r.backends {
+		b.closeIdle()
+	}
+}
+
+func (r *Router) newConn(nc net.Conn) *conn {
+	nc = fastConn(nc)
+	c := &conn{r: r, c: nc, out: make([]byte, 0, outBufSize)}
+	c.rd.reset(nc, make([]byte, clientBufSize))
+	ip := remoteIP(nc.RemoteAddr())
+	var f []byte
+	if ip != "" {
+		f = append(f, "X-Forwarded-For: "...)
+		f = append(f, ip...)
+		f = append(f, "\r\nForwarded: for="...)
+		if bytes.IndexByte([]byte(ip), ':') >= 0 {
+			f = append(f, "\"["...)
+			f = append(f, ip...)
+			f = append(f, "]\""...)
+		} else {
+			f = append(f, ip...)
+		}
+		f = append(f, ";proto=http;host=\""...)
+	} else {
+		f = append(f, "Forwarded: proto=http;host=\""...)
+	}
+	c.fwd = f
+	c.partial = c.onPartial
+	c.streamBody = c.copyBody
+	c.unblock = func() { c.c.SetReadDeadline(aLongTimeAgo) }
+	c.cont = func() error {
+		c.renewWrite(time.Now())
+		_, err := c.c.Write(continue100)
+		return err
+	}
+	return c
+}
+
+// onPartial runs when a request head is not complete after its first
+// read: the connection is busy from then on, and the rest must come within
+// ReadTimeout (slowloris clients are cut off).
+func (c *conn) onPartial() {
+	c.state.CompareAndSwap(stateIdle, stateActive)
+	c.setReadDeadline(time.Now(), c.r.limits.ReadTimeout, true)
+}
+
+// setReadDeadline sets the read deadline to now+d. Unless exact, a deadline
+// already between d/2 and d away is left as it is: waiting for the next
+// request then costs no timer update.
+func (c *conn) setReadDeadline(now time.Time, d time.Duration, exact bool) {
+	if left := c.rdl.Sub(now); !exact && left >= d/2 && left <= d {
+		return
+	}
+	c.rdl = now.Add(d)
+	c.c.SetReadDeadline(c.rdl)
+}
+
+// renewWrite makes sure the next write to the client has at least half of
+// WriteTimeout.
+func (c *conn) renewWrite(now time.Time) {
+	d := c.r.limits.WriteTimeout
+	if c.wdl.Sub(now) >= d/2 {
+		return
+	}
+	c.wdl = now.Add(d)
+	c.c.SetWriteDeadline(c.wdl)
+}
+
+func (c *conn) serve() {
+	r := c.r
+	defer c.close()
+	c.setReadDeadline(time.Now(), r.limits.ReadTimeout, true)
+	for {
+		head, err := c.rd.readHead(r.limits.MaxHeaderBytes, c.partial)
+		if err != nil {
+			if err == errHeadTooLarge && c.state.Load() != stateClosed {
+				c.unread = true
+				c.plain(431, nil, "", "request header fields too large", false)
+			}
+			return
+		}
+		if !c.state.CompareAndSwap(stateIdle, stateActive) && c.state.Load() != stateActive {
+			return // closed by Shutdown or to make room
+		}
+		if !c.serveRequest(head) || r.srv.shutdown.Load() {
+			return
+		}
+		if !c.state.CompareAndSwap(stateActive, stateIdle) || r.srv.shutdown.Load() {
+			return
+		}
+		c.setReadDeadline(c.now, r.limits.IdleTimeout, false)
+		if c.rd.r == c.rd.w {
+			// The client has only just got its response: let the other
+			// connections run first rather than find nothing to read.
+			runtime.Gosched()
+		}
+	}
+}
+
+// close ends the connection; when the client may still be sending, it
+// stops writing first and reads (and drops) a little more, so that closing
+// does not reset the connection before the client read the response.
+func (c *conn) close() {
+	c.r.srv.remove(c)
+	if c.unread {
+		if cw, ok := c.c.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+			c.c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			io.CopyN(io.Discard, c.c, 256<<10)
+		}
+	}
+	c.c.Close()
+}
+
+// serveRequest serves one request whose head was read; it reports whether
+// the connection may carry another.
+func (c *conn) serveRequest(head []byte) bool {
+	r := c.r
+	q := &c.q
+	c.isHead, c.http10 = false, false
+	if err := q.parse(head); err != nil {
+		c.rd.consume(len(head))
+		c.unread = true
+		switch err {
+		case errUnsupported:
+			return c.plain(501, nil, "", "unsupported transfer coding", false)
+		case errExpectation:
+			return c.plain(417, nil, "", "unsupported expectation", false)
+		}
+		return c.plain(400, nil, "", "malformed request", false)
+	}
+	c.isHead, c.http10 = q.isHead(), q.http10
+	// Consumed once, here: the head's bytes stay in the buffer (q points
+	// into them) until the next read, which only a body copy does.
+	c.rd.consume(len(head))
+	start := time.Now()
+	c.now = start
+	svc, ver, ok := r.parseHost(&c.hostBuf, q.host)
+	if !ok {
+		return c.refuse(404, nil, "", "unknown host")
+	}
+	t := r.table.Load()
+	for {
+		s := t.services[string(svc)]
+		if s == nil {
+			return c.refuse(404, nil, "", "unknown service")
+		}
+		var v *versionRoute
+		pin := false
+		if ver != nil {
+			if v = s.versions[string(ver)]; v == nil {
+				return c.refuse(404, nil, "", "unknown version")
+			}
+		} else {
+			var name string
+			v, name, pin = s.choose(bstr(q.query), c.cookie(s, head))
+			if v == nil {
+				if name == "" {
+					return c.refuse(503, nil, "", "no version of this service serves traffic yet")
+				}
+				return c.refuse(503, nil, name, "no instance of this version is running")
+			}
+		}
+		vs := v.stats
+		vs.begin()
+		if s.maxBody >= 0 && q.contentLength > s.maxBody {
+			vs.end(413, time.Since(start))
+			return c.refuse(413, v, "", "request body too large")
+		}
+		c.maxBody = s.maxBody
+		status, keep := c.forward(t, v, pin, head, start)
+		c.now = time.Now()
+		switch status {
+		case errReroute:
+			vs.cancel()
+			t = r.table.Load()
+			continue
+		case errCounted:
+		default:
+			vs.end(status, c.now.Sub(start))
+		}
+		return keep
+	}
+}
+
+// refuse answers a request the router does not forward. A body, if any,
+// is skipped when it is already here, else left unread and the connection
+// closes.
+func (c *conn) refuse(status int, v *versionRoute, name, msg string) bool {
+	keep := !c.q.close
+	if c.q.hasBody() {
+		if c.q.contentLength > 0 && int64(len(c.rd.buffered())) >= c.q.contentLength {
+			c.rd.consume(int(c.q.contentLength)) // small and already here: skip it
+		} else {
+			c.unread = true
+			keep = false
+		}
+	}
+	return c.plain(status, v, name, msg, keep)
+}
+
+// cookie returns the value of the service's sticky cookie, "" when the
+// service is not sticky or the client sent none.
+func (c *conn) cookie(s *serviceRoute, head []byte) string {
+	if !s.sticky {
+		return ""
+	}
+	for i := range c.q.fields {
+		f := &c.q.fields[i]
+		if f.kind != hCookie {
+			continue
+		}
+		if v, ok := cookieValue(head[f.vs:f.ve], s.cookie); ok {
+			return bstr(v)
+		}
+	}
+	return ""
+}
+
+// cookieValue finds name's value in a Cookie field ("a=1; b=2").
+func cookieValue(field []byte, name string) ([]byte, bool) {
+	for len(field) > 0 {
+		var pair []byte
+		if i := bytes.IndexByte(field, ';'); i >= 0 {
+			pair, field = field[:i], field[i+1:]
+		} else {
+			pair, field = field, nil
+		}
+		pair = bytes.TrimLeft(pair, " ")
+		if len(pair) > len(name) && pair[len(name)] == '=' && string(pair[:len(name)]) == name {
+			v := bytes.TrimRight(pair[len(name)+1:], " ")
+			return bytes.Trim(v, `"`), true
+		}
+	}
+	return nil, false
+}
+
+// plain writes a short text/plain response of the router's own. v or name
+// names the version it concerns, if any; 503s say when to retry.
+func (c *conn) plain(status int, v *versionRoute, name, msg string, keep bool) bool {
+	if c.r.srv.shutdown.Load() {
+		keep = false
+	}
+	out := c.out[:0]
+	out = append(out, "HTTP/1.1 "...)
+	out = strconv.AppendInt(out, int64(status), 10)
+	out = append(out, ' ')
+	out = append(out, http.StatusText(status)...)
+	out = append(out, "\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n"...)
+	switch {
+	case v != nil:
+		out = append(out, v.versionLine...)
+	case name != "":
+		out = append(out, VersionHeader+": "...)
+		out = append(out, name...)
+		out = append(out, "\r\n"...)
+	}
+	if status == 503 {
+		out = append(out, "Retry-After: 1\r\n"...)
+	}
+	out = append(out, "Content-Length: "...)
+	out = strconv.AppendInt(out, int64(len("sluice: ")+len(msg)+1), 10)
+	if !keep {
+		out = append(out, "\r\nConnection: close"...)
+	} else if c.http10 {
+		out = append(out, "\r\nConnection: keep-alive"...)
+	}
+	out = append(out, "\r\n\r\n"...)
+	if !c.isHead {
+		out = append(out, "sluice: "...)
+		out = append(out, msg...)
+		out = append(out, '\n')
+	}
+	c.renewWrite(time.Now())
+	_, err := c.c.Write(out)
+	c.out = out[:0]
+	return keep && err == nil
+}
+
+// forward sends the request to an instance of v and its response to the
+// client. It returns the response's status (0 if none was sent: the client
+// went away; errReroute when v left the table before anything was sent)
+// and whether the connection may carry another request.
+func (c *conn) forward(t *table, v *versionRoute, pin bool, head []byte, start time.Time) (int, bool) {
+	r := c.r
+	q := &c.q
+	isHead, http10, clientClose := c.isHead, c.http10, q.close
+	upgrade := q.upgrade
+
+	out := c.buildRequest(head)
+	// head may be overwritten from here on (the body's reads reuse the buffer).
+
+	x := &c.x
+	fields := x.resp.fields[:0] // keep the capacity across requests
+	*x = exchange{r: r, t: t, v: v, idempotent: q.idempotent(), now: start}
+	x.resp.fields = fields
+	if q.hasBody() {
+		if b := c.rd.buffered(); !q.chunked && int64(len(b)) >= q.contentLength && merge(&out, b[:q.contentLength]) {
+			c.rd.consume(int(q.contentLength)) // the whole body is here: send it with the head
+		} else {
+			if q.expect && !http10 {
+				x.cont = c.cont
+			}
+			c.body = q.contentLength
+			if q.chunked {
+				c.body = -1
+			}
+			x.stream, x.unblock = c.streamBody, c.unblock
+		}
+	}
+	x.out = out
+	c.out = out[:0]
+
+	status := x.send()
+	if status != 0 {
+		if status == errReroute {
+			return status, false
+		}
+		if status < 0 {
+			return 0, false // the client went away
+		}
+		keep := !clientClose
+		if x.stream != nil && (!x.started || x.bodyErr != nil) {
+			keep, c.unread = false, true // the body was not read whole
+		}
+		msg := "the instance did not answer"
+		switch status {
+		case 503:
+			msg = "no instance of this version is running"
+		case 504:
+			msg = "the instance did not answer in time"
+		case 413:
+			msg = "request body too large"
+			c.unread = true
+		case 400:
+			msg = "malformed request body"
+			c.unread, keep = true, false
+		}
+		return status, c.plain(status, v, "", msg, keep)
+	}
+	p := &x.resp
+
+	// Interim responses (103 Early Hints) go to HTTP/1.1 clients as they come.
+	for p.status < 200 && p.status != 101 {
+		if !http10 {
+			out = c.out[:0]
+			out = append(out, "HTTP/1.1 "...)
+			out = append(out, p.line[9:]...)
+			out = append(out, "\r\n"...)
+			out = c.appendFields(out, p, false)
+			out = append(out, "\r\n"...)
+			c.renewWrite(time.Now())
+			if _, err := c.c.Write(out); err != nil {
+				x.endBody()
+				x.release(false)
+				return 0, false
+			}
+		}
+		if st := x.readHead(); st != 0 {
+			x.endBody()
+			x.release(false)
+			if st == errRetry {
+				st = 502
+			}
+			return c.plainAfter(st, v), false
+		}
+	}
+
+	if p.status == 101 {
+		if !upgrade {
+			x.endBody()
+			x.release(false)
+			return c.plainAfter(502, v), false
+		}
+		out = c.out[:0]
+		out = append(out, "HTTP/1.1 "...)
+		out = append(out, p.line[9:]...)
+		out = append(out, "\r\n"...)
+		out = c.appendFields(out, p, true)
+		out = append(out, v.versionLine...)
+		out = append(out, "\r\n"...)
+		c.renewWrite(time.Now())
+		if _, err := c.c.Write(out); err != nil {
+			x.release(false)
+			return 0, false
+		}
+		x.endBody()
+		// The request is over; the tunnel counts in flight on the
+		// instance (for Drain) until it closes.
+		v.stats.end(101, time.Since(start))
+		c.state.Store(stateTunnel)
+		if !r.srv.shutdown.Load() {
+			tunnel(c.c, &c.rd, x.uc.c, &x.uc.rd, r.limits.IdleTimeout)
+		}
+		x.release(false)
+		return errCounted, false
+	}
+
+	// The response head for the client.
+	out = c.out[:0]
+	out = append(out, "HTTP/1.1 "...)
+	out = append(out, p.line[9:]...)
+	out = append(out, "\r\n"...)
+	out = c.appendFields(out, p, false)
+	out = append(out, v.versionLine...)
+	if pin {
+		out = append(out, v.cookieLine...)
+	}
+	const (
+		bodyNone = iota
+		bodyFixed
+		bodyChunked
+		bodyDecode // chunked from the instance, plain to an HTTP/1.0 client
+		bodyEOF
+	)
+	mode := bodyEOF
+	closeAfter := false
+	switch {
+	case p.bodyless(isHead):
+		mode = bodyNone
+	case p.chunked && !http10:
+		mode = bodyChunked
+		out = append(out, "Transfer-Encoding: chunked\r\n"...)
+	case p.chunked:
+		mode, closeAfter = bodyDecode, true
+	case p.contentLength >= 0:
+		mode = bodyFixed
+	default:
+		closeAfter = true
+	}
+	keep := !clientClose && !closeAfter && !r.srv.shutdown.Load()
+	if x.stream != nil {
+		// The body is still streaming if the instance answered early; the
+		// connection cannot be reused unless it finished.
+		select {
+		case x.bodyErr = <-x.bodyDone:
+			x.bodyDone = nil
+		default:
+		}
+		if x.bodyDone != nil || x.bodyErr != nil {
+			keep = false
+		}
+	}
+	if !keep {
+		out = append(out, "Connection: close\r\n"...)
+	} else if http10 {
+		out = append(out, "Connection: keep-alive\r\n"...)
+	}
+	out = append(out, "\r\n"...)
+	c.out = out[:0]
+
+	src := &x.uc.rd
+	dst := &c.sink
+	dst.c, dst.timeout = c.c, 0
+	c.renewWrite(start)
+	var err error
+	switch mode {
+	case bodyNone:
+		_, err = c.c.Write(out)
+	case bodyFixed:
+		if int64(len(src.buffered())) < p.contentLength {
+			x.uc.c.SetReadDeadline(time.Time{}) // the body may take its time
+			dst.timeout = r.limits.WriteTimeout
+		}
+		err = copyFixed(dst, src, p.contentLength, out)
+	case bodyChunked, bodyDecode:
+		x.uc.c.SetReadDeadline(time.Time{})
+		dst.timeout = r.limits.WriteTimeout
+		err = copyChunked(dst, src, out, mode == bodyDecode, -1)
+	default:
+		x.uc.c.SetReadDeadline(time.Time{})
+		dst.timeout = r.limits.WriteTimeout
+		err = copyToEOF(dst, src, out)
+	}
+	if dst.timeout > 0 {
+		c.wdl = time.Time{} // the sink moved the deadline
+	}
+	berr := x.endBody()
+	reuse := err == nil && mode != bodyEOF && x.reusable(false)
+	x.release(reuse)
+	if err != nil {
+		var se *sinkError
+		if !errors.As(err, &se) {
+			r.log.Warn("instance broke off a response", "version", v.name, "err", err)
+		}
+		return p.status, false
+	}
+	if berr != nil {
+		keep = false
+		c.unread = true
+	}
+	return p.status, keep
+}
+
+var continue100 = []byte("HTTP/1.1 100 Continue\r\n\r\n")
+
+// plainAfter answers with the router's own response when an instance
+// failed after its response began; it returns the status.
+func (c *conn) plainAfter(status int, v *versionRoute) int {
+	msg := "the instance did not answer"
+	if status == 504 {
+		msg = "the instance did not answer in time"
+	}
+	c.plain(status, v, "", msg, false)
+	return status
+}
+
+// buildRequest writes the head the instance gets into c.out: the request
+// line in origin form and HTTP/1.1, the client's fields less the hop-by-hop
+// and forwarding ones, then the router's: framing, X-Request-Id when the
+// client sent none, and the forwarding fields (X-Forwarded-For/-Host/
+// -Proto and Forwarded describe the client the router saw; values a client
+// sent for them are dropped, the router being the edge).
+func (c *conn) buildRequest(head []byte) []byte {
+	q := &c.q
+	out := c.out[:0]
+	out = append(out, q.method...)
+	out = append(out, ' ')
+	out = append(out, q.target...)
+	out = append(out, " HTTP/1.1\r\n"...)
+	for i := range q.fields {
+		f := &q.fields[i]
+		switch f.kind {
+		case hOther:
+			if q.connTokens > 0 && q.dropByConnection(head, f) {
+				continue
+			}
+		case hHost:
+			if q.absHost != nil {
+				continue
+			}
+		case hContentLength, hCookie, hTrailer:
+		case hUpgrade:
+			if !q.upgrade {
+				continue
+			}
+		case hXRequestID:
+			if q.requestID == nil {
+				continue
+			}
+		default:
+			continue
+		}
+		out = append(out, head[f.ns:f.le]...)
+	}
+	if q.absHost != nil {
+		out = append(out, "Host: "...)
+		out = append(out, q.host...)
+		out = append(out, "\r\n"...)
+	}
+	if q.chunked {
+		out = append(out, "Transfer-Encoding: chunked\r\n"...)
+	}
+	if q.upgrade {
+		out = append(out, "Connection: Upgrade\r\n"...)
+	}
+	if q.requestID == nil {
+		out = append(out, RequestIDHeader+": "...)
+		out = c.r.appendRequestID(out)
+		out = append(out, "\r\n"...)
+	}
+	out = append(out, c.fwd...)
+	out = append(out, q.host...)
+	out = append(out, "\"\r\nX-Forwarded-Host: "...)
+	out = append(out, q.host...)
+	out = append(out, "\r\nX-Forwarded-Proto: http\r\n\r\n"...)
+	return out
+}
+
+// appendFields appends the response fields the client gets: all but the
+// hop-by-hop ones and X-Sluice-Version (the router sets its own). For a
+// 101 the Upgrade and Connection fields stay: they are the switch.
+func (c *conn) appendFields(out []byte, p *respHead, upgrade bool) []byte {
+	for i := range p.fields {
+		f := &p.fields[i]
+		switch f.kind {
+		case hOther:
+			if p.connTokens > 0 && p.dropByConnection(p.head, f) {
+				continue
+			}
+		case hContentLength, hHost, hCookie, hXRequestID, hExpect, hTrailer,
+			hXForwardedFor, hXForwardedHost, hXForwardedProto, hForwarded:
+		case hUpgrade, hConnection:
+			if !upgrade {
+				continue
+			}
+		default:
+			continue
+		}
+		out = append(out, p.head[f.ns:f.le]...)
+	}
+	return out
+}
+
+// copyBody streams the rest of the request body to the instance; it runs
+// on its own goroutine (see exchange.stream). On the client's failure it
+// closes the instance connection, so that the request there is aborted.
+func (c *conn) copyBody(uc *upConn) error {
+	c.rd.timeout = c.r.limits.ReadTimeout
+	defer func() {
+		c.rd.timeout = 0
+		c.rdl = time.Time{} // the reads moved the deadline
+	}()
+	c.upSink = connSink{c: uc.c, timeout: c.r.limits.UpstreamTimeout}
+	defer uc.c.SetWriteDeadline(time.Time{}) // the head of the next request must not inherit it
+	var err error
+	if c.body < 0 {
+		err = copyChunked(&c.upSink, &c.rd, nil, false, c.maxBody)
+	} else {
+		err = copyFixed(&c.upSink, &c.rd, c.body, nil)
+	}
+	if err == nil {
+		return nil
+	}
+	var se *sinkError
+	if errors.As(err, &se) {
+		return &bodyError{side: sideInstance, err: err}
+	}
+	uc.c.Close()
+	return &bodyError{side: sideClient, err: err}
+}
