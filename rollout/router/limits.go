@@ -50,8 +50,8 @@ type Limits struct {
 	// then take as long as it takes (server-sent events).
 	UpstreamTimeout time.Duration
 	// MaxConns bounds the client connections Serve handles at once. A new
-	// connection past it closes the longest-idle keep-alive connection to
-	// make room, or is closed itself when none is idle.
+	// connection past it closes an idle one (waiting for a request, no byte
+	// of it yet) to make room, or is closed itself when none is idle.
 	MaxConns int
 }
 

@@ -93,9 +93,9 @@ func (e *sinkError) Unwrap() error { return e.err }
 // connection, counted in flight on x.b), or the status the router answers
 // with itself: 502 when instances failed, 503 when no instance is live,
 // 504 when the instance did not answer in time, 413 when a streamed body
-// was too large, 400 when it was malformed, -1 when the client went away (nothing to answer), and
-// errReroute (-2) when the version left the table before anything was
-// sent.
+// was too large, 400 when it was malformed; -1 when the client went away
+// (nothing to answer), and errReroute when the version left the table
+// before anything was sent.
 func (x *exchange) send() int {
 	r := x.r
 	attempts := len(x.v.backends) + 2

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -278,6 +280,14 @@ func (c *conn) renewWrite(now time.Time) {
 func (c *conn) serve() {
 	r := c.r
 	defer c.close()
+	// A bug on one connection must not take every service down: the
+	// connection is closed (so no byte of it can reach another request)
+	// and the router goes on.
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.Error("router connection panicked; closed it", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		}
+	}()
 	c.setReadDeadline(time.Now(), r.limits.ReadTimeout, true)
 	for {
 		head, err := c.rd.readHead(r.limits.MaxHeaderBytes, c.partial)
