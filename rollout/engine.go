@@ -14,11 +14,13 @@ import (
 	"github.com/sluicehq/sluice/rollout/source"
 )
 
-// Router is what the engine needs of the data path: swap the routing table
-// and wait for in-flight requests to instances that left it.
+// Router is what the engine needs of the data path: swap the routing table,
+// wait for in-flight requests to instances that left it, and read what
+// each version served (for status and canary analysis).
 type Router interface {
 	Update(router.Table)
 	Drain(ctx context.Context, addrs []string) error
+	Stats(version string) router.Stats
 }
 
 // Scheduler runs the engine's background work (builds, starts, drains).

@@ -537,6 +537,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 func stripInstances(s rollout.ServiceStatus) rollout.ServiceStatus {
 	for i := range s.Versions {
 		s.Versions[i].Instances = nil
+		s.Versions[i].Served = rollout.Served{}
 	}
 	return s
 }
@@ -602,5 +603,15 @@ func TestRetireStopsIdleVersionsAndRollbackStartsThemAgain(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(ops, ","), "retire,start,rollback") {
 		t.Fatalf("history: %v", ops)
+	}
+}
+
+func TestStatusShowsWhatEachVersionServed(t *testing.T) {
+	h := newHarness(t)
+	v1 := h.deploy("hello", "serve", rollout.StrategyFull, "")
+	h.served("hello", 25, "")
+	v := h.version("hello", v1.Name)
+	if v.Served.Requests != 25 || v.Served.ErrorRate != 0 || v.Served.P99Ms <= 0 {
+		t.Fatalf("served: %+v", v.Served)
 	}
 }

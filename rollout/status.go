@@ -29,6 +29,24 @@ type VersionStatus struct {
 	// Rules numbers (from 1) the policy rules that send traffic to it.
 	Rules     []int              `json:"rules"`
 	Instances []runtime.Instance `json:"instances"`
+	// Served is what the router has seen of the version since sluice
+	// started: requests, error rate and latency.
+	Served Served `json:"served"`
+}
+
+// Served summarizes a version's traffic as the router measured it.
+type Served struct {
+	Requests  uint64  `json:"requests"`
+	InFlight  int64   `json:"in_flight"`
+	Errors5xx uint64  `json:"errors_5xx"`
+	ErrorRate float64 `json:"error_rate"`
+	P50Ms     float64 `json:"p50_ms"`
+	P99Ms     float64 `json:"p99_ms"`
+}
+
+func servedOf(s router.Stats) Served {
+	return Served{Requests: s.Requests, InFlight: s.InFlight, Errors5xx: s.Status5xx, ErrorRate: s.ErrorRate(),
+		P50Ms: float64(s.P50.Microseconds()) / 1000, P99Ms: float64(s.P99.Microseconds()) / 1000}
 }
 
 // Status returns the view of one service.
@@ -55,6 +73,7 @@ func (e *Engine) status(service string) (ServiceStatus, error) {
 		if in := e.getRunning(v.Name); in != nil {
 			vst.Instances = in.group.Instances()
 		}
+		vst.Served = servedOf(e.router.Stats(v.Name))
 		out.Versions = append(out.Versions, vst)
 	}
 	return out, nil
