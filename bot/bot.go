@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-github/v60/github"
 
+	"github.com/sluicehq/sluice/bot/ghapp"
 	"github.com/sluicehq/sluice/rollout"
 )
 
@@ -251,7 +252,13 @@ func splitRepo(full string) (owner, name string) {
 	return owner, name
 }
 
-func backoff(attempt int) time.Duration {
-	d := retryMin << min(attempt, 16)
-	return min(d, retryMax)
+// retryWait is how long to wait before the attempt-th retry of work that
+// failed with err: exponential backoff, or longer when GitHub said so
+// (Retry-After, a rate-limit reset).
+func (b *Bot) retryWait(attempt int, err error) time.Duration {
+	wait := min(retryMin<<min(attempt, 16), retryMax)
+	if hint, ok := ghapp.ErrorRetryAfter(err, b.now()); ok && hint > wait {
+		wait = hint
+	}
+	return wait
 }

@@ -151,10 +151,7 @@ func (b *Bot) sendOutbox(ctx context.Context) error {
 				continue
 			}
 			it.Attempts++
-			wait := backoff(it.Attempts)
-			if d, ok := ghapp.ErrorRetryAfter(err, b.now()); ok && d > wait {
-				wait = d
-			}
+			wait := b.retryWait(it.Attempts, err)
 			it.NotBefore = b.now().Add(wait)
 			log.Warn("report delayed: GitHub unavailable", "attempt", it.Attempts, "retry_in", wait.String(), "err", err)
 			return b.journal.Apply(rollout.Put(bucketOutbox, rec.Key, mustJSON(it)))

@@ -181,10 +181,7 @@ func (b *Bot) processInbox(ctx context.Context) error {
 			ops = nil
 		default:
 			d.Attempts++
-			wait := backoff(d.Attempts)
-			if hint, ok := ghapp.ErrorRetryAfter(err, b.now()); ok && hint > wait {
-				wait = hint
-			}
+			wait := b.retryWait(d.Attempts, err)
 			d.NotBefore = b.now().Add(wait)
 			log.Warn("delivery will be retried", "attempt", d.Attempts, "retry_in", wait.String(), "err", err)
 			return b.journal.Apply(rollout.Put(bucketInbox, rec.Key, mustJSON(d)))
