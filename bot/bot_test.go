@@ -628,3 +628,19 @@ func TestSecretsNeverReachGitHub(t *testing.T) {
 		t.Fatalf("log tail missing or not redacted: %s", cs[0].Output.Text)
 	}
 }
+
+func TestRedeployAppliesThePRConfigurationToTheStableVersion(t *testing.T) {
+	w := newWorld(t)
+	w.mergeMain()
+	y := strings.Replace(appYAML(t), `TESTAPP: "1"`, `TESTAPP: "1", FLAG: "on"`, 1)
+	w.gh.SetCommit(repo, headSHA, map[string]string{"sluice.yaml": y})
+	w.say("/redeploy", "Codertocat")
+	st := w.status()
+	v := st.Versions[0]
+	if len(st.Versions) != 1 || v.Status != rollout.StatusNormal || v.Config.Env["FLAG"] != "on" || v.Generation != 2 {
+		t.Fatalf("after /redeploy: %d versions, %s, env %v, generation %d", len(st.Versions), v.Status, v.Config.Env, v.Generation)
+	}
+	if s := w.sticky().Body; !strings.Contains(s, "hello-001") {
+		t.Fatalf("sticky: %s", s)
+	}
+}
