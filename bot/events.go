@@ -100,7 +100,9 @@ func (b *Bot) onPush(ctx context.Context, d delivery) ([]rollout.Op, error) {
 			if s.OnMerge == manifest.OnMergeCanary {
 				strategy = rollout.StrategyCanary
 			}
-			_, err = b.eng.Deploy(ctx, rollout.DeployRequest{Service: s.Name, Archive: archive, Strategy: strategy, Origin: origin})
+			// A canary merge follows the service's canary plan, if any.
+			_, err = b.eng.Deploy(ctx, rollout.DeployRequest{Service: s.Name, Archive: archive, Strategy: strategy,
+				AutoCanary: true, Origin: origin})
 		}
 		if re, ok := rollout.AsError(err); ok {
 			log.Warn("merge deploy refused", "service", s.Name, "err", re.Message)

@@ -20,6 +20,9 @@ type DeployRequest struct {
 	Archive  []byte
 	Strategy Strategy // "" means full
 	Origin   Origin
+	// AutoCanary makes a canary deploy follow the manifest's canary plan
+	// (ignored when the manifest has none or the strategy is full).
+	AutoCanary bool
 }
 
 // Deploy validates the source and its manifest, records a new version in
@@ -68,6 +71,7 @@ func (e *Engine) Deploy(ctx context.Context, req DeployRequest) (Version, error)
 		Generation: 1,
 		Strategy:   req.Strategy,
 		Digest:     digest,
+		AutoCanary: req.AutoCanary && req.Strategy == StrategyCanary && cfg.Canary != nil,
 		CreatedBy:  req.Origin,
 		CreatedAt:  now,
 		UpdatedAt:  now,
@@ -138,7 +142,16 @@ func configOf(s manifest.Service) Config {
 		OnMerge:      s.OnMerge,
 		Sticky:       s.Sticky,
 		MaxBodyBytes: s.MaxBodyBytes,
+		Canary:       canaryOf(s.Canary),
 	})
+}
+
+func canaryOf(c *manifest.Canary) *CanaryPlan {
+	if c == nil {
+		return nil
+	}
+	return &CanaryPlan{Steps: append([]int(nil), c.Steps...), Interval: Duration(c.Interval),
+		MaxErrorRate: c.MaxErrorRate, MaxP99: Duration(c.MaxP99)}
 }
 
 func specOf(v Version, cfg Config, gen int, archive []byte) runtime.Spec {
@@ -241,6 +254,18 @@ func (e *Engine) runDeploy(v Version, archive []byte) {
 		if err := e.commitPolicy(&svc, vs, p, "deploy", v.CreatedBy, events...); err != nil {
 			log.Error("record deploy success", "err", err)
 		}
+	} else if stable := svc.Stable(); cur.AutoCanary && stable != "" && stable != v.Name {
+		// First step of the canary plan, at once.
+		step := cur.Config.Canary.Steps[0]
+		p := clonePolicy(svc.Policy)
+		p.Split = map[string]int{stable: 100 - step, v.Name: step}
+		if step >= 100 {
+			p.Split = map[string]int{v.Name: 100}
+		}
+		if err := e.commitPolicy(&svc, vs, p, "canary", Origin{Via: "sluice", Actor: "canary"}, events...); err != nil {
+			log.Error("record canary start", "err", err)
+		}
+		e.startCanaryWindow(v.Name)
 	} else {
 		vs[i].IdleSince = now
 		if err := e.store.Commit(nil, []Version{vs[i]}, events); err != nil {

@@ -68,10 +68,11 @@ type Engine struct {
 	ctx    context.Context // cancelled by Close: background work stops
 	cancel context.CancelFunc
 
-	mu      sync.Mutex
-	locks   map[string]*sync.Mutex // per service
-	running map[string]*instances  // by version name
-	closed  bool
+	mu       sync.Mutex
+	locks    map[string]*sync.Mutex  // per service
+	running  map[string]*instances   // by version name
+	canaries map[string]canaryWindow // by version name, automatic canaries only
+	closed   bool
 
 	publishMu sync.Mutex
 }

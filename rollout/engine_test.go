@@ -34,7 +34,7 @@ type harness struct {
 
 var cli = rollout.Origin{Via: "test", Actor: "tester"}
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T, opts ...rollout.Option) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	db, err := store.Open(filepath.Join(dir, "sluice.db"))
@@ -47,8 +47,8 @@ func newHarness(t *testing.T) *harness {
 	}
 	rtr := router.New("localhost")
 	srv := httptest.NewServer(rtr)
-	eng := rollout.New(db, rt, rtr, "localhost", rollout.WithRouterAddr(srv.Listener.Addr().String()),
-		rollout.WithDrainGrace(3*time.Second))
+	eng := rollout.New(db, rt, rtr, "localhost", append([]rollout.Option{rollout.WithRouterAddr(srv.Listener.Addr().String()),
+		rollout.WithDrainGrace(3 * time.Second)}, opts...)...)
 	if err := eng.Recover(context.Background()); err != nil {
 		t.Fatal(err)
 	}

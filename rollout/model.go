@@ -70,6 +70,19 @@ type Config struct {
 	// stable version's apply (see Engine.publish).
 	Sticky       bool  `json:"sticky,omitempty"`
 	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
+	// Canary is the automatic canary plan from sluice.yaml; nil when none.
+	Canary *CanaryPlan `json:"canary,omitempty"`
+}
+
+// CanaryPlan moves traffic to a new version in steps (percentages, the
+// last 100), one step per Interval while the version's 5xx rate and p99
+// latency stay within bounds (0: not checked); otherwise the canary is
+// aborted and the stable version gets all traffic back.
+type CanaryPlan struct {
+	Steps        []int    `json:"steps"`
+	Interval     Duration `json:"interval"`
+	MaxErrorRate float64  `json:"max_error_rate,omitempty"`
+	MaxP99       Duration `json:"max_p99,omitempty"`
 }
 
 // Origin says who or what asked for a change, and from where. It is
@@ -109,6 +122,10 @@ type Version struct {
 	// updating), kept so a restart can report it; nil otherwise.
 	Pending  *Config  `json:"pending,omitempty"`
 	Strategy Strategy `json:"strategy"`
+	// AutoCanary: the version follows its Config.Canary plan once normal
+	// (set by a deploy that asks for it, e.g. on_merge: canary); cleared
+	// when the plan ends, by promotion or abort.
+	AutoCanary bool `json:"auto_canary,omitempty"`
 	// Digest identifies the source tree (see source.Digest), so a merge
 	// whose tree a version already serves need not be built again.
 	Digest    string    `json:"digest,omitempty"`

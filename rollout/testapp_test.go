@@ -42,6 +42,10 @@ func runApp(mode string) {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if mode == "errors" {
+			http.Error(w, "boom", http.StatusInternalServerError)
+			return
+		}
 		if d := r.URL.Query().Get("sleep"); d != "" {
 			t, _ := time.ParseDuration(d)
 			time.Sleep(t)

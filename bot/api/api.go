@@ -252,7 +252,7 @@ func (s *server) deploy(c echo.Context) error {
 	}
 	v, err := s.eng.Deploy(c.Request().Context(), rollout.DeployRequest{
 		Service: c.Param("service"), Archive: archive,
-		Strategy: rollout.Strategy(c.QueryParam("strategy")), Origin: origin(c)})
+		Strategy: rollout.Strategy(c.QueryParam("strategy")), AutoCanary: c.QueryParam("auto_canary") == "true", Origin: origin(c)})
 	if err != nil {
 		return err
 	}

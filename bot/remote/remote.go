@@ -173,6 +173,9 @@ func (e *Engine) Deploy(ctx context.Context, req rollout.DeployRequest) (rollout
 	if req.Strategy != "" {
 		q.Set("strategy", string(req.Strategy))
 	}
+	if req.AutoCanary {
+		q.Set("auto_canary", "true")
+	}
 	err := e.do(ctx, http.MethodPost, p("/services/%s/versions", req.Service), q, req.Archive, "application/gzip", &req.Origin, &v)
 	return v, err
 }

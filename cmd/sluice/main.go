@@ -207,16 +207,20 @@ func (s *serveCmd) Run(env *cli.Env) error {
 	go func() { errc <- apiSrv.Serve(apiLn) }()
 	go func() { errc <- rtr.Serve(routerLn) }()
 
-	var c *cron.Cron
+	c := cron.New()
 	if s.RetireAfter > 0 {
-		c = cron.New()
 		_, _ = c.AddFunc("@every 1m", func() {
 			if _, err := eng.Retire(env.Ctx, "", s.RetireAfter, rollout.Origin{Via: "sluice", Actor: "retire"}); err != nil {
 				log.Error("retire idle versions", "err", err)
 			}
 		})
-		c.Start()
 	}
+	_, _ = c.AddFunc("@every 5s", func() {
+		if err := eng.AdvanceCanaries(env.Ctx); err != nil {
+			log.Error("advance canaries", "err", err)
+		}
+	})
+	c.Start()
 	log.Info("sluice serving", "api", apiLn.Addr().String(), "router", routerLn.Addr().String(), "data", data)
 
 	select {
@@ -225,9 +229,7 @@ func (s *serveCmd) Run(env *cli.Env) error {
 		log.Error("server stopped", "err", err)
 	}
 	log.Info("shutting down")
-	if c != nil {
-		c.Stop()
-	}
+	<-c.Stop().Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// The router drains first: in-flight requests finish, then instances stop.

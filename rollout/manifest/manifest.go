@@ -30,7 +30,8 @@ const (
 	// the split.
 	OnMergeFull = "full"
 	// OnMergeCanary: deploy a new version at 0% and follow the service's
-	// canary plan (or leave traffic to the user when there is none).
+	// canary plan (Service.Canary: steps while its 5xx rate and p99 hold),
+	// or leave traffic to the user when there is none.
 	OnMergeCanary = "canary"
 	// OnMergeRedeploy: apply the new source and configuration in place to
 	// the stable version.
