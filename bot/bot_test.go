@@ -76,6 +76,8 @@ type world struct {
 	clock  *clock
 	dir    string
 	f      bot.Clients
+	// comments numbers the command comments say posts.
+	comments int
 }
 
 func newWorld(t *testing.T) *world {
@@ -174,7 +176,8 @@ func comment(t *testing.T, body string, id int64, login string) []byte {
 // say posts a command comment by login and handles it.
 func (w *world) say(body, login string) int64 {
 	w.t.Helper()
-	id := int64(5000 + len(w.gh.Comments(repo, 1))*7 + int(time.Now().UnixNano()%1000))
+	w.comments++
+	id := int64(5000 + w.comments)
 	w.gh.AddComment(repo, 1, githubtest.Comment{ID: id, User: login, Body: body})
 	if code := w.deliver("issue_comment", comment(w.t, body, id, login)); code != http.StatusAccepted {
 		w.t.Fatalf("delivery answered %d", code)
