@@ -471,3 +471,26 @@ func TestMetricsAndStickiness(t *testing.T) {
 		}
 	}
 }
+
+func TestSIGTERMDuringABuildExitsAndTheDeployEndsInterrupted(t *testing.T) {
+	data := t.TempDir()
+	api, route := freePort(t), freePort(t)
+	s := startServer(t, data, api, route)
+	v := s.ok("deploy", "hello", "--source", fastSource(t, "sleep 60"))
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cmd.Wait(); err != nil {
+		t.Fatalf("serve exited with %v", err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("SIGTERM waited %s for the build", d)
+	}
+	s2 := startServer(t, data, api, route)
+	st := s2.status("hello")
+	if len(st.Versions) != 1 || st.Versions[0].Name != v || st.Versions[0].Reason.Code != "Interrupted" {
+		t.Fatalf("after restart: %+v", st.Versions)
+	}
+}
