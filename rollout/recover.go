@@ -63,17 +63,48 @@ func (e *Engine) Recover(ctx context.Context) error {
 		return err
 	}
 	for _, v := range toStart {
-		e.sched.Go(func() {
-			unlock := e.lock(v.Service)
-			defer unlock()
-			if r := e.startVersion(v); r != nil {
-				e.log.Error("start version after restart", "service", v.Service, "version", v.Name, "reason", r.Code, "detail", r.Detail)
-				return
-			}
-			_ = e.publish()
-		})
+		e.sched.Go(func() { e.startAfterRecover(v) })
 	}
 	return nil
+}
+
+// Restarts after a crash are retried this many times, waiting
+// recoverBackoff, then twice as long each time.
+const (
+	recoverAttempts = 6
+	recoverBackoff  = time.Second
+)
+
+// startAfterRecover starts a version that should run after a restart,
+// retrying with backoff while it fails (it may need something that is not
+// up yet), until it runs, sluice stops, or the version is no longer meant
+// to run. The service lock is held only while starting.
+func (e *Engine) startAfterRecover(v Version) {
+	log := e.log.With("service", v.Service, "version", v.Name)
+	for attempt := 0; ; attempt++ {
+		unlock := e.lock(v.Service)
+		cur, err := e.version(v.Service, v.Name)
+		if err != nil || !cur.Status.Serving() || e.getRunning(v.Name) != nil {
+			unlock()
+			return
+		}
+		r := e.startVersion(cur)
+		unlock()
+		if r == nil {
+			_ = e.publish()
+			return
+		}
+		// The detail (a log tail) stays out of sluice's own log.
+		log.Error("start version after restart", "attempt", attempt+1, "reason", r.Code)
+		if attempt+1 >= recoverAttempts {
+			return
+		}
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-time.After(recoverBackoff << attempt):
+		}
+	}
 }
 
 // Retire stops every version of service (all services when "") that has

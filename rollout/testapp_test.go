@@ -28,6 +28,11 @@ func runApp(mode string) {
 	case "exit":
 		fmt.Println("fatal: cannot open config file app.conf")
 		os.Exit(3)
+	case "needfile":
+		if _, err := os.Stat(os.Getenv("NEEDFILE")); err != nil {
+			fmt.Println("missing", os.Getenv("NEEDFILE"))
+			os.Exit(4)
+		}
 	case "nolisten":
 		fmt.Println("listening on port 9 (ignoring $PORT)")
 		time.Sleep(time.Hour)
