@@ -272,6 +272,9 @@ func TestMergeDeploysThenCanaryFromAWriter(t *testing.T) {
 	if len(cs) != 1 || cs[0].Conclusion != "success" || cs[0].ExternalID != "hello-002" || !strings.Contains(cs[0].Output.Summary, "hello-002") {
 		t.Fatalf("PR check runs: %+v", cs)
 	}
+	if cs[0].DetailsURL != "https://sluice.example.com/dashboard/services/hello#hello-002" {
+		t.Fatalf("details_url: %s", cs[0].DetailsURL)
+	}
 	if s := w.sticky(); !strings.Contains(s.Body, "10%") || !strings.Contains(s.Body, "hello-002") {
 		t.Fatalf("sticky: %s", s.Body)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-github/v60/github"
 
+	"github.com/sluicehq/sluice/bot/dashboard"
 	"github.com/sluicehq/sluice/bot/render"
 	"github.com/sluicehq/sluice/rollout"
 	"github.com/sluicehq/sluice/rollout/runtime"
@@ -126,7 +127,7 @@ func (b *Bot) detailsURL(service, version string) *string {
 	if b.cfg.PublicURL == "" {
 		return nil
 	}
-	u := fmt.Sprintf("%s/api/v1/services/%s/versions/%s", b.cfg.PublicURL, service, version)
+	u := b.cfg.PublicURL + dashboard.VersionPath(service, version)
 	return &u
 }
 

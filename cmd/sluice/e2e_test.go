@@ -255,6 +255,15 @@ func TestREADMEWalkthrough(t *testing.T) {
 	if h := s.ok("history", "hello"); !strings.Contains(h, "rollback") || !strings.Contains(h, "redeploy") {
 		t.Fatalf("history: %s", h)
 	}
+	resp, err := http.Get("http://" + s.api + "/dashboard/services/hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(page), `id="hello-002"`) {
+		t.Fatalf("dashboard: %d %s", resp.StatusCode, page)
+	}
 }
 
 func port(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }

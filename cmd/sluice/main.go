@@ -27,6 +27,7 @@ import (
 	"github.com/sluicehq/sluice/bot/api"
 	"github.com/sluicehq/sluice/bot/auth"
 	"github.com/sluicehq/sluice/bot/cli"
+	"github.com/sluicehq/sluice/bot/dashboard"
 	"github.com/sluicehq/sluice/bot/ghapp"
 	"github.com/sluicehq/sluice/rollout"
 	"github.com/sluicehq/sluice/rollout/router"
@@ -176,6 +177,7 @@ func (s *serveCmd) Run(env *cli.Env) error {
 		apiOpts = append(apiOpts, api.WithAuthenticator(authn))
 	}
 	api.Register(e, eng, apiOpts...)
+	dashboard.Register(e, eng)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(rtr.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))

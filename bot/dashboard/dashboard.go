@@ -1,0 +1,75 @@
+// Package dashboard is sluice's read-only status page: every service with
+// its versions, statuses, URLs and traffic, linked from GitHub check runs
+// (details_url). It shows reason codes and suggestions but never details
+// or log tails, since it needs no token to read. It imports rollout and
+// echo; it must not import the store, the runtimes or the router.
+package dashboard
+
+import (
+	"context"
+	"embed"
+	"html/template"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/sluicehq/sluice/rollout"
+)
+
+// Engine is what the page reads.
+type Engine interface {
+	Services() ([]string, error)
+	Status(ctx context.Context, service string) (rollout.ServiceStatus, error)
+}
+
+//go:embed page.html
+var files embed.FS
+
+var page = template.Must(template.New("page.html").Funcs(template.FuncMap{
+	"bar": func(p int) string { return strings.Repeat("█", p/5) + strings.Repeat("░", 20-p/5) },
+	"inc": func(i int) int { return i + 1 },
+}).ParseFS(files, "page.html"))
+
+// Register mounts GET /dashboard (every service) and
+// GET /dashboard/services/:service (one service) on e.
+func Register(e *echo.Echo, eng Engine) {
+	e.GET("/dashboard", func(c echo.Context) error {
+		names, err := eng.Services()
+		if err != nil {
+			return err
+		}
+		var all []rollout.ServiceStatus
+		for _, n := range names {
+			st, err := eng.Status(c.Request().Context(), n)
+			if err != nil {
+				return err
+			}
+			all = append(all, st)
+		}
+		return render(c, http.StatusOK, all)
+	})
+	e.GET("/dashboard/services/:service", func(c echo.Context) error {
+		st, err := eng.Status(c.Request().Context(), c.Param("service"))
+		if err != nil {
+			if re, ok := rollout.AsError(err); ok && re.Kind == rollout.KindNotFound {
+				return c.String(http.StatusNotFound, re.Message+"\n")
+			}
+			return err
+		}
+		return render(c, http.StatusOK, []rollout.ServiceStatus{st})
+	})
+}
+
+func render(c echo.Context, status int, services []rollout.ServiceStatus) error {
+	var b strings.Builder
+	if err := page.Execute(&b, services); err != nil {
+		return err
+	}
+	return c.HTML(status, b.String())
+}
+
+// VersionPath is the page of a version, relative to the server's public URL.
+func VersionPath(service, version string) string {
+	return "/dashboard/services/" + service + "#" + version
+}
