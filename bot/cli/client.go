@@ -1,114 +1,30 @@
 package cli
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
-	"strings"
 	"time"
+
+	"github.com/sluicehq/sluice/bot/remote"
+	"github.com/sluicehq/sluice/rollout"
 )
 
-// Client calls a sluice server's /api/v1.
+// Client calls a sluice server's /api/v1 through bot/remote, the one HTTP
+// client of the API, as the CLI: changes are recorded with via "cli" and
+// the local user name.
 type Client struct {
-	Server string
-	Token  string
-	HTTP   *http.Client
+	api *remote.Engine
 }
 
-// APIError is an error answer of the API.
-type APIError struct {
-	Status  int
-	Code    string
-	Message string
-	// Problems are positioned manifest problems, when there are any.
-	Problems []struct {
-		File    string `json:"file"`
-		Line    int    `json:"line"`
-		Column  int    `json:"column"`
-		Field   string `json:"field"`
-		Message string `json:"message"`
-	}
-}
+func newClient(server, token string) *Client { return &Client{api: remote.New(server, token)} }
 
-func (e *APIError) Error() string { return e.Message }
-
-// do sends one request; body may be nil, an io.Reader (sent as ctype) or a
-// value sent as JSON. out, when not nil, receives the decoded JSON answer.
+// do sends one request; see remote.Engine.Call.
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, body any, ctype string, out any) error {
-	u := strings.TrimRight(c.Server, "/") + "/api/v1" + path
-	if len(query) > 0 {
-		u += "?" + query.Encode()
-	}
-	var r io.Reader
-	switch b := body.(type) {
-	case nil:
-	case io.Reader:
-		r = b
-	default:
-		buf, err := json.Marshal(b)
-		if err != nil {
-			return fmt.Errorf("encode request: %w", err)
-		}
-		r, ctype = bytes.NewReader(buf), "application/json"
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, r)
-	if err != nil {
-		return fmt.Errorf("build request: %w", err)
-	}
-	if ctype != "" {
-		req.Header.Set("Content-Type", ctype)
-	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
-	req.Header.Set("X-Sluice-Via", "cli")
-	if u := os.Getenv("USER"); u != "" {
-		req.Header.Set("X-Sluice-Actor", u)
-	}
-	hc := c.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return fmt.Errorf("cannot reach the sluice server at %s: %v", c.Server, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return fmt.Errorf("read answer: %w", err)
-	}
-	if resp.StatusCode >= 300 {
-		var eb struct {
-			Error APIError `json:"error"`
-		}
-		if json.Unmarshal(data, &eb) == nil && eb.Error.Message != "" {
-			eb.Error.Status = resp.StatusCode
-			return &eb.Error
-		}
-		return &APIError{Status: resp.StatusCode, Code: "http_error",
-			Message: fmt.Sprintf("server answered %s: %s", resp.Status, strings.TrimSpace(string(data)))}
-	}
-	switch o := out.(type) {
-	case nil:
-	case *[]byte:
-		*o = data
-	default:
-		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("decode answer: %w", err)
-		}
-	}
-	return nil
+	origin := &rollout.Origin{Via: "cli", Actor: os.Getenv("USER")}
+	return c.api.Call(ctx, method, path, query, body, ctype, origin, out)
 }
 
 func pathf(format string, parts ...string) string {

@@ -31,7 +31,7 @@ type ClientFlags struct {
 }
 
 func (f ClientFlags) client() *Client {
-	return &Client{Server: f.Server, Token: f.Token, HTTP: &http.Client{Timeout: 5 * time.Minute}}
+	return newClient(f.Server, f.Token)
 }
 
 // Commands are the client verbs; main embeds them beside "serve".

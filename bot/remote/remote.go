@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -37,6 +38,17 @@ func New(server, token string) *Engine {
 	return &Engine{server: strings.TrimRight(server, "/"), token: token, hc: &http.Client{Timeout: 10 * time.Minute}, WaitTimeout: 15 * time.Minute}
 }
 
+// Call sends one request to /api/v1+path: body is nil, []byte or an
+// io.Reader (sent as ctype), or any other value sent as JSON; origin, when
+// not nil, is sent as the X-Sluice-* headers. out receives the answer: a
+// *[]byte gets the raw body, anything else the decoded JSON. An error
+// answer comes back as *rollout.Error (4xx), a credential refusal or a
+// plain error naming the server's message. It is the one HTTP client of
+// the API: the CLI and the Action's event mode both go through it.
+func (e *Engine) Call(ctx context.Context, method, path string, q url.Values, body any, ctype string, origin *rollout.Origin, out any) error {
+	return e.do(ctx, method, path, q, body, ctype, origin, out)
+}
+
 // Headers the API reads an origin from.
 const (
 	hVia, hActor, hURL, hRef, hRepo, hPR = "X-Sluice-Via", "X-Sluice-Actor", "X-Sluice-Url", "X-Sluice-Ref", "X-Sluice-Repo", "X-Sluice-Pr"
@@ -52,6 +64,8 @@ func (e *Engine) do(ctx context.Context, method, path string, q url.Values, body
 	case nil:
 	case []byte:
 		r = bytes.NewReader(b)
+	case io.Reader:
+		r = b
 	default:
 		data, err := json.Marshal(b)
 		if err != nil {
@@ -81,7 +95,11 @@ func (e *Engine) do(ctx context.Context, method, path string, q url.Values, body
 	}
 	resp, err := e.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("reach the sluice server at %s: %w", e.server, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL is said below, once
+		}
+		return fmt.Errorf("cannot reach the sluice server at %s: %w", e.server, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
@@ -92,6 +110,10 @@ func (e *Engine) do(ctx context.Context, method, path string, q url.Values, body
 		return apiError(resp.StatusCode, data)
 	}
 	if out == nil {
+		return nil
+	}
+	if raw, ok := out.(*[]byte); ok {
+		*raw = data
 		return nil
 	}
 	if err := json.Unmarshal(data, out); err != nil {
