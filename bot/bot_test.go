@@ -650,3 +650,24 @@ func TestRedeployAppliesThePRConfigurationToTheStableVersion(t *testing.T) {
 		t.Fatalf("sticky: %s", s)
 	}
 }
+
+func TestOversizedDeliveryIsRefusedAndNothingStored(t *testing.T) {
+	w := newWorld(t)
+	small := bot.New(w.eng, w.db, w.f, bot.Config{WebhookSecret: secret, MaxBody: 1024})
+	e := echo.New()
+	small.Register(e)
+	srv := httptest.NewServer(e)
+	defer srv.Close()
+	body := []byte(`{"pad":"` + strings.Repeat("x", 2048) + `"}`)
+	resp, err := http.DefaultClient.Do(githubtest.Delivery(t, srv.URL+"/webhooks/github", "push", body, secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("oversized delivery: %d", resp.StatusCode)
+	}
+	if left, err := small.Pending(); err != nil || left != "" {
+		t.Fatalf("something was stored: %q %v", left, err)
+	}
+}
