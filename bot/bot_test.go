@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -20,9 +19,8 @@ import (
 	"github.com/sluicehq/sluice/bot/ghapp"
 	"github.com/sluicehq/sluice/bot/githubtest"
 	"github.com/sluicehq/sluice/bot/render"
+	"github.com/sluicehq/sluice/internal/enginetest"
 	"github.com/sluicehq/sluice/rollout"
-	"github.com/sluicehq/sluice/rollout/router"
-	"github.com/sluicehq/sluice/rollout/runtime/local"
 	"github.com/sluicehq/sluice/store"
 )
 
@@ -75,6 +73,7 @@ type world struct {
 	router *httptest.Server
 	clock  *clock
 	dir    string
+	engine *enginetest.World
 	f      bot.Clients
 	// comments numbers the command comments say posts.
 	comments int
@@ -102,41 +101,20 @@ func newWorld(t *testing.T) *world {
 
 // start builds engine and bot over w.dir (again, after stop: a restart).
 func (w *world) start(f bot.Clients) {
-	t := w.t
 	w.f = f
-	db, err := store.Open(filepath.Join(w.dir, "sluice.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := local.New(w.dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rtr := router.New("localhost")
-	w.router = httptest.NewServer(rtr)
-	w.eng = rollout.New(db, rt, rtr, "localhost", rollout.WithDrainGrace(time.Second))
-	if err := w.eng.Recover(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	w.db = db
-	w.bot = bot.New(w.eng, db, f, bot.Config{WebhookSecret: secret, PublicURL: "https://sluice.example.com"}, bot.WithClock(w.clock.now))
+	w.engine = enginetest.New(w.t, w.dir, rollout.WithDrainGrace(time.Second))
+	w.eng, w.db, w.router = w.engine.Engine, w.engine.DB, w.engine.Server
+	w.bot = bot.New(w.eng, w.db, f, bot.Config{WebhookSecret: secret, PublicURL: "https://sluice.example.com"}, bot.WithClock(w.clock.now))
 	e := echo.New()
 	w.bot.Register(e)
 	w.hook = httptest.NewServer(e)
-	t.Cleanup(w.stop)
+	w.t.Cleanup(w.hook.Close)
 }
 
+// stop shuts the bot's webhook and the engine down, as a stopping sluice.
 func (w *world) stop() {
-	if w.hook == nil {
-		return
-	}
 	w.hook.Close()
-	w.router.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_ = w.eng.Close(ctx)
-	_ = w.db.Close()
-	w.hook = nil
+	w.engine.Close()
 }
 
 // deliver posts a signed delivery and returns the status code.

@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -16,10 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/enginetest"
 	"github.com/sluicehq/sluice/rollout"
-	"github.com/sluicehq/sluice/rollout/router"
-	"github.com/sluicehq/sluice/rollout/runtime/local"
-	"github.com/sluicehq/sluice/store"
 )
 
 // harness is a real engine: bbolt in a temp dir, the local runtime running
@@ -27,7 +24,6 @@ import (
 type harness struct {
 	t      *testing.T
 	eng    *rollout.Engine
-	db     *store.DB
 	srv    *httptest.Server
 	client *http.Client
 }
@@ -36,32 +32,9 @@ var cli = rollout.Origin{Via: "test", Actor: "tester"}
 
 func newHarness(t *testing.T, opts ...rollout.Option) *harness {
 	t.Helper()
-	dir := t.TempDir()
-	db, err := store.Open(filepath.Join(dir, "sluice.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := local.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rtr := router.New("localhost")
-	srv := httptest.NewServer(rtr)
-	eng := rollout.New(db, rt, rtr, "localhost", append([]rollout.Option{rollout.WithRouterAddr(srv.Listener.Addr().String()),
-		rollout.WithDrainGrace(3 * time.Second)}, opts...)...)
-	if err := eng.Recover(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	h := &harness{t: t, eng: eng, db: db, srv: srv,
+	w := enginetest.New(t, t.TempDir(), append([]rollout.Option{rollout.WithDrainGrace(3 * time.Second)}, opts...)...)
+	return &harness{t: t, eng: w.Engine, srv: w.Server,
 		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 10 * time.Second}}
-	t.Cleanup(func() {
-		srv.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		_ = eng.Close(ctx)
-		_ = db.Close()
-	})
-	return h
 }
 
 // with returns a copy of h that reports failures to t (a subtest).

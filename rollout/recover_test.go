@@ -4,17 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/enginetest"
 	"github.com/sluicehq/sluice/rollout"
-	"github.com/sluicehq/sluice/rollout/router"
-	"github.com/sluicehq/sluice/rollout/runtime/local"
 	"github.com/sluicehq/sluice/rollout/source"
-	"github.com/sluicehq/sluice/store"
 )
 
 // A version that cannot start right after a restart (something it needs
@@ -34,51 +31,28 @@ func TestRestartRetriesAVersionThatCannotStartYet(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	type world struct {
-		eng *rollout.Engine
-		db  *store.DB
-		srv *httptest.Server
-	}
-	open := func() world {
-		db, err := store.Open(filepath.Join(dir, "sluice.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		rt, _ := local.New(dir)
-		rtr := router.New("localhost")
-		w := world{rollout.New(db, rt, rtr, "localhost"), db, httptest.NewServer(rtr)}
-		if err := w.eng.Recover(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		return w
-	}
-	shut := func(w world) {
-		w.srv.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		w.eng.Close(ctx)
-		w.db.Close()
-	}
+	open := func() *enginetest.World { return enginetest.New(t, dir) }
+	shut := func(w *enginetest.World) { w.Close() }
 
 	w := open()
-	v, err := w.eng.Deploy(context.Background(), rollout.DeployRequest{Service: "hello", Archive: archive.Bytes(), Origin: cli})
+	v, err := w.Engine.Deploy(context.Background(), rollout.DeployRequest{Service: "hello", Archive: archive.Bytes(), Origin: cli})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.eng.Wait()
+	w.Engine.Wait()
 	shut(w)
 
 	os.Remove(need) // what the app needs is gone while sluice restarts
 	w = open()
 	defer shut(w)
 	time.Sleep(1500 * time.Millisecond)
-	if st, _ := w.eng.Status(context.Background(), "hello"); len(st.Versions[0].Instances) != 0 {
+	if st, _ := w.Engine.Status(context.Background(), "hello"); len(st.Versions[0].Instances) != 0 {
 		t.Fatal("started without what it needs")
 	}
 	os.WriteFile(need, nil, 0o644)
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		st, _ := w.eng.Status(context.Background(), "hello")
+		st, _ := w.Engine.Status(context.Background(), "hello")
 		if vs := st.Versions[0]; vs.Name == v.Name && len(vs.Instances) == 1 && vs.Instances[0].Up {
 			return
 		}

@@ -9,46 +9,24 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/sluicehq/sluice/bot/api"
+	"github.com/sluicehq/sluice/internal/enginetest"
 	"github.com/sluicehq/sluice/rollout"
-	"github.com/sluicehq/sluice/rollout/router"
-	"github.com/sluicehq/sluice/rollout/runtime/local"
-	"github.com/sluicehq/sluice/store"
 )
 
 // newAPI serves the API over a real engine (bbolt, local runtime, router).
 func newAPI(t *testing.T, opts ...api.Option) (*httptest.Server, *rollout.Engine) {
 	t.Helper()
-	dir := t.TempDir()
-	db, err := store.Open(filepath.Join(dir, "sluice.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := local.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng := rollout.New(db, rt, router.New("localhost"), "localhost")
-	if err := eng.Recover(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	eng := enginetest.New(t, t.TempDir()).Engine
 	e := echo.New()
 	api.Register(e, eng, opts...)
 	srv := httptest.NewServer(e)
-	t.Cleanup(func() {
-		srv.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = eng.Close(ctx)
-		_ = db.Close()
-	})
+	t.Cleanup(srv.Close)
 	return srv, eng
 }
 

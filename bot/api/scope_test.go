@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -20,10 +19,8 @@ import (
 
 	"github.com/sluicehq/sluice/bot/api"
 	"github.com/sluicehq/sluice/bot/auth"
+	"github.com/sluicehq/sluice/internal/enginetest"
 	"github.com/sluicehq/sluice/rollout"
-	"github.com/sluicehq/sluice/rollout/router"
-	"github.com/sluicehq/sluice/rollout/runtime/local"
-	"github.com/sluicehq/sluice/store"
 )
 
 const (
@@ -38,31 +35,13 @@ const (
 // authenticator that knows the admin token and trusts iss for OIDC.
 func newScopedAPI(t *testing.T, iss string) (*httptest.Server, *rollout.Engine, *auth.Authenticator) {
 	t.Helper()
-	dir := t.TempDir()
-	db, err := store.Open(filepath.Join(dir, "sluice.db"), store.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := local.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng := rollout.New(db, rt, router.New("localhost"), "localhost")
-	if err := eng.Recover(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	authn := auth.New(db, auth.WithAdminToken(adminToken), auth.WithOIDC(iss, publicURL))
+	w := enginetest.New(t, t.TempDir())
+	authn := auth.New(w.DB, auth.WithAdminToken(adminToken), auth.WithOIDC(iss, publicURL))
 	e := echo.New()
-	api.Register(e, eng, api.WithAuthenticator(authn), api.WithLogger(slog.New(slog.DiscardHandler)))
+	api.Register(e, w.Engine, api.WithAuthenticator(authn), api.WithLogger(slog.New(slog.DiscardHandler)))
 	srv := httptest.NewServer(e)
-	t.Cleanup(func() {
-		srv.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = eng.Close(ctx)
-		_ = db.Close()
-	})
-	return srv, eng, authn
+	t.Cleanup(srv.Close)
+	return srv, w.Engine, authn
 }
 
 func bearer(token string) []string { return []string{"Authorization", "Bearer " + token} }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,36 +14,18 @@ import (
 	"github.com/sluicehq/sluice/bot/api"
 	"github.com/sluicehq/sluice/bot/auth"
 	"github.com/sluicehq/sluice/bot/cli"
-	"github.com/sluicehq/sluice/rollout"
-	"github.com/sluicehq/sluice/rollout/router"
-	"github.com/sluicehq/sluice/rollout/runtime/local"
-	"github.com/sluicehq/sluice/store"
+	"github.com/sluicehq/sluice/internal/enginetest"
 )
 
 // tokenServer serves the API as serve wires it, with admin token "adm".
 func tokenServer(t *testing.T) (*httptest.Server, *auth.Authenticator) {
 	t.Helper()
-	dir := t.TempDir()
-	db, err := store.Open(filepath.Join(dir, "sluice.db"), store.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := local.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng := rollout.New(db, rt, router.New("localhost"), "localhost")
-	authn := auth.New(db, auth.WithAdminToken("adm"))
+	w := enginetest.New(t, t.TempDir())
+	authn := auth.New(w.DB, auth.WithAdminToken("adm"))
 	e := echo.New()
-	api.Register(e, eng, api.WithAuthenticator(authn), api.WithLogger(slog.New(slog.DiscardHandler)))
+	api.Register(e, w.Engine, api.WithAuthenticator(authn), api.WithLogger(slog.New(slog.DiscardHandler)))
 	srv := httptest.NewServer(e)
-	t.Cleanup(func() {
-		srv.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = eng.Close(ctx)
-		_ = db.Close()
-	})
+	t.Cleanup(srv.Close)
 	return srv, authn
 }
 

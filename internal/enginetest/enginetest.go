@@ -1,0 +1,68 @@
+// Package enginetest builds a real engine for tests: a bbolt store, the
+// local runtime running real processes, and the router behind a real HTTP
+// listener, all in one data directory. Test support only: it imports the
+// store and the local runtime, so only tests may import it.
+package enginetest
+
+import (
+	"context"
+	"log/slog"
+	"net/http/httptest"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/rollout"
+	"github.com/sluicehq/sluice/rollout/router"
+	"github.com/sluicehq/sluice/rollout/runtime/local"
+	"github.com/sluicehq/sluice/store"
+)
+
+// World is one running engine and what it is built from.
+type World struct {
+	Dir    string
+	DB     *store.DB
+	Router *router.Router
+	// Server serves Router on 127.0.0.1; the engine's URLs name its port.
+	Server *httptest.Server
+	Engine *rollout.Engine
+
+	once sync.Once
+}
+
+// New opens (or reopens) the data directory dir, recovers the engine and
+// returns it; Close runs at the test's end unless called earlier. opts
+// are added after the defaults (a router address matching Server).
+func New(t testing.TB, dir string, opts ...rollout.Option) *World {
+	t.Helper()
+	db, err := store.Open(filepath.Join(dir, "sluice.db"), store.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := local.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rtr := router.New("localhost")
+	srv := httptest.NewServer(rtr)
+	all := append([]rollout.Option{rollout.WithRouterAddr(srv.Listener.Addr().String())}, opts...)
+	w := &World{Dir: dir, DB: db, Router: rtr, Server: srv, Engine: rollout.New(db, rt, rtr, "localhost", all...)}
+	t.Cleanup(w.Close)
+	if err := w.Engine.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// Close stops the listener, every instance and the store, as a sluice
+// shutting down does. Idempotent.
+func (w *World) Close() {
+	w.once.Do(func() {
+		w.Server.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		_ = w.Engine.Close(ctx)
+		_ = w.DB.Close()
+	})
+}
