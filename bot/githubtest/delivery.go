@@ -17,9 +17,10 @@ import (
 	"testing"
 )
 
-// FixturesDir returns the GitHub fixtures directory, shared/fixtures/github
-// beside the repository root (the nearest directory above the working
-// directory that holds go.mod). It fails the test if there is none.
+// FixturesDir returns the GitHub fixtures directory kept in the repository,
+// bot/githubtest/testdata/github under the module root (the nearest directory
+// above the working directory that holds go.mod), so a fresh clone tests with
+// nothing beside it. It fails the test if there is none.
 func FixturesDir(t testing.TB) string {
 	t.Helper()
 	dir, err := os.Getwd()
@@ -36,9 +37,9 @@ func FixturesDir(t testing.TB) string {
 		}
 		dir = parent
 	}
-	fx := filepath.Join(dir, "..", "shared", "fixtures", "github")
+	fx := filepath.Join(dir, "bot", "githubtest", "testdata", "github")
 	if _, err := os.Stat(filepath.Join(fx, "README.md")); err != nil {
-		t.Fatalf("githubtest: GitHub fixtures not found next to the repository: %v", err)
+		t.Fatalf("githubtest: GitHub fixtures not found in the repository: %v", err)
 	}
 	return fx
 }

@@ -1,10 +1,10 @@
 // Package githubtest is test support for code that talks to GitHub: a
 // strict, stateful fake of the GitHub REST API, signed webhook deliveries
-// built from the shared fixtures, and RSA keys made at test time.
+// built from the fixtures in testdata/github, and RSA keys made at test time.
 //
 // The fake (NewServer) answers exactly the 22 operations of the OpenAPI
-// subset in the shared fixtures (../shared/fixtures/github/openapi, next
-// to the repository). Every request is validated against that description
+// subset in testdata/github/openapi (copied with its attribution README
+// from GitHub's published description). Every request is validated against that description
 // with kin-openapi; a request that does not conform, or that hits any
 // other route or method, fails the test (t.Errorf) and gets 404 or 422.
 // Authentication is checked as GitHub does — an App JWT on /app endpoints
