@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -47,7 +46,8 @@ type serveCmd struct {
 	Listen          string        `help:"API address (/api/v1, /healthz)." env:"SLUICE_LISTEN" default:"127.0.0.1:8080"`
 	RouterListen    string        `help:"Router address: serves the services' traffic." env:"SLUICE_ROUTER_LISTEN" default:"127.0.0.1:8000"`
 	BaseDomain      string        `help:"Services answer at <service>.<base-domain>." env:"SLUICE_BASE_DOMAIN" default:"localhost"`
-	Token           string        `help:"When set, the API requires Authorization: Bearer <token>." env:"SLUICE_TOKEN"`
+	Token           string        `help:"When set, the API requires Authorization: Bearer <token> (prefer --token-file: arguments are visible to every local user)." env:"SLUICE_TOKEN"`
+	TokenFile       string        `help:"File holding the admin token; wins over --token." type:"path" env:"SLUICE_TOKEN_FILE"`
 	MaxUpload       int64         `help:"Largest accepted source upload, in bytes." env:"SLUICE_MAX_UPLOAD" default:"268435456"`
 	RetireAfter     time.Duration `help:"Stop versions idle (0% and no rule) this long; 0 disables." env:"SLUICE_RETIRE_AFTER" default:"24h"`
 	DrainGrace      time.Duration `help:"How long stopping instances wait for in-flight requests." env:"SLUICE_DRAIN_GRACE" default:"10s"`
@@ -78,17 +78,14 @@ func (s *serveCmd) githubBot(eng *rollout.Engine, db *store.DB, log *slog.Logger
 	if s.GitHubPrivateKey == "" {
 		return nil, fmt.Errorf("--github-app-id needs --github-private-key (SLUICE_GITHUB_PRIVATE_KEY)")
 	}
+	tightenSecretFile(s.GitHubPrivateKey, log)
 	key, err := os.ReadFile(s.GitHubPrivateKey)
 	if err != nil {
 		return nil, fmt.Errorf("read GitHub App private key: %w", err)
 	}
-	secret := s.GitHubWebhookSecret
-	if s.GitHubWebhookSecretFile != "" {
-		b, err := os.ReadFile(s.GitHubWebhookSecretFile)
-		if err != nil {
-			return nil, fmt.Errorf("read webhook secret file: %w", err)
-		}
-		secret = strings.TrimSpace(string(b))
+	secret, err := secretValue("github-webhook-secret", s.GitHubWebhookSecret, s.GitHubWebhookSecretFile, log)
+	if err != nil {
+		return nil, err
 	}
 	if secret == "" {
 		return nil, fmt.Errorf("the GitHub App needs a webhook secret (SLUICE_GITHUB_WEBHOOK_SECRET or _FILE)")
@@ -134,6 +131,15 @@ func isLoopback(addr string) bool {
 func (s *serveCmd) Run(env *cli.Env) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: s.LogLevel}))
 	slog.SetDefault(log)
+	for _, f := range secretOnCommandLine(os.Args[1:], "token", "github-webhook-secret") {
+		log.Warn("secret given on the command line: every local user can read it in /proc; use its -file flag or environment variable", "flag", f)
+	}
+	token, err := secretValue("token", s.Token, s.TokenFile, log)
+	if err != nil {
+		return err
+	}
+	s.Token = token
+	logNoFile(log)
 	if s.Token == "" && !isLoopback(s.Listen) {
 		return fmt.Errorf("refusing to serve the API on non-loopback %s without --token (SLUICE_TOKEN)", s.Listen)
 	}
@@ -141,8 +147,8 @@ func (s *serveCmd) Run(env *cli.Env) error {
 	if err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
-	if err := os.MkdirAll(data, 0o700); err != nil {
-		return fmt.Errorf("create data directory: %w", err)
+	if err := tightenDir(data, false); err != nil {
+		return err
 	}
 	db, err := store.Open(filepath.Join(data, "sluice.db"))
 	if err != nil {
