@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -29,6 +30,13 @@ func TestServeReadsTokenFromFile(t *testing.T) {
 	}
 	if st.Mode().Perm() != 0o600 {
 		t.Fatalf("token file mode %04o after start, want 0600", st.Mode().Perm())
+	}
+	// The log buffer is written until the server exits.
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cmd.Wait(); err != nil {
+		t.Fatalf("serve exited with %v", err)
 	}
 	if !strings.Contains(s.logs.String(), "secret file is readable by every local user") {
 		t.Fatalf("no warning about the world-readable token file:\n%s", s.logs.String())
