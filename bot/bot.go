@@ -67,16 +67,18 @@ const (
 
 // Journal buckets the bot owns.
 const (
-	bucketSeen      = "gh-deliveries"  // delivery id → time accepted
-	bucketInbox     = "gh-inbox"       // append: delivery
-	bucketOutbox    = "gh-outbox"      // append: outboxItem
-	bucketCursor    = "gh-cursor"      // "events" → last engine event seq handled
-	bucketPRs       = "gh-prs"         // "owner/repo#N" → prState
-	bucketChecks    = "gh-checks"      // version → checkState
-	bucketFollowups = "gh-followups"   // version → followup
-	bucketMerges    = "gh-merges"      // "owner/repo@sha" → PR number
-	bucketIDs       = "gh-ids"         // external key → GitHub object id
-	bucketPushes    = "gh-latest-push" // "owner/repo@ref" → delivery id of the newest push
+	bucketSeen      = "gh-deliveries" // delivery id → time accepted
+	bucketInbox     = "gh-inbox"      // append: delivery
+	bucketOutbox    = "gh-outbox"     // append: outboxItem
+	bucketCursor    = "gh-cursor"     // "events" → last engine event seq handled
+	bucketPRs       = "gh-prs"        // "owner/repo#N" → prState
+	bucketChecks    = "gh-checks"     // version → checkState
+	bucketFollowups = "gh-followups"  // version → followup
+	bucketMerges    = "gh-merges"     // "owner/repo@sha" → PR number
+	bucketIDs       = "gh-ids"        // external key → GitHub object id
+	bucketDone      = "gh-done"       // replay key (see replayKey) → delivery id that handled it
+	bucketFailed    = "gh-failed"     // delivery id → failedDelivery: deliveries that ended without success
+	bucketReacted   = "gh-reacted"    // "owner/repo:comment:content" → time the reaction was queued
 )
 
 // Bot is the GitHub App front door. Create with New, mount with Register,
@@ -90,9 +92,10 @@ type Bot struct {
 	now     func() time.Time
 
 	stateMu sync.Mutex // serializes read-modify-write of PR and check state
-	inboxMu sync.Mutex // one inbox worker at a time
+	inboxMu sync.Mutex // one inbox dispatcher at a time
 	outMu   sync.Mutex // one sender at a time
 	wake    chan struct{}
+	lanes   lanes // deliveries being handled, by lane
 }
 
 // Option configures a Bot.
@@ -111,6 +114,7 @@ func New(eng Engine, j rollout.Journal, gh Clients, cfg Config, opts ...Option) 
 	}
 	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
 	b := &Bot{eng: eng, journal: j, gh: gh, cfg: cfg, log: slog.Default(), now: time.Now, wake: make(chan struct{}, 1)}
+	b.lanes.init(maxWorkers)
 	for _, o := range opts {
 		o(b)
 	}
@@ -125,10 +129,12 @@ func (b *Bot) poke() {
 }
 
 // Run handles the inbox, watches the engine's events and sends the outbox
-// until ctx ends. Safe to call once.
+// until ctx ends, and returns once no delivery is being handled. Safe to
+// call once.
 func (b *Bot) Run(ctx context.Context) {
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
+	defer b.lanes.wait()
 	for {
 		if err := b.step(ctx); err != nil && ctx.Err() == nil {
 			b.log.Error("bot step", "err", err)
@@ -156,10 +162,12 @@ func (b *Bot) Sync(ctx context.Context) error {
 		if err := b.step(ctx); err != nil {
 			return err
 		}
+		b.lanes.wait()
 		b.eng.Wait()
 		if err := b.step(ctx); err != nil {
 			return err
 		}
+		b.lanes.wait()
 		idle, err := b.idle()
 		if err != nil || idle {
 			return err
@@ -175,12 +183,27 @@ func (b *Bot) Sync(ctx context.Context) error {
 	}
 }
 
-// idle reports whether the inbox is empty, no follow-up waits, and the
-// outbox holds nothing that is due.
+// idle reports whether every lane of the inbox waits for a retry, no
+// follow-up waits, and the outbox holds nothing that is due.
 func (b *Bot) idle() (bool, error) {
-	in, err := b.journal.List(bucketInbox, 1)
+	in, err := b.journal.List(bucketInbox, inboxScan)
 	if err != nil {
 		return false, err
+	}
+	held := map[string]bool{}
+	for _, rec := range in {
+		var d delivery
+		if json.Unmarshal(rec.Value, &d) != nil {
+			return false, nil
+		}
+		lane := readRoute(d).lane(d)
+		if held[lane] {
+			continue // behind the head of its lane
+		}
+		held[lane] = true
+		if !d.NotBefore.After(b.now()) {
+			return false, nil
+		}
 	}
 	fu, err := b.journal.List(bucketFollowups, 1)
 	if err != nil {
@@ -190,7 +213,7 @@ func (b *Bot) idle() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if len(in) > 0 || len(fu) > 0 {
+	if len(fu) > 0 {
 		return false, nil
 	}
 	if len(out) == 0 {

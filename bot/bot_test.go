@@ -75,6 +75,7 @@ type world struct {
 	dir    string
 	engine *enginetest.World
 	f      bot.Clients
+	pemKey []byte
 	// comments numbers the command comments say posts.
 	comments int
 }
@@ -90,7 +91,7 @@ func newWorld(t *testing.T) *world {
 	gh.SetPermission(repo, "Codertocat", githubtest.PermAdmin)
 	gh.AddComment(repo, 1, githubtest.Comment{ID: commentN, User: "Codertocat", Body: "/canary 10%"})
 
-	w := &world{t: t, gh: gh, clock: &clock{t: time.Now()}, dir: t.TempDir()}
+	w := &world{t: t, gh: gh, clock: &clock{t: time.Now()}, dir: t.TempDir(), pemKey: pemKey}
 	f, err := ghapp.New(ghapp.Config{AppID: appID, PrivateKey: pemKey, APIURL: gh.URL()})
 	if err != nil {
 		t.Fatal(err)
@@ -162,6 +163,18 @@ func (w *world) say(body, login string) int64 {
 	}
 	w.sync()
 	return id
+}
+
+// pushOf returns the push fixture moving main to sha.
+func pushOf(t *testing.T, sha string) []byte {
+	t.Helper()
+	var push map[string]any
+	if err := json.Unmarshal(githubtest.Fixture(t, "push.json"), &push); err != nil {
+		t.Fatal(err)
+	}
+	push["after"] = sha
+	b, _ := json.Marshal(push)
+	return b
 }
 
 func (w *world) mergeMain() {
@@ -520,11 +533,7 @@ func TestMergeOfAPromotedTreeIsNotRebuiltAndTheMergedPRIsTold(t *testing.T) {
 	merge := "c4295bd74fb0f4fda03689c3df3f2803b658fd85"
 	w.gh.SetCommit(repo, merge, map[string]string{"sluice.yaml": appYAML(t), "README.md": "pr\n"})
 	w.deliver("pull_request", githubtest.Fixture(t, "pull_request.closed.merged.json"))
-	var push map[string]any
-	json.Unmarshal(githubtest.Fixture(t, "push.json"), &push)
-	push["after"] = merge
-	b, _ := json.Marshal(push)
-	w.deliver("push", b)
+	w.deliver("push", pushOf(t, merge))
 	w.sync()
 	if st := w.status(); len(st.Versions) != 2 || st.Stable != "hello-002" {
 		t.Fatalf("the promoted tree was rebuilt: %d versions, stable %s", len(st.Versions), st.Stable)
@@ -542,11 +551,9 @@ func TestMergeOfAPromotedTreeIsNotRebuiltAndTheMergedPRIsTold(t *testing.T) {
 	var pr map[string]any
 	json.Unmarshal(githubtest.Fixture(t, "pull_request.closed.merged.json"), &pr)
 	pr["pull_request"].(map[string]any)["merge_commit_sha"] = merge2
-	b, _ = json.Marshal(pr)
+	b, _ := json.Marshal(pr)
 	w.deliver("pull_request", b)
-	push["after"] = merge2
-	b, _ = json.Marshal(push)
-	w.deliver("push", b)
+	w.deliver("push", pushOf(t, merge2))
 	w.sync()
 	if st := w.status(); st.Stable != "hello-003" || st.Policy.Split["hello-003"] != 100 {
 		t.Fatalf("merge deploy: %+v", st.Policy)
@@ -565,11 +572,7 @@ func TestNewerPushSupersedesAQueuedOlderOne(t *testing.T) {
 	newer := "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 	w.gh.SetCommit(repo, newer, map[string]string{"sluice.yaml": appYAML(t), "README.md": "newer\n"})
 	w.deliver("push", githubtest.Fixture(t, "push.json"))
-	var push map[string]any
-	json.Unmarshal(githubtest.Fixture(t, "push.json"), &push)
-	push["after"] = newer
-	b, _ := json.Marshal(push)
-	w.deliver("push", b)
+	w.deliver("push", pushOf(t, newer))
 	w.sync()
 	st := w.status()
 	if len(st.Versions) != 1 || st.Versions[0].CreatedBy.Ref != newer {

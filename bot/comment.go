@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/google/go-github/v60/github"
 
@@ -110,8 +111,10 @@ func (b *Bot) onIssueComment(ctx context.Context, d delivery) ([]rollout.Op, err
 		commentID: ev.Comment.ID, actor: ev.Comment.User.Login, url: ev.Comment.HTMLURL, gh: b.gh.Installation(ev.Installation.ID)}
 	log := b.log.With("delivery", d.ID, "repo", p.repo, "pr", p.pr)
 
-	// 👀 at once, before anything slow.
-	if err := b.journal.Apply(b.reaction(p, "eyes")); err != nil {
+	// 👀 at once, before anything slow, and once: a retried delivery
+	// does not react again.
+	if _, err := b.journal.PutIfAbsent(bucketReacted, fmt.Sprintf("%s:%d:eyes", p.repo, p.commentID),
+		[]byte(b.now().UTC().Format(time.RFC3339)), b.reaction(p, "eyes")); err != nil {
 		return nil, err
 	}
 	b.poke()
@@ -217,6 +220,11 @@ func fetchTarball(ctx context.Context, gh *github.Client, owner, name, ref strin
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
+		// As a *github.ErrorResponse, so a 404 (a deleted repository or
+		// commit) is final and a 502 is retried, like any GitHub answer.
+		if err := github.CheckResponse(resp); err != nil {
+			return nil, fmt.Errorf("download tarball of %s: %w", ref, err)
+		}
 		return nil, fmt.Errorf("download tarball of %s: %s", ref, resp.Status)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, DefaultMaxTarball+1))

@@ -17,6 +17,16 @@
 // the current state when sent, and found again before being created, so a
 // retry never doubles them.
 //
+// Deliveries keep their order only within a lane — one pull request, or
+// one ref for pushes — and lanes are handled side by side, so a delivery
+// that waits for a retry holds up nothing else. GitHub's 4xx answers
+// (but 408, 429 and rate limits) are final (ghapp.Permanent, the rule the
+// outbox uses too): the delivery ends with a reply on its pull request
+// saying why. A handler that panics fails its delivery the same way. The
+// same signed body re-sent under a new delivery id is recognised by what
+// it asks for (a comment's id and edit time; a push's repository, ref and
+// commits) and runs nothing again.
+//
 // A delivery is settled (removed from the inbox, its reports queued) in one
 // transaction after its commands ran; a crash in between runs them again
 // on restart, which every command tolerates: /deploy and /canary reuse the

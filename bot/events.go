@@ -18,6 +18,7 @@ func isNotFound(err error) bool { return errors.Is(err, rollout.ErrNotFound) }
 // pushEvent is the part of a push payload the bot reads.
 type pushEvent struct {
 	Ref        string `json:"ref"`
+	Before     string `json:"before"`
 	After      string `json:"after"`
 	Deleted    bool   `json:"deleted"`
 	HeadCommit struct {
@@ -35,16 +36,6 @@ type pushEvent struct {
 	} `json:"installation"`
 }
 
-// pushKey identifies the branch a push is for, so a newer push can
-// supersede a queued older one.
-func pushKey(body []byte) string {
-	var p pushEvent
-	if json.Unmarshal(body, &p) != nil || p.Repository.FullName == "" {
-		return ""
-	}
-	return p.Repository.FullName + "@" + p.Ref
-}
-
 // onPush deploys each service of the default branch's new head with its
 // on_merge strategy.
 func (b *Bot) onPush(ctx context.Context, d delivery) ([]rollout.Op, error) {
@@ -56,10 +47,6 @@ func (b *Bot) onPush(ctx context.Context, d delivery) ([]rollout.Op, error) {
 		return nil, nil
 	}
 	log := b.log.With("delivery", d.ID, "repo", p.Repository.FullName)
-	if latest, err := b.journal.Get(bucketPushes, pushKey(d.Body)); err == nil && string(latest) != d.ID {
-		log.Info("push superseded by a newer one", "sha", p.After)
-		return nil, nil
-	}
 	owner, name := splitRepo(p.Repository.FullName)
 	gh := b.gh.Installation(p.Installation.ID)
 	archive, err := fetchTarball(ctx, gh, owner, name, p.After)

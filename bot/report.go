@@ -142,9 +142,12 @@ func (b *Bot) sendOutbox(ctx context.Context) error {
 		}
 		ops, err := b.send(ctx, it)
 		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err() // shutting down: sent after the restart
+			}
 			log := b.log.With("repo", it.Repo, "kind", it.Kind)
-			if !ghapp.Retryable(err) {
-				log.Error("report dropped: GitHub refused it", "err", err)
+			if isPermanent(err) || ghapp.Permanent(err) || it.Attempts+1 >= maxDeliveryAttempts {
+				log.Error("report dropped: GitHub refused it", "attempts", it.Attempts+1, "err", err)
 				if err := b.journal.Apply(rollout.Delete(bucketOutbox, rec.Key)); err != nil {
 					return err
 				}

@@ -28,12 +28,13 @@ type delivery struct {
 
 // handler handles one delivery. It returns the journal ops (reports,
 // state) to apply together with settling the delivery. An error marked
-// permanent drops the delivery; any other is retried with backoff.
+// permanent, or GitHub's final answer (ghapp.Permanent), ends the
+// delivery with a reply saying why; any other is retried with backoff.
 type handler func(ctx context.Context, d delivery) ([]rollout.Op, error)
 
 // maxDeliveryAttempts bounds how often a failing delivery is retried
-// (about a day with the backoff's cap).
-const maxDeliveryAttempts = 300
+// (about four hours with the backoff's cap).
+const maxDeliveryAttempts = 50
 
 // errPermanent marks an error retrying will not fix.
 type errPermanent struct{ err error }
@@ -127,13 +128,7 @@ func (b *Bot) Accept(event, id string, body []byte) (int, string, error) {
 	}
 	now := b.now().UTC()
 	d := delivery{ID: id, Event: event, Body: body, Received: now}
-	ops := []rollout.Op{rollout.Append(bucketInbox, mustJSON(d))}
-	if event == "push" {
-		if key := pushKey(body); key != "" {
-			ops = append(ops, rollout.Put(bucketPushes, key, []byte(id)))
-		}
-	}
-	added, err := b.journal.PutIfAbsent(bucketSeen, id, []byte(now.Format(time.RFC3339)), ops...)
+	added, err := b.journal.PutIfAbsent(bucketSeen, id, []byte(now.Format(time.RFC3339)), rollout.Append(bucketInbox, mustJSON(d)))
 	if err != nil {
 		return 0, "", err
 	}
@@ -143,55 +138,6 @@ func (b *Bot) Accept(event, id string, body []byte) (int, string, error) {
 	b.log.Info("delivery accepted", "delivery", id, "event", event)
 	b.poke()
 	return http.StatusAccepted, "accepted", nil
-}
-
-// processInbox handles accepted deliveries in order. A delivery whose
-// handler fails for a reason that may pass (GitHub down) stays at the head
-// and is retried after a backoff.
-func (b *Bot) processInbox(ctx context.Context) error {
-	b.inboxMu.Lock()
-	defer b.inboxMu.Unlock()
-	hs := b.handlers()
-	for ctx.Err() == nil {
-		recs, err := b.journal.List(bucketInbox, 1)
-		if err != nil || len(recs) == 0 {
-			return err
-		}
-		rec := recs[0]
-		var d delivery
-		if err := json.Unmarshal(rec.Value, &d); err != nil {
-			b.log.Error("drop unreadable inbox entry", "key", rec.Key, "err", err)
-			if err := b.journal.Apply(rollout.Delete(bucketInbox, rec.Key)); err != nil {
-				return err
-			}
-			continue
-		}
-		if d.NotBefore.After(b.now()) {
-			return nil
-		}
-		log := b.log.With("delivery", d.ID, "event", d.Event)
-		ops, err := hs[d.Event](ctx, d)
-		switch {
-		case err == nil:
-		case isPermanent(err):
-			log.Warn("delivery dropped", "err", err)
-			ops = nil
-		case d.Attempts >= maxDeliveryAttempts:
-			log.Error("delivery dropped after repeated failures", "attempts", d.Attempts, "err", err)
-			ops = nil
-		default:
-			d.Attempts++
-			wait := b.retryWait(d.Attempts, err)
-			d.NotBefore = b.now().Add(wait)
-			log.Warn("delivery will be retried", "attempt", d.Attempts, "retry_in", wait.String(), "err", err)
-			return b.journal.Apply(rollout.Put(bucketInbox, rec.Key, mustJSON(d)))
-		}
-		ops = append(ops, rollout.Delete(bucketInbox, rec.Key))
-		if err := b.journal.Apply(ops...); err != nil {
-			return fmt.Errorf("settle delivery %s: %w", d.ID, err)
-		}
-	}
-	return ctx.Err()
 }
 
 func (b *Bot) onPing(ctx context.Context, d delivery) ([]rollout.Op, error) {

@@ -3,6 +3,7 @@ package ghapp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -139,4 +140,53 @@ func retryableErr(err error) bool {
 	}
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// answer returns the HTTP response GitHub gave with err, or nil when err
+// is not GitHub's answer (a network failure, an ended context, an error of
+// sluice's own).
+func answer(err error) *http.Response {
+	var (
+		er  *github.ErrorResponse
+		he  *ghinstallation.HTTPError
+		rle *github.RateLimitError
+		are *github.AbuseRateLimitError
+	)
+	switch {
+	case errors.As(err, &er):
+		return er.Response
+	case errors.As(err, &he):
+		return he.Response
+	case errors.As(err, &rle):
+		return rle.Response
+	case errors.As(err, &are):
+		return are.Response
+	}
+	return nil
+}
+
+// Permanent reports whether err is an answer from GitHub that sending the
+// request again will not change: a response Retryable rejects (4xx other
+// than 408, 429 and rate limits; 501). Errors that carry no answer from
+// GitHub — network failures, timeouts, an ended context, errors of
+// sluice's own — are not permanent: the caller decides how long to retry
+// them. It is the one rule the inbox and the outbox share.
+func Permanent(err error) bool {
+	return err != nil && answer(err) != nil && !Retryable(err)
+}
+
+// Describe says in one line, for a person, which request GitHub answered
+// how ("GitHub answered 404 Not Found to GET /repos/o/r/pulls/1"), or ""
+// when err is not an answer from GitHub. It names no credential: only the
+// method, the URL path and the status.
+func Describe(err error) string {
+	resp := answer(err)
+	if resp == nil {
+		return ""
+	}
+	s := fmt.Sprintf("GitHub answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
+	if req := resp.Request; req != nil && req.URL != nil {
+		s += " to " + req.Method + " " + req.URL.Path
+	}
+	return s
 }

@@ -133,3 +133,54 @@ func TestRetryable(t *testing.T) {
 		})
 	}
 }
+
+// The inbox and the outbox share one rule: GitHub's own 4xx answers (but
+// 408, 429 and rate limits) are final; everything that is not an answer
+// from GitHub is for the caller to retry.
+func TestPermanent(t *testing.T) {
+	errResp := func(status int, headers ...string) error {
+		return &github.ErrorResponse{Response: response(status, headers...), Message: http.StatusText(status)}
+	}
+	dialErr := &url.Error{Op: "Post", URL: "http://127.0.0.1:1/", Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}}
+	cases := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"nil", nil, false},
+		{"404 wrapped", fmt.Errorf("read permission: %w", errResp(404)), true},
+		{"403 forbidden", errResp(403), true},
+		{"422 validation", errResp(422), true},
+		{"401", errResp(401), true},
+		{"token mint 404", &ghinstallation.HTTPError{Response: response(404)}, true},
+		{"408", errResp(408), false},
+		{"429", errResp(429), false},
+		{"403 rate limited", errResp(403, "X-RateLimit-Remaining", "0"), false},
+		{"primary rate limit", &github.RateLimitError{Response: response(403)}, false},
+		{"secondary rate limit", &github.AbuseRateLimitError{Response: response(403)}, false},
+		{"502", errResp(502), false},
+		{"connection refused", dialErr, false},
+		{"cancelled", &url.Error{Op: "Get", URL: "u", Err: context.Canceled}, false},
+		{"not GitHub's", errors.New("disk full"), false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := ghapp.Permanent(tc.err); got != tc.want {
+				t.Errorf("Permanent(%v) = %v, want %v", tc.err, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestDescribeNamesRequestAndStatusOnly(t *testing.T) {
+	req, _ := http.NewRequest("GET", "https://api.github.com/repos/o/r/collaborators/x/permission?token=hunter2", nil)
+	resp := response(404)
+	resp.Request = req
+	err := fmt.Errorf("read permission: %w", &github.ErrorResponse{Response: resp, Message: "Not Found"})
+	if got, want := ghapp.Describe(err), "GitHub answered 404 Not Found to GET /repos/o/r/collaborators/x/permission"; got != want {
+		t.Fatalf("Describe = %q, want %q", got, want)
+	}
+	if got := ghapp.Describe(errors.New("disk full")); got != "" {
+		t.Fatalf("Describe of a local error = %q", got)
+	}
+}
