@@ -57,6 +57,8 @@ var authRefusals = []struct {
 	{auth.ErrOIDCExpired, http.StatusUnauthorized, "oidc_expired"},
 	{auth.ErrOIDCNotYetValid, http.StatusUnauthorized, "oidc_not_yet_valid"},
 	{auth.ErrOIDCClaims, http.StatusUnauthorized, "oidc_missing_claim"},
+	{auth.ErrOIDCNotAllowed, http.StatusUnauthorized, "oidc_not_allowed"},
+	{auth.ErrOIDCLifetime, http.StatusUnauthorized, "oidc_lifetime"},
 	{auth.ErrOIDCUnavailable, http.StatusServiceUnavailable, "oidc_unavailable"},
 }
 

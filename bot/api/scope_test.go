@@ -36,7 +36,7 @@ const (
 func newScopedAPI(t *testing.T, iss string) (*httptest.Server, *rollout.Engine, *auth.Authenticator) {
 	t.Helper()
 	w := enginetest.New(t, t.TempDir())
-	authn := auth.New(w.DB, auth.WithAdminToken(adminToken), auth.WithOIDC(iss, publicURL))
+	authn := auth.New(w.DB, auth.WithAdminToken(adminToken), auth.WithOIDC(iss, publicURL, []auth.AllowEntry{{Owner: "acme"}}))
 	e := echo.New()
 	api.Register(e, w.Engine, api.WithAuthenticator(authn), api.WithLogger(slog.New(slog.DiscardHandler)))
 	srv := httptest.NewServer(e)

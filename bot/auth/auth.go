@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -61,7 +62,8 @@ var (
 	ErrTokenRevoked = errors.New("token revoked")
 	// ErrTokenExpired: a sluice token past its expiry.
 	ErrTokenExpired = errors.New("token expired")
-	// ErrOIDCDisabled: an OIDC token sent to a server with no public URL.
+	// ErrOIDCDisabled: an OIDC token sent to a server that names no
+	// repository allowed to use OIDC (--oidc-allow), or has no public URL.
 	ErrOIDCDisabled = errors.New("OIDC tokens are not accepted by this server")
 	// ErrOIDCMalformed: looks like a JWT but does not parse as a signed one.
 	ErrOIDCMalformed = errors.New("malformed OIDC token")
@@ -77,8 +79,15 @@ var (
 	// ErrOIDCNotYetValid: an OIDC token whose "nbf" is still ahead (beyond
 	// NotBeforeLeeway): the clocks disagree.
 	ErrOIDCNotYetValid = errors.New("OIDC token not valid yet")
-	// ErrOIDCClaims: the token lacks the repository claim.
-	ErrOIDCClaims = errors.New("OIDC token has no repository claim")
+	// ErrOIDCClaims: the token lacks a claim sluice needs (repository,
+	// exp, iat), or has it blank or malformed.
+	ErrOIDCClaims = errors.New("OIDC token lacks a required claim")
+	// ErrOIDCNotAllowed: the token's repository (or owner, or a pinned id)
+	// matches no entry of the server's --oidc-allow list.
+	ErrOIDCNotAllowed = errors.New("OIDC token's repository is not allowed on this server")
+	// ErrOIDCLifetime: the token's exp is further from its iat than the
+	// server accepts (see DefaultMaxTokenLifetime).
+	ErrOIDCLifetime = errors.New("OIDC token lives too long")
 	// ErrOIDCUnavailable: the issuer's discovery document could not be read;
 	// the token may be fine, the server cannot tell yet.
 	ErrOIDCUnavailable = errors.New("OIDC issuer unavailable")
@@ -102,7 +111,11 @@ type Authenticator struct {
 	hasAdmin  bool
 	issuer    string
 	audience  string
+	allow     []AllowEntry
 	client    *http.Client
+	now       func() time.Time
+
+	maxLifetime time.Duration
 
 	mu       sync.Mutex
 	verifier *oidc.IDTokenVerifier
@@ -121,15 +134,38 @@ func WithAdminToken(t string) Option {
 }
 
 // WithOIDC accepts OIDC ID tokens from issuer ("" means DefaultIssuer)
-// whose audience is publicURL, the URL clients reach this server at. An
-// empty publicURL leaves OIDC off, the default. The issuer is contacted
-// lazily, on the first OIDC token, so a server starts without it.
-func WithOIDC(issuer, publicURL string) Option {
+// whose audience is publicURL, the URL clients reach this server at, and
+// whose repository claims match an entry of allow. OIDC stays off (the
+// default) unless both publicURL and allow are given: any workflow in the
+// world can mint a token for any audience, so the audience alone proves
+// nothing about who is calling. The issuer is contacted lazily, on the
+// first OIDC token, so a server starts without it.
+func WithOIDC(issuer, publicURL string, allow []AllowEntry) Option {
 	return func(a *Authenticator) {
 		if issuer == "" {
 			issuer = DefaultIssuer
 		}
-		a.issuer, a.audience = issuer, publicURL
+		a.issuer, a.audience, a.allow = issuer, publicURL, slices.Clone(allow)
+	}
+}
+
+// WithMaxTokenLifetime bounds exp - iat of accepted OIDC tokens (default
+// DefaultMaxTokenLifetime).
+func WithMaxTokenLifetime(d time.Duration) Option {
+	return func(a *Authenticator) {
+		if d > 0 {
+			a.maxLifetime = d
+		}
+	}
+}
+
+// WithClock sets the time source for token times and the key set's
+// refetch limit (default time.Now).
+func WithClock(now func() time.Time) Option {
+	return func(a *Authenticator) {
+		if now != nil {
+			a.now = now
+		}
 	}
 }
 
@@ -146,7 +182,8 @@ func WithHTTPClient(c *http.Client) Option {
 // New returns an Authenticator over tokens. tokens may be nil: sluice
 // tokens are then unknown and cannot be issued.
 func New(tokens Store, opts ...Option) *Authenticator {
-	a := &Authenticator{tokens: tokens, issuer: DefaultIssuer, client: &http.Client{Timeout: DefaultHTTPTimeout}}
+	a := &Authenticator{tokens: tokens, issuer: DefaultIssuer, client: &http.Client{Timeout: DefaultHTTPTimeout},
+		now: time.Now, maxLifetime: DefaultMaxTokenLifetime}
 	for _, o := range opts {
 		o(a)
 	}
@@ -156,8 +193,10 @@ func New(tokens Store, opts ...Option) *Authenticator {
 // OIDC reports whether OIDC tokens are accepted, and for which issuer and
 // audience.
 func (a *Authenticator) OIDC() (issuer, audience string, ok bool) {
-	return a.issuer, a.audience, a.audience != ""
+	return a.issuer, a.audience, a.oidcOn()
 }
+
+func (a *Authenticator) oidcOn() bool { return a.audience != "" && len(a.allow) > 0 }
 
 // Authenticate says who bearer (the text after "Bearer ") is: the admin
 // token (compared in constant time), a sluice token ("sluice_..."), or,
@@ -179,8 +218,8 @@ func (a *Authenticator) Authenticate(ctx context.Context, bearer string) (Princi
 		return a.sluiceToken(bearer)
 	}
 	if strings.Count(bearer, ".") == 2 {
-		if a.audience == "" {
-			return Principal{}, fmt.Errorf("%w: it has no public URL to check the audience against (SLUICE_PUBLIC_URL)", ErrOIDCDisabled)
+		if !a.oidcOn() {
+			return Principal{}, fmt.Errorf("%w: the operator allowed no repository to use OIDC (--oidc-allow, SLUICE_OIDC_ALLOW, with --public-url)", ErrOIDCDisabled)
 		}
 		return a.oidcToken(ctx, bearer)
 	}
@@ -201,7 +240,7 @@ func (a *Authenticator) sluiceToken(bearer string) (Principal, error) {
 	if !rec.Revoked.IsZero() {
 		return Principal{}, fmt.Errorf("%w (id %s, at %s)", ErrTokenRevoked, rec.ID, rec.Revoked.UTC().Format(time.RFC3339))
 	}
-	if !rec.Expires.IsZero() && !time.Now().Before(rec.Expires) {
+	if !rec.Expires.IsZero() && !a.now().Before(rec.Expires) {
 		return Principal{}, fmt.Errorf("%w (id %s, at %s)", ErrTokenExpired, rec.ID, rec.Expires.UTC().Format(time.RFC3339))
 	}
 	return Principal{Repo: rec.Repo, Service: rec.Service, Via: ViaToken, Subject: rec.ID}, nil

@@ -2,7 +2,9 @@
 // repository-scoped sluice token, or a GitHub Actions OIDC ID token. It owns
 // the token format ("sluice_" + 32 random bytes, base64url), token issuing
 // and revocation, and the OIDC checks (issuer, audience = the server's
-// public URL, signature, expiry, the repository claim).
+// public URL, signature, times, the repository claims against the
+// operator's allow list), with the issuer's keys fetched at most once per
+// JWKSRefetchInterval.
 //
 // What a Principal may then touch is the API's business, not this
 // package's. auth imports rollout for the Token record its Store interface

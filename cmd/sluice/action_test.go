@@ -419,7 +419,7 @@ func TestActionOIDC(t *testing.T) {
 	is := newIDIssuer(t, w.repo)
 	api := freePort(t)
 	s := startServer(t, t.TempDir(), api, freePort(t), "SLUICE_TOKEN="+adminToken,
-		"SLUICE_PUBLIC_URL=http://"+api, "SLUICE_OIDC_ISSUER="+is.srv.URL)
+		"SLUICE_PUBLIC_URL=http://"+api, "SLUICE_OIDC_ISSUER="+is.srv.URL, "SLUICE_OIDC_ALLOW="+w.repo)
 
 	// An ID token for another audience is refused, in one line.
 	before := snapshot(t, s)

@@ -56,13 +56,14 @@ type serveCmd struct {
 	MaxConns        int           `help:"Most client connections the router serves at once." env:"SLUICE_MAX_CONNS" default:"10000"`
 	LogLevel        slog.Level    `help:"debug, info, warn or error." env:"SLUICE_LOG_LEVEL" default:"info"`
 
-	GitHubAppID             int64  `name:"github-app-id" help:"GitHub App id; without it the App is off." env:"SLUICE_GITHUB_APP_ID"`
-	GitHubPrivateKey        string `name:"github-private-key" type:"path" help:"File with the App's private key (PEM)." env:"SLUICE_GITHUB_PRIVATE_KEY"`
-	GitHubWebhookSecret     string `name:"github-webhook-secret" help:"Webhook secret." env:"SLUICE_GITHUB_WEBHOOK_SECRET"`
-	GitHubWebhookSecretFile string `name:"github-webhook-secret-file" type:"path" help:"File holding the webhook secret." env:"SLUICE_GITHUB_WEBHOOK_SECRET_FILE"`
-	GitHubAPIURL            string `name:"github-api-url" help:"GitHub REST base URL, used exactly as given." env:"SLUICE_GITHUB_API_URL" default:"https://api.github.com/"`
-	PublicURL               string `name:"public-url" help:"Base URL of this server, for links on GitHub and the audience of OIDC tokens." env:"SLUICE_PUBLIC_URL"`
-	OIDCIssuer              string `name:"oidc-issuer" help:"Issuer of the OIDC ID tokens the API accepts (with --token and --public-url)." env:"SLUICE_OIDC_ISSUER" default:"https://token.actions.githubusercontent.com"`
+	GitHubAppID             int64    `name:"github-app-id" help:"GitHub App id; without it the App is off." env:"SLUICE_GITHUB_APP_ID"`
+	GitHubPrivateKey        string   `name:"github-private-key" type:"path" help:"File with the App's private key (PEM)." env:"SLUICE_GITHUB_PRIVATE_KEY"`
+	GitHubWebhookSecret     string   `name:"github-webhook-secret" help:"Webhook secret." env:"SLUICE_GITHUB_WEBHOOK_SECRET"`
+	GitHubWebhookSecretFile string   `name:"github-webhook-secret-file" type:"path" help:"File holding the webhook secret." env:"SLUICE_GITHUB_WEBHOOK_SECRET_FILE"`
+	GitHubAPIURL            string   `name:"github-api-url" help:"GitHub REST base URL, used exactly as given." env:"SLUICE_GITHUB_API_URL" default:"https://api.github.com/"`
+	PublicURL               string   `name:"public-url" help:"Base URL of this server, for links on GitHub and the audience of OIDC tokens." env:"SLUICE_PUBLIC_URL"`
+	OIDCIssuer              string   `name:"oidc-issuer" help:"Issuer of the OIDC ID tokens the API accepts (with --oidc-allow)." env:"SLUICE_OIDC_ISSUER" default:"https://token.actions.githubusercontent.com"`
+	OIDCAllow               []string `name:"oidc-allow" help:"Owners or owner/repo patterns (globs; owner@ID, repo@ID pin GitHub's ids) whose workflows' OIDC tokens the API accepts; OIDC is off without it. Needs --token and --public-url." env:"SLUICE_OIDC_ALLOW"`
 }
 
 // The store keeps the API tokens the authenticator checks.
@@ -115,6 +116,22 @@ func main() {
 	}
 }
 
+// oidcAllow reads --oidc-allow and checks that OIDC, when asked for, can
+// work: it needs the admin token (the API has no authentication without
+// it) and the public URL (the audience tokens must carry).
+func (s *serveCmd) oidcAllow() ([]auth.AllowEntry, error) {
+	allow, err := auth.ParseAllowList(s.OIDCAllow)
+	switch {
+	case err != nil:
+		return nil, err
+	case len(allow) > 0 && s.Token == "":
+		return nil, fmt.Errorf("--oidc-allow needs --token (SLUICE_TOKEN): without an admin token the API accepts no credentials")
+	case len(allow) > 0 && s.PublicURL == "":
+		return nil, fmt.Errorf("--oidc-allow needs --public-url (SLUICE_PUBLIC_URL): it is the audience OIDC tokens must carry")
+	}
+	return allow, nil
+}
+
 func isLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -142,6 +159,10 @@ func (s *serveCmd) Run(env *cli.Env) error {
 	logNoFile(log)
 	if s.Token == "" && !isLoopback(s.Listen) {
 		return fmt.Errorf("refusing to serve the API on non-loopback %s without --token (SLUICE_TOKEN)", s.Listen)
+	}
+	allow, err := s.oidcAllow()
+	if err != nil {
+		return err
 	}
 	data, err := filepath.Abs(s.Data)
 	if err != nil {
@@ -176,7 +197,7 @@ func (s *serveCmd) Run(env *cli.Env) error {
 	if s.Token != "" {
 		// --token is the admin token; repository tokens and OIDC tokens act
 		// for one repository. Without --token the API stays open (loopback).
-		authn := auth.New(db, auth.WithAdminToken(s.Token), auth.WithOIDC(s.OIDCIssuer, s.PublicURL))
+		authn := auth.New(db, auth.WithAdminToken(s.Token), auth.WithOIDC(s.OIDCIssuer, s.PublicURL, allow))
 		if iss, aud, ok := authn.OIDC(); ok {
 			log.Info("api accepts OIDC tokens", "issuer", iss, "audience", aud)
 		}
