@@ -88,6 +88,7 @@ func mustPass(t *testing.T, res actionResult) {
 }
 
 func TestActionYAMLMapsEveryInputThroughEnv(t *testing.T) {
+	t.Parallel()
 	m := loadActionMeta(t)
 	declared := slices.Sorted(maps.Keys(m.Inputs))
 	if want := slices.Sorted(slices.Values(action.InputNames)); !slices.Equal(declared, want) {
@@ -127,16 +128,26 @@ func TestActionYAMLMapsEveryInputThroughEnv(t *testing.T) {
 }
 
 func TestActionDeploy(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, t.TempDir(), freePort(t), freePort(t), "SLUICE_TOKEN="+adminToken)
 	r := newActionRunner(t)
 	r.writeSource("svc", map[string]string{"sluice.yaml": helloYAML()})
 	r.writeSource("broken", map[string]string{"sluice.yaml": "services:\n  hello:\n    run: exit 3\n    timeouts: {start: 5s}\n"})
 	base := map[string]string{"server": "http://" + s.api, "token": adminToken, "source": "svc"}
 	vurl := func(v string) string { return fmt.Sprintf("http://%s.hello.localhost:%s/", v, port(s.route)) }
+	// The job's first sluice step builds the CLI; later ones reuse it.
+	bin := filepath.Join(r.temp, "sluice")
+	if err := os.Remove(bin); err != nil {
+		t.Fatal(err)
+	}
 
 	// A full deploy takes 100% and is the stable version.
 	res := r.run(base, nil)
 	mustPass(t, res)
+	built, err := os.Stat(bin)
+	if err != nil {
+		t.Fatalf("the build step left no binary: %v", err)
+	}
 	runID := r.runID.Load()
 	if want := map[string]string{"version": "hello-001", "url": vurl("hello-001"), "status": "normal"}; !maps.Equal(res.outputs, want) {
 		t.Fatalf("outputs = %v, want %v", res.outputs, want)
@@ -191,9 +202,13 @@ func TestActionDeploy(t *testing.T) {
 	if after := apiStatus(t, s, "hello"); !maps.Equal(after.Policy.Split, st.Policy.Split) {
 		t.Fatalf("a failed deploy changed the split: %v", after.Policy.Split)
 	}
+	if again, err := os.Stat(bin); err != nil || !os.SameFile(built, again) || !again.ModTime().Equal(built.ModTime()) {
+		t.Errorf("later steps of the job built the CLI again")
+	}
 }
 
 func TestActionBadInput(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, t.TempDir(), freePort(t), freePort(t), "SLUICE_TOKEN="+adminToken)
 	r := newActionRunner(t)
 	r.githubToken = "ghs_workflow-token"
@@ -247,7 +262,7 @@ func TestActionBadInput(t *testing.T) {
 		{"unknown mode", with(base, "mode", "preview"), nil, `…input "mode" must be deploy or event, got "preview"`},
 		{"source without sluice.yaml", with(base, "source", "empty"), nil, `…input "source" names empty, which has no sluice.yaml at its root`},
 		{"missing source", with(base, "source", "nope"), nil, `…input "source" names nope, which does not exist`},
-		{"unreachable server", with(base, "server", "http://"+freePort(t)), nil, "…cannot reach the sluice server at http://127.0.0.1:"},
+		{"unreachable server", with(base, "server", "http://"+unusedAddr(t)), nil, "…cannot reach the sluice server at http://127.0.0.1:"},
 		{"wrong token", with(base, "token", "not-the-token"), nil, "…unknown token"},
 		{"revoked token", with(base, "token", revoked), nil, "…token revoked"},
 		{"token of another repository", with(base, "token", otherRepo), nil, "…this token is scoped to acme/other; service hello belongs to acme/web"},
@@ -381,6 +396,7 @@ func (w *eventWorld) canary(t *testing.T, s *server, cred map[string]string, env
 }
 
 func TestActionEventModeWithTheWorkflowToken(t *testing.T) {
+	t.Parallel()
 	w := newEventWorld(t)
 	s := startServer(t, t.TempDir(), freePort(t), freePort(t), "SLUICE_TOKEN="+adminToken)
 	// GitHub fails the first deployment once: the report waits for its
@@ -398,7 +414,9 @@ func TestActionEventModeWithTheWorkflowToken(t *testing.T) {
 	// journal) handles the same comment again. The PR's version is reused,
 	// the split stays, and the sticky comment is found again, not doubled.
 	rerun := maps.Clone(w.workflow)
-	maps.Copy(rerun, map[string]string{"RUNNER_TEMP": t.TempDir(), "GITHUB_RUN_ID": fmt.Sprint(w.r.runID.Load()), "GITHUB_RUN_ATTEMPT": "2"})
+	rerunTemp := t.TempDir()
+	seedBuild(t, rerunTemp)
+	maps.Copy(rerun, map[string]string{"RUNNER_TEMP": rerunTemp, "GITHUB_RUN_ID": fmt.Sprint(w.r.runID.Load()), "GITHUB_RUN_ATTEMPT": "2"})
 	mustPass(t, w.r.run(map[string]string{"server": "http://" + s.api, "token": adminToken, "mode": "event"}, rerun))
 	if st := apiStatus(t, s, "hello"); len(st.Versions) != 2 || !maps.Equal(st.Policy.Split, map[string]int{"hello-001": 90, "hello-002": 10}) {
 		t.Fatalf("re-handling the comment changed the service: %+v", st)
@@ -415,6 +433,7 @@ func TestActionEventModeWithTheWorkflowToken(t *testing.T) {
 }
 
 func TestActionOIDC(t *testing.T) {
+	t.Parallel()
 	w := newEventWorld(t)
 	is := newIDIssuer(t, w.repo)
 	api := freePort(t)

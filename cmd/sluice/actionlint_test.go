@@ -99,6 +99,7 @@ func compositeAsWorkflow(t *testing.T) []byte {
 // steps are linted as a reusable workflow. A workflow that misuses the
 // action proves the check is live.
 func TestActionLint(t *testing.T) {
+	t.Parallel()
 	root := repoRoot(t)
 	doc, err := os.ReadFile(filepath.Join(root, "docs", "action.md"))
 	if err != nil {

@@ -113,7 +113,26 @@ func newActionRunner(t *testing.T) *actionRunner {
 		"GITHUB_EVENT_NAME":  "push",
 	}
 	r.runID.Store(4000)
+	seedBuild(t, r.temp)
 	return r
+}
+
+// seedBuild puts the sluice binary TestMain built into runnerTemp as the
+// action's build step leaves it, as if an earlier sluice step of the job
+// had built it: the step then reuses it instead of linking sluice again.
+// TestActionDeploy runs the build step itself.
+func seedBuild(t *testing.T, runnerTemp string) {
+	t.Helper()
+	bin, err := os.ReadFile(sluiceBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(runnerTemp, "sluice"), bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(runnerTemp, "sluice.from"), []byte(repoRoot(t)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // writeSource writes files into dir under the workspace.

@@ -16,6 +16,7 @@ import (
 // the fake GitHub: a signed /canary comment deploys the PR head and moves
 // 10% of the traffic to it, with the reports on GitHub.
 func TestServeAsGitHubApp(t *testing.T) {
+	t.Parallel()
 	const (
 		repo  = "Codertocat/Hello-World"
 		main  = "6113728f27ae82c7b1a177c8d03f9e96e0adf246"

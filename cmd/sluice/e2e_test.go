@@ -3,10 +3,8 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,185 +15,8 @@ import (
 	"time"
 )
 
-// These tests run the real binary: `sluice serve` as a child process on
-// loopback ports with a real data directory, and the CLI verbs against it.
-
-var (
-	sluiceBin string // built once by TestMain
-	helloBin  string // examples/hello, prebuilt for fast deploys
-)
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "sluice-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	sluiceBin = filepath.Join(dir, "sluice")
-	helloBin = filepath.Join(dir, "hello")
-	for _, b := range [][]string{{sluiceBin, "."}, {helloBin, "../../examples/hello"}} {
-		cmd := exec.Command("go", "build", "-o", b[0], ".")
-		cmd.Dir = b[1]
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", b[1], err, out)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// server is one `sluice serve` child process.
-type server struct {
-	t          *testing.T
-	cmd        *exec.Cmd
-	data       string
-	api, route string
-	logs       *bytes.Buffer
-	listening  time.Time // when the router accepted its first connection
-}
-
-func startServer(t *testing.T, data, api, route string, extraEnv ...string) *server {
-	t.Helper()
-	s := &server{t: t, data: data, api: api, route: route, logs: &bytes.Buffer{}}
-	s.cmd = exec.Command(sluiceBin, "serve")
-	s.cmd.Env = append(os.Environ(), "SLUICE_DATA="+data, "SLUICE_LISTEN="+api, "SLUICE_ROUTER_LISTEN="+route,
-		"SLUICE_DRAIN_GRACE=2s")
-	s.cmd.Env = append(s.cmd.Env, extraEnv...)
-	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if s.cmd.ProcessState == nil {
-			_ = s.cmd.Process.Signal(syscall.SIGTERM)
-			_ = s.cmd.Wait()
-		}
-		if t.Failed() {
-			t.Logf("server log:\n%s", s.logs.String())
-		}
-	})
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := net.Dial("tcp", route); err == nil {
-			s.listening = time.Now()
-			c.Close()
-			if r, err := http.Get("http://" + api + "/healthz"); err == nil {
-				r.Body.Close()
-				return s
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("server did not start:\n%s", s.logs.String())
-	return nil
-}
-
-// cli runs a client verb and returns stdout, stderr and the exit code.
-func (s *server) cli(args ...string) (string, string, int) {
-	s.t.Helper()
-	cmd := exec.Command(sluiceBin, args...)
-	cmd.Env = append(os.Environ(), "SLUICE_SERVER=http://"+s.api)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		s.t.Fatal(err)
-	}
-	return out.String(), errb.String(), code
-}
-
-// ok runs a verb that must succeed and returns its trimmed stdout.
-func (s *server) ok(args ...string) string {
-	s.t.Helper()
-	out, errs, code := s.cli(args...)
-	if code != 0 {
-		s.t.Fatalf("sluice %s: exit %d: %s", strings.Join(args, " "), code, errs)
-	}
-	return strings.TrimSpace(out)
-}
-
-// get fetches a URL through the router, with host as the Host header.
-func (s *server) get(host, query string) (string, string, error) {
-	req, _ := http.NewRequest(http.MethodGet, "http://"+s.route+"/?"+query, nil)
-	req.Host = host
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", "", err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		return resp.Header.Get("X-Sluice-Version"), string(b), fmt.Errorf("status %d: %s", resp.StatusCode, b)
-	}
-	return resp.Header.Get("X-Sluice-Version"), string(b), nil
-}
-
-type statusView struct {
-	Name     string `json:"name"`
-	URL      string `json:"url"`
-	Versions []struct {
-		Name   string `json:"name"`
-		Status string `json:"status"`
-		URL    string `json:"url"`
-		Reason struct {
-			Code, Detail, Suggestion string
-		} `json:"reason"`
-		Config struct {
-			Env       map[string]string `json:"env"`
-			Instances int               `json:"instances"`
-			Run       string            `json:"run"`
-		} `json:"config"`
-		Instances []struct {
-			PID int `json:"PID"`
-		} `json:"instances"`
-	} `json:"versions"`
-	Policy struct {
-		Rules []struct {
-			Version string            `json:"version"`
-			Match   map[string]string `json:"match"`
-		} `json:"rules"`
-		Split map[string]int `json:"split"`
-	} `json:"policy"`
-}
-
-func (s *server) status(service string) statusView {
-	s.t.Helper()
-	var st statusView
-	if err := json.Unmarshal([]byte(s.ok("status", service, "--json")), &st); err != nil {
-		s.t.Fatal(err)
-	}
-	return st
-}
-
-// fastSource writes a source dir that runs the prebuilt hello binary.
-func fastSource(t *testing.T, build string) string {
-	dir := t.TempDir()
-	yaml := fmt.Sprintf("services:\n  hello:\n    run: exec %q\n    health: /healthz\n    env: {GREETING: hi}\n    timeouts: {start: 5s}\n", helloBin)
-	if build != "" {
-		yaml += "    build: " + build + "\n"
-	}
-	if err := os.WriteFile(filepath.Join(dir, "sluice.yaml"), []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
 func TestREADMEWalkthrough(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, t.TempDir(), freePort(t), freePort(t))
 	src := "../../examples/hello"
 	if v := s.ok("deploy", "hello", "--source", src, "--wait"); v != "hello-001" {
@@ -266,9 +87,8 @@ func TestREADMEWalkthrough(t *testing.T) {
 	}
 }
 
-func port(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
-
 func TestCLIBadInput(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, t.TempDir(), freePort(t), freePort(t))
 	src := fastSource(t, "")
 	s.ok("deploy", "hello", "--source", src, "--wait")
@@ -307,6 +127,7 @@ func TestCLIBadInput(t *testing.T) {
 }
 
 func TestTokenRequiredWhenSet(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, t.TempDir(), freePort(t), freePort(t), "SLUICE_TOKEN=s3cret")
 	cmd := exec.Command(sluiceBin, "services", "--server", "http://"+s.api, "--token", "wrong")
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
@@ -324,7 +145,8 @@ func TestTokenRequiredWhenSet(t *testing.T) {
 }
 
 func TestServeRefusesPublicListenWithoutToken(t *testing.T) {
-	cmd := exec.Command(sluiceBin, "serve", "--listen", "0.0.0.0:0", "--data", t.TempDir())
+	t.Parallel()
+	cmd := exec.Command(sluiceBin, "serve", "--listen", "0.0.0.0:0", "--router-listen", "127.0.0.1:0", "--data", t.TempDir())
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "without --token") {
@@ -332,17 +154,8 @@ func TestServeRefusesPublicListenWithoutToken(t *testing.T) {
 	}
 }
 
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	// A zombie is not running anything.
-	f := strings.Fields(string(b))
-	return len(f) > 2 && f[2] != "Z"
-}
-
 func TestKill9AndRestart(t *testing.T) {
+	t.Parallel()
 	data := t.TempDir()
 	api, route := freePort(t), freePort(t)
 	s := startServer(t, data, api, route)
@@ -351,7 +164,8 @@ func TestKill9AndRestart(t *testing.T) {
 	s.ok("deploy", "hello", "--source", src, "--strategy", "canary", "--wait")
 	s.ok("traffic", "hello", "hello-001=50", "hello-002=50")
 	s.ok("route", "hello", "hello-002", "env=beta*")
-	building := s.ok("deploy", "hello", "--source", fastSource(t, "sleep 60"))
+	build := newSlowBuild(t)
+	building := s.ok("deploy", "hello", "--source", fastSource(t, build.command()))
 	before := s.status("hello")
 	var pids []int
 	for _, v := range before.Versions {
@@ -362,7 +176,7 @@ func TestKill9AndRestart(t *testing.T) {
 	if len(pids) != 2 {
 		t.Fatalf("instances before kill: %v", pids)
 	}
-	time.Sleep(300 * time.Millisecond) // let the build start
+	buildPID := build.pid(t)
 	if err := s.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -396,13 +210,13 @@ func TestKill9AndRestart(t *testing.T) {
 			t.Fatalf("building version after restart: %+v", v)
 		}
 	}
-	if out, _ := exec.Command("pgrep", "-f", "sleep 60").Output(); len(out) > 0 {
-		// The orphaned build must be gone too (only ours runs sleep 60 here).
-		t.Errorf("orphaned build still running: %s", out)
+	if alive(buildPID) {
+		t.Errorf("the killed server's build (pid %d) is still running", buildPID)
 	}
 }
 
 func TestSIGTERMStopsEverythingAndExitsZero(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, t.TempDir(), freePort(t), freePort(t))
 	s.ok("deploy", "hello", "--source", fastSource(t, ""), "--wait")
 	st := s.status("hello")
@@ -425,6 +239,7 @@ func TestSIGTERMStopsEverythingAndExitsZero(t *testing.T) {
 }
 
 func TestMetricsAndStickiness(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, t.TempDir(), freePort(t), freePort(t))
 	src := fastSource(t, "")
 	y, _ := os.ReadFile(filepath.Join(src, "sluice.yaml"))
@@ -482,11 +297,13 @@ func TestMetricsAndStickiness(t *testing.T) {
 }
 
 func TestSIGTERMDuringABuildExitsAndTheDeployEndsInterrupted(t *testing.T) {
+	t.Parallel()
 	data := t.TempDir()
 	api, route := freePort(t), freePort(t)
 	s := startServer(t, data, api, route)
-	v := s.ok("deploy", "hello", "--source", fastSource(t, "sleep 60"))
-	time.Sleep(300 * time.Millisecond)
+	build := newSlowBuild(t)
+	v := s.ok("deploy", "hello", "--source", fastSource(t, build.command()))
+	buildPID := build.pid(t)
 	start := time.Now()
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -496,6 +313,9 @@ func TestSIGTERMDuringABuildExitsAndTheDeployEndsInterrupted(t *testing.T) {
 	}
 	if d := time.Since(start); d > 20*time.Second {
 		t.Fatalf("SIGTERM waited %s for the build", d)
+	}
+	if alive(buildPID) {
+		t.Errorf("the build (pid %d) outlived the server", buildPID)
 	}
 	s2 := startServer(t, data, api, route)
 	st := s2.status("hello")

@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -43,8 +45,8 @@ type app struct {
 
 type serveCmd struct {
 	Data            string        `help:"Data directory (store, sources, logs)." env:"SLUICE_DATA" default:"./.sluice"`
-	Listen          string        `help:"API address (/api/v1, /healthz)." env:"SLUICE_LISTEN" default:"127.0.0.1:8080"`
-	RouterListen    string        `help:"Router address: serves the services' traffic." env:"SLUICE_ROUTER_LISTEN" default:"127.0.0.1:8000"`
+	Listen          string        `help:"API address (/api/v1, /healthz); port 0 picks a free one, fd:N serves an inherited listening socket." env:"SLUICE_LISTEN" default:"127.0.0.1:8080"`
+	RouterListen    string        `help:"Router address: serves the services' traffic; port 0 and fd:N as for --listen." env:"SLUICE_ROUTER_LISTEN" default:"127.0.0.1:8000"`
 	BaseDomain      string        `help:"Services answer at <service>.<base-domain>." env:"SLUICE_BASE_DOMAIN" default:"localhost"`
 	Token           string        `help:"When set, the API requires Authorization: Bearer <token> (prefer --token-file: arguments are visible to every local user)." env:"SLUICE_TOKEN"`
 	TokenFile       string        `help:"File holding the admin token; wins over --token." type:"path" env:"SLUICE_TOKEN_FILE"`
@@ -144,6 +146,28 @@ func isLoopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// listen opens addr: host:port (port 0 picks a free port; the "sluice
+// serving" log line reports the one chosen) or fd:N, a listening TCP
+// socket inherited as file descriptor N from whoever started sluice (a
+// supervisor doing socket activation, or a test that owns its ports).
+func listen(addr string) (net.Listener, error) {
+	n, ok := strings.CutPrefix(addr, "fd:")
+	if !ok {
+		return net.Listen("tcp", addr)
+	}
+	fd, err := strconv.Atoi(n)
+	if err != nil || fd < 3 {
+		return nil, fmt.Errorf("%q: fd:N needs a file descriptor number of 3 or more", addr)
+	}
+	f := os.NewFile(uintptr(fd), addr)
+	defer f.Close() // FileListener dups it
+	ln, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a listening socket: %w", addr, err)
+	}
+	return ln, nil
+}
+
 // Run wires the server together and serves until SIGTERM or SIGINT.
 func (s *serveCmd) Run(env *cli.Env) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: s.LogLevel}))
@@ -157,13 +181,25 @@ func (s *serveCmd) Run(env *cli.Env) error {
 	}
 	s.Token = token
 	logNoFile(log)
-	if s.Token == "" && !isLoopback(s.Listen) {
-		return fmt.Errorf("refusing to serve the API on non-loopback %s without --token (SLUICE_TOKEN)", s.Listen)
-	}
 	allow, err := s.oidcAllow()
 	if err != nil {
 		return err
 	}
+	// Listen before anything else: with port 0 or an inherited socket the
+	// router's real address is known only now, and service URLs carry it.
+	apiLn, err := listen(s.Listen)
+	if err != nil {
+		return fmt.Errorf("listen API: %w", err)
+	}
+	defer apiLn.Close()
+	if s.Token == "" && !isLoopback(apiLn.Addr().String()) {
+		return fmt.Errorf("refusing to serve the API on non-loopback %s without --token (SLUICE_TOKEN)", apiLn.Addr())
+	}
+	routerLn, err := listen(s.RouterListen)
+	if err != nil {
+		return fmt.Errorf("listen router: %w", err)
+	}
+	defer routerLn.Close()
 	data, err := filepath.Abs(s.Data)
 	if err != nil {
 		return fmt.Errorf("data directory: %w", err)
@@ -184,7 +220,7 @@ func (s *serveCmd) Run(env *cli.Env) error {
 		MaxBodyBytes: s.MaxBody, UpstreamTimeout: s.UpstreamTimeout, MaxConns: s.MaxConns}))
 	eng := rollout.New(db, rt, rtr, s.BaseDomain,
 		rollout.WithLogger(log),
-		rollout.WithRouterAddr(s.RouterListen),
+		rollout.WithRouterAddr(routerLn.Addr().String()),
 		rollout.WithDrainGrace(s.DrainGrace),
 		rollout.WithSourceLimits(source.DefaultLimits))
 	if err := eng.Recover(env.Ctx); err != nil {
@@ -222,15 +258,6 @@ func (s *serveCmd) Run(env *cli.Env) error {
 		close(botDone)
 	}
 
-	apiLn, err := net.Listen("tcp", s.Listen)
-	if err != nil {
-		return fmt.Errorf("listen API: %w", err)
-	}
-	routerLn, err := net.Listen("tcp", s.RouterListen)
-	if err != nil {
-		apiLn.Close()
-		return fmt.Errorf("listen router: %w", err)
-	}
 	apiSrv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 2)
 	go func() { errc <- apiSrv.Serve(apiLn) }()

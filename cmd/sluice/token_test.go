@@ -30,6 +30,7 @@ func tokenServer(t *testing.T) (*httptest.Server, *auth.Authenticator) {
 }
 
 func TestTokenVerbs(t *testing.T) {
+	t.Parallel()
 	srv, authn := tokenServer(t)
 	admin := cli.ClientFlags{Server: srv.URL, Token: "adm"}
 	run := func(cmd interface{ Run(*cli.Env) error }) (string, error) {

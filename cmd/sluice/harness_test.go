@@ -1,0 +1,305 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The tests of this package run the real binary: `sluice serve` as a child
+// process with a real data directory on loopback sockets the test owns,
+// and the CLI verbs against it. The harness, for tests that need a server:
+//
+//	t.Parallel()                              // every server has its own sockets and data
+//	s := startServer(t, t.TempDir(), freePort(t), freePort(t), "SLUICE_TOKEN=…")
+//	v := s.ok("deploy", "hello", "--source", fastSource(t, ""), "--wait")
+//	out, errs, code := s.cli("traffic", "hello", v+"=100")
+//	version, body, err := s.get("hello.localhost", "env=beta")  // through the router
+//	st := s.status("hello")                   // `sluice status --json`, decoded
+//
+// sluiceBin and helloBin are built once per package run by TestMain.
+// Nothing here depends on the machine: no fixed ports, no process search;
+// tests may run in parallel.
+
+var (
+	sluiceBin string // the sluice binary, built once by TestMain
+	helloBin  string // examples/hello, prebuilt for fast deploys
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sluice-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	sluiceBin = filepath.Join(dir, "sluice")
+	helloBin = filepath.Join(dir, "hello")
+	for _, b := range [][]string{{sluiceBin, "."}, {helloBin, "../../examples/hello"}} {
+		cmd := exec.Command("go", "build", "-o", b[0], ".")
+		cmd.Dir = b[1]
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", b[1], err, out)
+			os.Exit(1)
+		}
+	}
+	// These tests mostly wait on child processes (servers, builds, health
+	// probes), so more of them run at once than there are CPUs, unless
+	// -parallel says otherwise.
+	flag.Parse()
+	parallelSet := false
+	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
+	if !parallelSet {
+		_ = flag.Set("test.parallel", strconv.Itoa(max(8, runtime.GOMAXPROCS(0))))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// reserved maps each address freePort handed out to its listening socket.
+var reserved sync.Map // string -> *os.File
+
+// freePort reserves a loopback address for the rest of the test: it opens
+// a listening socket on 127.0.0.1:0 and keeps it. Nothing else can take
+// the address, and startServer hands that very socket to `sluice serve`
+// (as --listen fd:N), so a server restarted on the same addresses (after
+// SIGKILL, say) gets the same socket back. Connections made while no
+// server runs wait in the socket's queue. For an address nothing answers
+// on, use unusedAddr.
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := l.(*net.TCPListener).File()
+	l.Close() // f holds the socket
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	reserved.Store(addr, f)
+	t.Cleanup(func() {
+		reserved.Delete(addr)
+		f.Close()
+	})
+	return addr
+}
+
+// unusedAddr is a loopback address nothing listens on: connecting to it
+// is refused (the port was free a moment ago; the kernel does not hand an
+// ephemeral port out again at once).
+func unusedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// server is one `sluice serve` child process.
+type server struct {
+	t          *testing.T
+	cmd        *exec.Cmd
+	data       string
+	api, route string
+	logs       *bytes.Buffer
+	listening  time.Time // when the API first answered /healthz
+}
+
+// startServer starts `sluice serve` on data with the API on api and the
+// router on route (addresses from freePort are passed as their sockets;
+// any other address is given to serve as it is), plus extra KEY=VALUE
+// environment. It returns once /healthz answers; the server gets SIGTERM
+// when the test ends, and its log is printed if the test failed.
+func startServer(t *testing.T, data, api, route string, extraEnv ...string) *server {
+	t.Helper()
+	s := &server{t: t, data: data, api: api, route: route, logs: &bytes.Buffer{}}
+	s.cmd = exec.Command(sluiceBin, "serve")
+	s.cmd.Env = append(os.Environ(), "SLUICE_DATA="+data, "SLUICE_DRAIN_GRACE=2s")
+	for _, l := range []struct{ env, addr string }{{"SLUICE_LISTEN", api}, {"SLUICE_ROUTER_LISTEN", route}} {
+		v := l.addr
+		if f, ok := reserved.Load(l.addr); ok {
+			s.cmd.ExtraFiles = append(s.cmd.ExtraFiles, f.(*os.File))
+			v = fmt.Sprintf("fd:%d", 2+len(s.cmd.ExtraFiles))
+		}
+		s.cmd.Env = append(s.cmd.Env, l.env+"="+v)
+	}
+	s.cmd.Env = append(s.cmd.Env, extraEnv...)
+	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if s.cmd.ProcessState == nil {
+			_ = s.cmd.Process.Signal(syscall.SIGTERM)
+			_ = s.cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("server log:\n%s", s.logs.String())
+		}
+	})
+	// A reserved socket accepts connections before serve does; a request
+	// waits in its queue until serve answers, so each try has a timeout.
+	c := &http.Client{Timeout: time.Second}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if r, err := c.Get("http://" + api + "/healthz"); err == nil {
+			r.Body.Close()
+			s.listening = time.Now()
+			return s
+		}
+	}
+	t.Fatalf("server did not start:\n%s", s.logs.String())
+	return nil
+}
+
+// cli runs a client verb and returns stdout, stderr and the exit code.
+func (s *server) cli(args ...string) (string, string, int) {
+	s.t.Helper()
+	cmd := exec.Command(sluiceBin, args...)
+	cmd.Env = append(os.Environ(), "SLUICE_SERVER=http://"+s.api)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		s.t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// ok runs a verb that must succeed and returns its trimmed stdout.
+func (s *server) ok(args ...string) string {
+	s.t.Helper()
+	out, errs, code := s.cli(args...)
+	if code != 0 {
+		s.t.Fatalf("sluice %s: exit %d: %s", strings.Join(args, " "), code, errs)
+	}
+	return strings.TrimSpace(out)
+}
+
+// get fetches a URL through the router, with host as the Host header, and
+// returns the X-Sluice-Version that answered and the body; any status but
+// 200 is an error.
+func (s *server) get(host, query string) (string, string, error) {
+	req, _ := http.NewRequest(http.MethodGet, "http://"+s.route+"/?"+query, nil)
+	req.Host = host
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return resp.Header.Get("X-Sluice-Version"), string(b), fmt.Errorf("status %d: %s", resp.StatusCode, b)
+	}
+	return resp.Header.Get("X-Sluice-Version"), string(b), nil
+}
+
+type statusView struct {
+	Name     string `json:"name"`
+	URL      string `json:"url"`
+	Versions []struct {
+		Name   string `json:"name"`
+		Status string `json:"status"`
+		URL    string `json:"url"`
+		Reason struct {
+			Code, Detail, Suggestion string
+		} `json:"reason"`
+		Config struct {
+			Env       map[string]string `json:"env"`
+			Instances int               `json:"instances"`
+			Run       string            `json:"run"`
+		} `json:"config"`
+		Instances []struct {
+			PID int `json:"PID"`
+		} `json:"instances"`
+	} `json:"versions"`
+	Policy struct {
+		Rules []struct {
+			Version string            `json:"version"`
+			Match   map[string]string `json:"match"`
+		} `json:"rules"`
+		Split map[string]int `json:"split"`
+	} `json:"policy"`
+}
+
+// status is `sluice status SERVICE --json`, decoded.
+func (s *server) status(service string) statusView {
+	s.t.Helper()
+	var st statusView
+	if err := json.Unmarshal([]byte(s.ok("status", service, "--json")), &st); err != nil {
+		s.t.Fatal(err)
+	}
+	return st
+}
+
+// fastSource writes a source dir whose service hello runs the prebuilt
+// hello binary (no build unless build is given: a shell command).
+func fastSource(t *testing.T, build string) string {
+	dir := t.TempDir()
+	yaml := fmt.Sprintf("services:\n  hello:\n    run: exec %q\n    health: /healthz\n    env: {GREETING: hi}\n    timeouts: {start: 5s}\n", helloBin)
+	if build != "" {
+		yaml += fmt.Sprintf("    build: %q\n", build)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sluice.yaml"), []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// slowBuild is a build command that runs for a minute and writes its
+// process id to a file; pid reads it once the build has started.
+type slowBuild struct{ pidFile string }
+
+func newSlowBuild(t *testing.T) slowBuild {
+	return slowBuild{pidFile: filepath.Join(t.TempDir(), "build.pid")}
+}
+
+func (b slowBuild) command() string { return "echo $$ > '" + b.pidFile + "'; exec sleep 60" }
+
+// pid waits until the build has started and returns its process id.
+func (b slowBuild) pid(t *testing.T) int {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		var pid int
+		if data, err := os.ReadFile(b.pidFile); err == nil {
+			if _, err := fmt.Sscan(string(data), &pid); err == nil && pid > 0 {
+				return pid
+			}
+		}
+	}
+	t.Fatal("the build did not start")
+	return 0
+}
+
+func port(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
+
+// alive says whether process pid exists and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// A zombie is not running anything.
+	f := strings.Fields(string(b))
+	return len(f) > 2 && f[2] != "Z"
+}
