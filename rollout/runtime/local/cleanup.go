@@ -53,7 +53,10 @@ func (l *Local) Cleanup(ctx context.Context) error {
 			return fmt.Errorf("stop processes left behind: %w", ctx.Err())
 		case <-t.C:
 		}
-		if orphans, _ = findMarked(marker); len(orphans) == 0 {
+		// A process that is exiting no longer shows its environment but
+		// is not gone yet: done when every signalled one is gone too (or,
+		// should a pid have been reused, once the grace is over).
+		if orphans, _ = findMarked(marker); len(orphans) == 0 && (allGone(signalled) || time.Now().After(killAt)) {
 			l.log.Info("processes left behind stopped")
 			return nil
 		}
@@ -61,6 +64,17 @@ func (l *Local) Cleanup(ctx context.Context) error {
 			sig = syscall.SIGKILL
 		}
 	}
+}
+
+// allGone reports whether every process in pids has exited (or is a
+// zombie, which runs nothing).
+func allGone(pids map[int]bool) bool {
+	for pid := range pids {
+		if st, ok := readStat(pid); ok && !st.zombie() {
+			return false
+		}
+	}
+	return true
 }
 
 // marked is a live process that carries the owner marker.

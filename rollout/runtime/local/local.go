@@ -50,6 +50,12 @@ const (
 	backoffResetAfter = 30 * time.Second
 	// probeInterval is the pause between two health probes of one instance.
 	probeInterval = 100 * time.Millisecond
+	// failingProbes is how many 5xx answers in a row end a start as
+	// HealthCheckFailed before the start timeout: an app that answers its
+	// health path with a server error that many times (about a second of
+	// probes) is failing, not starting. Like a startup probe's failure
+	// threshold; refused connections and silence still wait the timeout.
+	failingProbes = 10
 	// probeTimeout bounds one health probe request.
 	probeTimeout = time.Second
 	// tailLines is how many log lines a Failure detail carries.

@@ -114,8 +114,8 @@ func (l *Local) Start(ctx context.Context, spec runtime.Spec, notify func()) (ru
 		log.Info("instance started", "instance", i, "pid", p.pid, "port", port)
 	}
 
-	// Probe all instances in parallel; the first instance that exits ends
-	// the wait for all, a timeout ends it for each.
+	// Probe all instances in parallel; the first instance that exits or is
+	// clearly failing ends the wait for all, a timeout ends it for each.
 	pctx, pcancel := context.WithTimeout(ctx, timeout)
 	defer pcancel()
 	results := make([]healthResult, len(g.insts))
@@ -127,7 +127,7 @@ func (l *Local) Start(ctx context.Context, spec runtime.Spec, notify func()) (ru
 		go func() {
 			defer wg.Done()
 			results[i] = l.waitHealthy(pctx, inst.p, g.url(inst))
-			if results[i].exited && firstExit.CompareAndSwap(-1, int64(i)) {
+			if (results[i].exited || results[i].failing) && firstExit.CompareAndSwap(-1, int64(i)) {
 				pcancel()
 			}
 		}()
@@ -222,15 +222,17 @@ func (l *Local) probe(ctx context.Context, u string) observation {
 type healthResult struct {
 	healthy bool
 	exited  bool        // the process exited first
+	failing bool        // failingProbes 5xx answers in a row ended the wait
 	last    observation // the last conclusive probe
 }
 
 // waitHealthy probes u every probeInterval until a 2xx answer, the exit of
-// p, or the end of ctx.
+// p, failingProbes 5xx answers in a row, or the end of ctx.
 func (l *Local) waitHealthy(ctx context.Context, p *proc, u string) healthResult {
 	t := time.NewTicker(probeInterval)
 	defer t.Stop()
 	var last observation
+	serverErrors := 0
 	for {
 		if p.exited() {
 			return healthResult{exited: true, last: last}
@@ -238,6 +240,14 @@ func (l *Local) waitHealthy(ctx context.Context, p *proc, u string) healthResult
 		obs := l.probe(ctx, u)
 		if obs.kind == obsHealthy {
 			return healthResult{healthy: true, last: obs}
+		}
+		if obs.kind == obsStatus && obs.status >= 500 {
+			serverErrors++
+		} else if obs.kind != obsNone {
+			serverErrors = 0
+		}
+		if serverErrors >= failingProbes {
+			return healthResult{failing: true, last: obs}
 		}
 		// A probe the end of the wait cut short only counts if it got
 		// further than the probes before it (connected where they were
@@ -272,6 +282,14 @@ func (g *group) failure(inst *instance, r healthResult) *runtime.Failure {
 	}
 	switch r.last.kind {
 	case obsStatus:
+		if r.failing {
+			return &runtime.Failure{
+				Code: runtime.CodeHealthCheckFailed,
+				Detail: withTail(fmt.Sprintf("Instance %d (%s) answered GET %s with HTTP %d %d times in a row, never with 2xx; sluice stopped waiting before the start timeout of %v.",
+					inst.idx, addr, g.health, r.last.status, failingProbes, g.timeout), logName, tail),
+				Suggestion: fmt.Sprintf("Make %s return a 2xx status once the app is ready (and no 5xx while it starts), or set `health:` in sluice.yaml to a path that does.", g.health),
+			}
+		}
 		return &runtime.Failure{
 			Code: runtime.CodeHealthCheckFailed,
 			Detail: withTail(fmt.Sprintf("Instance %d (%s) answered GET %s with HTTP %d, never with 2xx, within the start timeout of %v.",
