@@ -22,6 +22,7 @@ func (c *fakeClock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.U
 const plan = "canary: {steps: [10, 50, 100], interval: 1m, max_error_rate: 5%}"
 
 func TestAutomaticCanaryWalksItsStepsAndPromotes(t *testing.T) {
+	t.Parallel()
 	clk := &fakeClock{t: time.Now()}
 	h := newHarness(t, rollout.WithClock(clk.now))
 	ctx := context.Background()
@@ -57,6 +58,7 @@ func TestAutomaticCanaryWalksItsStepsAndPromotes(t *testing.T) {
 }
 
 func TestAutomaticCanaryAbortsOnErrors(t *testing.T) {
+	t.Parallel()
 	clk := &fakeClock{t: time.Now()}
 	h := newHarness(t, rollout.WithClock(clk.now))
 	ctx := context.Background()

@@ -116,6 +116,7 @@ func mustNormal(t *testing.T, v rollout.VersionStatus) {
 }
 
 func TestCanaryGetsNothingUntilAskedThenItsShare(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	v1 := h.deploy("hello", "serve", rollout.StrategyFull, "")
 	mustNormal(t, v1)
@@ -151,6 +152,7 @@ func (h *harness) port() string {
 }
 
 func TestRuleRoutesMatchingRequestsAndPredictAgrees(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	v1 := h.deploy("hello", "serve", rollout.StrategyFull, "")
 	v2 := h.deploy("hello", "serve", rollout.StrategyCanary, "")
@@ -215,6 +217,7 @@ func TestRuleRoutesMatchingRequestsAndPredictAgrees(t *testing.T) {
 }
 
 func TestPromoteAndRollbackMoveAllTrafficAtOnce(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ctx := context.Background()
 	v1 := h.deploy("hello", "serve", rollout.StrategyFull, "")
@@ -261,6 +264,7 @@ func isKind(err error, k rollout.Kind) bool {
 }
 
 func TestFailedDeploysExplainThemselvesAndGetNoTraffic(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	v1 := h.deploy("hello", "serve", rollout.StrategyFull, "")
 	for _, tc := range []struct {
@@ -294,6 +298,7 @@ func TestFailedDeploysExplainThemselvesAndGetNoTraffic(t *testing.T) {
 }
 
 func TestInPlaceRedeploy(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ctx := context.Background()
 	v1 := h.deploy("hello", "serve", rollout.StrategyFull, "")
@@ -338,6 +343,7 @@ func TestInPlaceRedeploy(t *testing.T) {
 }
 
 func TestNoRequestFailsDuringChanges(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ctx := context.Background()
 	v1 := h.deploy("hello", "serve", rollout.StrategyFull, "")
@@ -416,6 +422,7 @@ func TestNoRequestFailsDuringChanges(t *testing.T) {
 }
 
 func TestBadInputChangesNothing(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ctx := context.Background()
 	v1 := h.deploy("hello", "serve", rollout.StrategyFull, "")
@@ -516,6 +523,7 @@ func stripInstances(s rollout.ServiceStatus) rollout.ServiceStatus {
 }
 
 func TestAbortGivesStableItsShareBack(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ctx := context.Background()
 	v1 := h.deploy("hello", "serve", rollout.StrategyFull, "")
@@ -539,6 +547,7 @@ func TestAbortGivesStableItsShareBack(t *testing.T) {
 }
 
 func TestRetireStopsIdleVersionsAndRollbackStartsThemAgain(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ctx := context.Background()
 	v1 := h.deploy("hello", "serve", rollout.StrategyFull, "")
@@ -580,6 +589,7 @@ func TestRetireStopsIdleVersionsAndRollbackStartsThemAgain(t *testing.T) {
 }
 
 func TestStatusShowsWhatEachVersionServed(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	v1 := h.deploy("hello", "serve", rollout.StrategyFull, "")
 	h.served("hello", 25, "")

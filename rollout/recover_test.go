@@ -17,6 +17,7 @@ import (
 // A version that cannot start right after a restart (something it needs
 // is not there yet) is started again, with backoff, once it can.
 func TestRestartRetriesAVersionThatCannotStartYet(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	need := filepath.Join(t.TempDir(), "ready")
 	if err := os.WriteFile(need, nil, 0o644); err != nil {

@@ -9,6 +9,7 @@ import (
 )
 
 func TestJournal(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "sluice.db")
 	db, err := Open(path)
 	if err != nil {

@@ -50,6 +50,7 @@ func rawView(t *testing.T, path string, fn func(tx *bbolt.Tx) error) {
 }
 
 func TestMigrationListOrdered(t *testing.T) {
+	t.Parallel()
 	for i, m := range migrations {
 		if m.version != i+1 {
 			t.Errorf("migrations[%d].version = %d, want %d", i, m.version, i+1)
@@ -64,6 +65,7 @@ func TestMigrationListOrdered(t *testing.T) {
 }
 
 func TestMigration1CreatesBuckets(t *testing.T) {
+	t.Parallel()
 	path := rawFile(t, nil) // an empty bbolt file: schema 0
 	b, err := bbolt.Open(path, 0o600, nil)
 	if err != nil {
@@ -98,6 +100,7 @@ func TestMigration1CreatesBuckets(t *testing.T) {
 }
 
 func TestMigration2IndexesEventsByService(t *testing.T) {
+	t.Parallel()
 	// A schema-1 file with history: events of a, b and one of no service.
 	logged := []rollout.Event{
 		{Seq: 1, Service: "a", Kind: rollout.EventVersionCreated, Time: t0},
@@ -181,6 +184,7 @@ func TestMigration2IndexesEventsByService(t *testing.T) {
 }
 
 func TestMigrationStepFailureKeepsEarlierSteps(t *testing.T) {
+	t.Parallel()
 	path := rawFile(t, nil)
 	b, err := bbolt.Open(path, 0o600, nil)
 	if err != nil {
@@ -217,6 +221,7 @@ func TestMigrationStepFailureKeepsEarlierSteps(t *testing.T) {
 }
 
 func TestOpenMigratesOnce(t *testing.T) {
+	t.Parallel()
 	db, path := openTemp(t)
 	if v, err := db.SchemaVersion(); err != nil || v != latestSchema() {
 		t.Fatalf("SchemaVersion = %d, %v; want %d", v, err, latestSchema())
@@ -234,6 +239,7 @@ func TestOpenMigratesOnce(t *testing.T) {
 }
 
 func TestOpenRefusesNewerSchema(t *testing.T) {
+	t.Parallel()
 	newer := latestSchema() + 1
 	path := rawFile(t, func(tx *bbolt.Tx) error {
 		if err := createBuckets(tx); err != nil {

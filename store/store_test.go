@@ -83,6 +83,7 @@ func event(svc, ver string, kind rollout.EventKind) rollout.Event {
 }
 
 func TestRoundTrip(t *testing.T) {
+	t.Parallel()
 	db, _ := openTemp(t)
 
 	svc := service("hello")
@@ -146,6 +147,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestVersionsOrderedBySeqNotName(t *testing.T) {
+	t.Parallel()
 	db, _ := openTemp(t)
 	// Names that sort differently from their Seq: creation order must win.
 	var vs []rollout.Version
@@ -169,6 +171,7 @@ func TestVersionsOrderedBySeqNotName(t *testing.T) {
 }
 
 func TestNotFound(t *testing.T) {
+	t.Parallel()
 	db, _ := openTemp(t)
 	svc := service("hello")
 	if err := db.Commit(&svc, []rollout.Version{version("hello", 1)}, nil); err != nil {
@@ -213,6 +216,7 @@ func TestNotFound(t *testing.T) {
 }
 
 func TestServicesSorted(t *testing.T) {
+	t.Parallel()
 	db, _ := openTemp(t)
 	for _, name := range []string{"web", "api", "Zed", "db"} {
 		s := service(name)
@@ -234,6 +238,7 @@ func TestServicesSorted(t *testing.T) {
 }
 
 func TestCommitAtomic(t *testing.T) {
+	t.Parallel()
 	far := time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) // JSON cannot encode it
 	badVersion := version("hello", 2)
 	badVersion.CreatedAt = far
@@ -290,6 +295,7 @@ func TestCommitAtomic(t *testing.T) {
 }
 
 func TestCommitRefusesSeqConflicts(t *testing.T) {
+	t.Parallel()
 	db, _ := openTemp(t)
 	v := version("hello", 1)
 	if err := db.Commit(nil, []rollout.Version{v}, nil); err != nil {
@@ -338,6 +344,7 @@ func assertEmpty(t *testing.T, db *DB) {
 }
 
 func TestReopenKeepsData(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "sluice.db")
 	db, err := Open(path, quiet)
 	if err != nil {
@@ -379,6 +386,7 @@ func TestReopenKeepsData(t *testing.T) {
 }
 
 func TestSecondOpenTimesOut(t *testing.T) {
+	t.Parallel()
 	_, path := openTemp(t)
 	start := time.Now()
 	db, err := Open(path, WithLockTimeout(100*time.Millisecond))
@@ -401,6 +409,7 @@ func TestSecondOpenTimesOut(t *testing.T) {
 // TestSecondProcessTimesOut, it holds the store open like a running sluice
 // until its stdin closes.
 func TestHelperHoldLock(t *testing.T) {
+	t.Parallel()
 	path := os.Getenv("STORE_TEST_HOLD")
 	if path == "" {
 		t.Skip("helper process only")
@@ -415,6 +424,7 @@ func TestHelperHoldLock(t *testing.T) {
 }
 
 func TestSecondProcessTimesOut(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "sluice.db")
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperHoldLock$")
 	cmd.Env = append(os.Environ(), "STORE_TEST_HOLD="+path)
@@ -466,6 +476,7 @@ func TestSecondProcessTimesOut(t *testing.T) {
 }
 
 func TestEvents(t *testing.T) {
+	t.Parallel()
 	db, _ := openTemp(t)
 	// Seq: 1 a, 2 b, 3 a, 4 global, 5 b, 6 a, 7 a
 	for _, batch := range [][]string{{"a", "b"}, {"a"}, {"", "b", "a"}, {"a"}} {
@@ -516,6 +527,7 @@ func TestEvents(t *testing.T) {
 }
 
 func TestEventsDefaultLimit(t *testing.T) {
+	t.Parallel()
 	db, _ := openTemp(t)
 	evs := make([]rollout.Event, DefaultEventsLimit+5)
 	for i := range evs {
@@ -536,6 +548,7 @@ func TestEventsDefaultLimit(t *testing.T) {
 }
 
 func TestConcurrentCommits(t *testing.T) {
+	t.Parallel()
 	db, _ := openTemp(t)
 	const writers, each = 4, 10
 	var wg sync.WaitGroup

@@ -22,6 +22,7 @@ func tokenRecord(id, secret string) TokenRecord {
 }
 
 func TestMigration3CreatesTokenBuckets(t *testing.T) {
+	t.Parallel()
 	// A schema-2 file with a service in it, as sluice left it before tokens.
 	path := rawFile(t, func(tx *bbolt.Tx) error {
 		if err := createBuckets(tx); err != nil {
@@ -63,6 +64,7 @@ func TestMigration3CreatesTokenBuckets(t *testing.T) {
 }
 
 func TestCreateTokenStoresOnlyTheHash(t *testing.T) {
+	t.Parallel()
 	db, path := openTemp(t)
 	const secret = "sluice_c2VjcmV0LXRleHQtdGhhdC1tdXN0LW5vdC1sZWFr"
 	rec := tokenRecord("k1", secret)
@@ -94,6 +96,7 @@ func TestCreateTokenStoresOnlyTheHash(t *testing.T) {
 }
 
 func TestTokenRecordJSONHasNoHash(t *testing.T) {
+	t.Parallel()
 	b, err := json.Marshal(tokenRecord("k1", "sluice_x"))
 	if err != nil {
 		t.Fatal(err)
@@ -104,6 +107,7 @@ func TestTokenRecordJSONHasNoHash(t *testing.T) {
 }
 
 func TestCreateTokenRefuses(t *testing.T) {
+	t.Parallel()
 	db, _ := openTemp(t)
 	if err := db.CreateToken(tokenRecord("k1", "sluice_one")); err != nil {
 		t.Fatal(err)
@@ -138,6 +142,7 @@ func TestCreateTokenRefuses(t *testing.T) {
 }
 
 func TestTokensListedOldestFirst(t *testing.T) {
+	t.Parallel()
 	db, _ := openTemp(t)
 	for i, id := range []string{"zz", "aa", "mm"} {
 		rec := tokenRecord(id, "sluice_"+id)
@@ -163,6 +168,7 @@ func TestTokensListedOldestFirst(t *testing.T) {
 }
 
 func TestRevokeToken(t *testing.T) {
+	t.Parallel()
 	db, _ := openTemp(t)
 	rec := tokenRecord("k1", "sluice_one")
 	if err := db.CreateToken(rec); err != nil {

@@ -76,6 +76,7 @@ func call(t *testing.T, srv *httptest.Server, method, path, ctype string, body [
 const goodManifest = "services:\n  web:\n    run: sleep 60\n    timeouts: {start: 1s}\n"
 
 func TestBadInputGetsA4xxWithACodeAndMessage(t *testing.T) {
+	t.Parallel()
 	srv, eng := newAPI(t, api.WithMaxUpload(4096))
 	// A service exists (its deploy fails: nothing listens), so the
 	// service-level calls reach validation.
@@ -133,6 +134,7 @@ func TestBadInputGetsA4xxWithACodeAndMessage(t *testing.T) {
 }
 
 func TestTokenGuardsTheAPIButNotHealthz(t *testing.T) {
+	t.Parallel()
 	srv, _ := newAPI(t, api.WithToken("s3cret"))
 	if code, _ := call(t, srv, "GET", "/healthz", "", nil); code != 200 {
 		t.Fatalf("healthz: %d", code)
@@ -149,6 +151,7 @@ func TestTokenGuardsTheAPIButNotHealthz(t *testing.T) {
 }
 
 func TestOriginHeadersAreRecorded(t *testing.T) {
+	t.Parallel()
 	srv, eng := newAPI(t)
 	code, b := call(t, srv, "POST", "/api/v1/services/web/versions", "application/gzip", tgz(t, map[string]string{"sluice.yaml": goodManifest}),
 		api.HeaderVia, "action", api.HeaderActor, "octocat", api.HeaderURL, "https://github.com/acme/web/actions/runs/1")

@@ -65,6 +65,7 @@ func issue(t *testing.T, a *auth.Authenticator, repo, service string) string {
 }
 
 func TestScopedTokensActOnlyOnTheirRepository(t *testing.T) {
+	t.Parallel()
 	srv, eng, authn := newScopedAPI(t, "")
 	web, apiRepo := issue(t, authn, "acme/web", ""), issue(t, authn, "acme/api", "")
 	if code, b := deployAs(t, srv, eng, web, "web"); code != 202 {
@@ -127,6 +128,7 @@ func TestScopedTokensActOnlyOnTheirRepository(t *testing.T) {
 }
 
 func TestScopedListsAndHistory(t *testing.T) {
+	t.Parallel()
 	srv, eng, authn := newScopedAPI(t, "")
 	web, apiRepo := issue(t, authn, "acme/web", ""), issue(t, authn, "acme/api", "")
 	deployAs(t, srv, eng, web, "web")
@@ -180,6 +182,7 @@ func TestScopedListsAndHistory(t *testing.T) {
 }
 
 func TestServiceScopedToken(t *testing.T) {
+	t.Parallel()
 	srv, eng, authn := newScopedAPI(t, "")
 	onlyWeb := issue(t, authn, "acme/web", "web")
 	if code, b := deployAs(t, srv, eng, onlyWeb, "web"); code != 202 {
@@ -195,6 +198,7 @@ func TestServiceScopedToken(t *testing.T) {
 }
 
 func TestAuthRefusals(t *testing.T) {
+	t.Parallel()
 	srv, eng, authn := newScopedAPI(t, "")
 	revoked, rec, err := authn.Issue("acme/web", "", time.Hour)
 	if err != nil {
@@ -232,6 +236,7 @@ func TestAuthRefusals(t *testing.T) {
 }
 
 func TestTokenManagement(t *testing.T) {
+	t.Parallel()
 	srv, eng, authn := newScopedAPI(t, "")
 	scoped := issue(t, authn, "acme/web", "")
 
@@ -287,6 +292,7 @@ func TestTokenManagement(t *testing.T) {
 }
 
 func TestOpenAndAdminOnlyModes(t *testing.T) {
+	t.Parallel()
 	open, _ := newAPI(t)
 	if code, b := call(t, open, "GET", "/api/v1/services", "", nil); code != 200 {
 		t.Errorf("open API: %d %s", code, b)
@@ -301,6 +307,7 @@ func TestOpenAndAdminOnlyModes(t *testing.T) {
 }
 
 func TestOIDCTokenScopesToItsRepository(t *testing.T) {
+	t.Parallel()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
