@@ -130,16 +130,25 @@ func (e *Engine) runRedeploy(v Version, cfg Config, digest string, archive []byt
 		ev.Kind, ev.Status = EventVersionConfig, cur.Status
 		ev.Message = fmt.Sprintf("%s now serves generation %d (%s)", v.Name, gen, diffConfig(v.Config, cfg))
 	}
+	if reason == nil {
+		// The router switches to the new instances before the version is
+		// recorded normal, so whoever sees it normal reaches them.
+		old = e.setRunning(v.Name, &instances{gen: gen, group: group})
+		if err := e.publish(); err != nil {
+			log.Error("publish after redeploy", "err", err)
+		}
+	}
 	if err := e.store.Commit(nil, []Version{cur}, []Event{ev}); err != nil {
 		log.Error("record redeploy outcome", "err", err)
+		if reason == nil {
+			e.setRunning(v.Name, old)
+			_ = e.publish()
+		}
 		if group != nil {
 			_ = group.Stop(context.Background(), e.stopGrace)
 		}
 		unlock()
 		return
-	}
-	if reason == nil {
-		old = e.setRunning(v.Name, &instances{gen: gen, group: group})
 	}
 	if err := e.publish(); err != nil {
 		log.Error("publish after redeploy", "err", err)

@@ -119,9 +119,32 @@ type server struct {
 	cmd        *exec.Cmd
 	data       string
 	api, route string
-	logs       *bytes.Buffer
+	logs       *syncBuffer // the server's stdout and stderr; readable while it runs
 	listening  time.Time // when the API first answered /healthz
 }
+
+// syncBuffer is a bytes.Buffer that a child process's output may be
+// written to while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// String returns a copy of what was written so far.
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// Bytes returns a copy of what was written so far.
+func (b *syncBuffer) Bytes() []byte { return []byte(b.String()) }
 
 // startServer starts `sluice serve` on data with the API on api and the
 // router on route (addresses from freePort are passed as their sockets;
@@ -130,7 +153,7 @@ type server struct {
 // when the test ends, and its log is printed if the test failed.
 func startServer(t *testing.T, data, api, route string, extraEnv ...string) *server {
 	t.Helper()
-	s := &server{t: t, data: data, api: api, route: route, logs: &bytes.Buffer{}}
+	s := &server{t: t, data: data, api: api, route: route, logs: &syncBuffer{}}
 	s.cmd = exec.Command(sluiceBin, "serve")
 	s.cmd.Env = append(os.Environ(), "SLUICE_DATA="+data, "SLUICE_DRAIN_GRACE=2s")
 	for _, l := range []struct{ env, addr string }{{"SLUICE_LISTEN", api}, {"SLUICE_ROUTER_LISTEN", route}} {

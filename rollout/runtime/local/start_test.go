@@ -33,7 +33,7 @@ func TestStartFailures(t *testing.T) {
 			suggests: "Read the log above",
 		},
 		{
-			name: "port not listening", mode: "nolisten", instances: 2, timeout: 700 * time.Millisecond,
+			name: "port not listening", mode: "nolisten", instances: 2, timeout: 3 * time.Second,
 			code:     runtime.CodePortNotListening,
 			detail:   []string{"127.0.0.1:{port}", "$PORT={port}", "starting without listening"},
 			suggests: "PORT environment variable (here {port})",
@@ -46,7 +46,7 @@ func TestStartFailures(t *testing.T) {
 			suggests: "`health:`",
 		},
 		{
-			name: "health check never answers", mode: "silent", instances: 1, timeout: time.Second,
+			name: "health check never answers", mode: "silent", instances: 1, timeout: 3 * time.Second,
 			code:     runtime.CodeHealthCheckTimeout,
 			detail:   []string{"accepted connections", "never answered GET /healthz"},
 			suggests: "answer quickly",
