@@ -33,6 +33,7 @@ func (l *Local) Cleanup(ctx context.Context) error {
 	t := time.NewTicker(cleanupPoll)
 	defer t.Stop()
 	signalled := map[int]bool{}
+	groups := map[int]bool{} // process groups signalled as a whole
 	for {
 		for _, o := range orphans {
 			if sig == syscall.SIGTERM && signalled[o.pid] {
@@ -43,6 +44,7 @@ func (l *Local) Cleanup(ctx context.Context) error {
 				l.log.Info("stopping orphaned process", "pid", o.pid)
 			}
 			if o.pgrp > 1 && o.pgrp != syscall.Getpgrp() {
+				groups[o.pgrp] = true
 				killGroup(o.pgrp, sig)
 			} else {
 				_ = syscall.Kill(o.pid, sig)
@@ -54,9 +56,10 @@ func (l *Local) Cleanup(ctx context.Context) error {
 		case <-t.C:
 		}
 		// A process that is exiting no longer shows its environment but
-		// is not gone yet: done when every signalled one is gone too (or,
-		// should a pid have been reused, once the grace is over).
-		if orphans, _ = findMarked(marker); len(orphans) == 0 && (allGone(signalled) || time.Now().After(killAt)) {
+		// is not gone yet: done when every signalled process and group is
+		// gone too (or, should a pid have been reused, once the grace is
+		// over).
+		if orphans, _ = findMarked(marker); len(orphans) == 0 && (allGone(signalled, groups) || time.Now().After(killAt)) {
 			l.log.Info("processes left behind stopped")
 			return nil
 		}
@@ -66,11 +69,16 @@ func (l *Local) Cleanup(ctx context.Context) error {
 	}
 }
 
-// allGone reports whether every process in pids has exited (or is a
-// zombie, which runs nothing).
-func allGone(pids map[int]bool) bool {
+// allGone reports whether every process in pids and every member of the
+// process groups in pgrps has exited (or is a zombie, which runs nothing).
+func allGone(pids, pgrps map[int]bool) bool {
 	for pid := range pids {
 		if st, ok := readStat(pid); ok && !st.zombie() {
+			return false
+		}
+	}
+	for pgrp := range pgrps {
+		if groupAlive(pgrp) {
 			return false
 		}
 	}
