@@ -50,7 +50,7 @@ func TestServeRefusesEmptySecretFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(sluiceBin, "serve", "--data", filepath.Join(dir, "data"), "--token-file", empty,
-		"--listen", freePort(t), "--router-listen", freePort(t))
+		"--listen", "127.0.0.1:0", "--router-listen", "127.0.0.1:0")
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "--token-file") || !strings.Contains(string(out), "empty") {
