@@ -120,7 +120,7 @@ type server struct {
 	data       string
 	api, route string
 	logs       *syncBuffer // the server's stdout and stderr; readable while it runs
-	listening  time.Time // when the API first answered /healthz
+	listening  time.Time   // when the API first answered /healthz
 }
 
 // syncBuffer is a bytes.Buffer that a child process's output may be

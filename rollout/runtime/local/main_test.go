@@ -180,7 +180,7 @@ func appSpec(t *testing.T, version, mode string, env map[string]string) runtime.
 		Env:          e,
 		Instances:    1,
 		BuildTimeout: 5 * time.Second,
-		StartTimeout: 3 * time.Second,
+		StartTimeout: 15 * time.Second, // long: a loaded machine starts slowly; failing tests set their own
 	}
 }
 
