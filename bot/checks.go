@@ -426,7 +426,8 @@ func (b *Bot) runFollowup(ctx context.Context, e rollout.Event) ([]rollout.Op, e
 		}
 		entry = render.Entry{Title: fu.Version + " failed", Body: render.Failure(fu.Version, r)}
 	case fu.Kind == "canary":
-		origin := rollout.Origin{Via: "comment", Actor: fu.Actor, URL: fu.URL, PR: fu.PR, Repo: fu.Repo, Installation: fu.Inst}
+		origin := rollout.Origin{Via: "comment", Actor: fu.Actor, URL: fu.URL, PR: fu.PR, Repo: fu.Repo, Installation: fu.Inst,
+			Principal: rollout.ServicePrincipal(fu.Repo)}
 		var err error
 		entry, ok, err = b.applyCanary(ctx, fu.Service, fu.Version, fu.Percent, origin)
 		if err != nil {

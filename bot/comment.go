@@ -58,7 +58,8 @@ type prCmd struct {
 }
 
 func (p *prCmd) origin() rollout.Origin {
-	return rollout.Origin{Via: "comment", Actor: p.actor, URL: p.url, Ref: p.head, PR: p.pr, Repo: p.repo, Installation: p.inst}
+	return rollout.Origin{Via: "comment", Actor: p.actor, URL: p.url, Ref: p.head, PR: p.pr, Repo: p.repo, Installation: p.inst,
+		Principal: rollout.ServicePrincipal(p.repo)}
 }
 
 // outcome is what one command produced: an entry for the sticky comment,

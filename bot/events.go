@@ -60,7 +60,8 @@ func (b *Bot) onPush(ctx context.Context, d delivery) ([]rollout.Op, error) {
 	}
 	info, _ := source.Inspect(archive, source.DefaultLimits)
 	m, _ := manifest.Parse(manifest.FileName, info.Manifest)
-	origin := rollout.Origin{Via: "merge", Actor: p.Sender.Login, URL: p.HeadCommit.URL, Ref: p.After, Repo: repo, Installation: p.Installation.ID}
+	origin := rollout.Origin{Via: "merge", Actor: p.Sender.Login, URL: p.HeadCommit.URL, Ref: p.After, Repo: repo, Installation: p.Installation.ID,
+		Principal: rollout.ServicePrincipal(repo)}
 	digest, _ := source.Digest(archive, source.DefaultLimits)
 	var ops []rollout.Op
 	for _, s := range m.Services {
@@ -158,7 +159,8 @@ func (b *Bot) onPullRequest(ctx context.Context, d delivery) ([]rollout.Op, erro
 	if err != nil {
 		return nil, err
 	}
-	origin := rollout.Origin{Via: "pull_request", Actor: p.Sender.Login, PR: p.Number, Repo: p.Repository.FullName}
+	origin := rollout.Origin{Via: "pull_request", Actor: p.Sender.Login, PR: p.Number, Repo: p.Repository.FullName,
+		Principal: rollout.ServicePrincipal(p.Repository.FullName)}
 	for _, n := range names {
 		st, err := b.eng.Status(ctx, n)
 		if err != nil {
@@ -227,7 +229,8 @@ func (b *Bot) onCheckRun(ctx context.Context, d delivery) ([]rollout.Op, error) 
 		}
 		return b.addPREntries(cs.Repo, p.Installation.ID, cs.PR, render.Entry{Time: b.now(), Title: "Refused", Body: render.Refusal(p.Sender.Login, perm.GetPermission())})
 	}
-	origin := rollout.Origin{Via: "check_run", Actor: p.Sender.Login, Ref: cs.SHA, PR: cs.PR, Repo: cs.Repo, Installation: p.Installation.ID}
+	origin := rollout.Origin{Via: "check_run", Actor: p.Sender.Login, Ref: cs.SHA, PR: cs.PR, Repo: cs.Repo, Installation: p.Installation.ID,
+		Principal: rollout.ServicePrincipal(cs.Repo)}
 	var body string
 	switch {
 	case p.Action == "rerequested":

@@ -53,14 +53,26 @@ func (e *Engine) Deploy(ctx context.Context, req DeployRequest) (Version, error)
 		return Version{}, fmt.Errorf("load service %s: %w", req.Service, err)
 	}
 	now := e.now().UTC()
-	if isNotFound(err) {
+	exists := !isNotFound(err)
+	if !exists {
 		svc = Service{Name: req.Service, NextSeq: 1, Policy: Policy{Split: map[string]int{}}, CreatedAt: now}
 	}
+	p := req.Origin.Principal
+	if err := authorize(p, &svc, exists, "deploy"); err != nil {
+		return Version{}, err
+	}
 	switch {
-	case svc.Repo == "":
+	case !p.Admin:
+		// A scoped principal acts for its own repository, whatever the
+		// origin says; authorize made sure the service is (or becomes) its.
+		svc.Repo, req.Origin.Repo = p.Repo, p.Repo
+	case svc.Repo == "" && !exists:
 		svc.Repo = req.Origin.Repo
 	case req.Origin.Repo != "" && req.Origin.Repo != svc.Repo:
-		return Version{}, conflict(ErrCodeWrongRepo, "service %s belongs to %s, not %s", svc.Name, svc.Repo, req.Origin.Repo)
+		// The admin speaking for a repository (the Action's event mode
+		// with the admin token) acts on that repository's services only;
+		// an unowned service is assigned with SetRepo, not adopted.
+		return Version{}, conflict(ErrCodeWrongRepo, "service %s belongs to %s, not %s", svc.Name, orNone(svc.Repo), req.Origin.Repo)
 	}
 	v := Version{
 		Name:       fmt.Sprintf("%s-%03d", svc.Name, svc.NextSeq),

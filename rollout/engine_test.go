@@ -28,7 +28,7 @@ type harness struct {
 	client *http.Client
 }
 
-var cli = rollout.Origin{Via: "test", Actor: "tester"}
+var cli = rollout.Origin{Via: "test", Actor: "tester", Principal: rollout.AdminPrincipal}
 
 func newHarness(t *testing.T, opts ...rollout.Option) *harness {
 	t.Helper()

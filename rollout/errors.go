@@ -17,6 +17,10 @@ const (
 	// KindConflict: the request is well formed but the current state does
 	// not allow it (e.g. a version that is not normal); nothing was changed.
 	KindConflict Kind = "conflict"
+	// KindForbidden: the caller's Principal may not do this to this
+	// service (another repository's, or one only the admin may change);
+	// nothing was changed.
+	KindForbidden Kind = "forbidden"
 )
 
 // Error codes carried by Error.Code; stable, shown to API clients.
@@ -33,6 +37,7 @@ const (
 	ErrCodeNoStable       = "no_stable_version"
 	ErrCodeStartFailed    = "start_failed"
 	ErrCodeWrongRepo      = "wrong_repository"
+	ErrCodeForbidden      = "forbidden"
 )
 
 // Error is a user-facing refusal of an operation. Message is written for a
@@ -64,6 +69,10 @@ func invalid(code, format string, args ...any) *Error {
 
 func conflict(code, format string, args ...any) *Error {
 	return &Error{Kind: KindConflict, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+func forbidden(format string, args ...any) *Error {
+	return &Error{Kind: KindForbidden, Code: ErrCodeForbidden, Message: fmt.Sprintf(format, args...)}
 }
 
 func notFound(code, format string, args ...any) *Error {

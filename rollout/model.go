@@ -102,6 +102,10 @@ type Origin struct {
 	Repo string `json:"repo,omitempty"`
 	// Installation is the GitHub App installation that delivered it.
 	Installation int64 `json:"installation,omitempty"`
+	// Principal is who the change acts for, checked by the engine before
+	// it changes anything; set by the front door that verified it, never
+	// persisted (see Principal).
+	Principal Principal `json:"-"`
 }
 
 // Version is one immutable deployment of a service. Name is
@@ -195,6 +199,9 @@ const (
 	EventVersionStep EventKind = "version.step"
 	// EventPolicy: a service's traffic policy changed.
 	EventPolicy EventKind = "policy.changed"
+	// EventServiceRepo: the admin assigned the service to a repository
+	// (or to none).
+	EventServiceRepo EventKind = "service.repo"
 )
 
 // Event is one entry of the append-only history log.

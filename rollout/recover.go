@@ -114,6 +114,9 @@ func (e *Engine) startAfterRecover(v Version) {
 func (e *Engine) Retire(ctx context.Context, service string, olderThan time.Duration, origin Origin) ([]string, error) {
 	names := []string{service}
 	if service == "" {
+		if !origin.Principal.Admin {
+			return nil, forbidden("retiring the versions of every service needs the admin; %s may retire only its own services", origin.Principal)
+		}
 		var err error
 		if names, err = e.Services(); err != nil {
 			return nil, err
@@ -134,6 +137,10 @@ func (e *Engine) retireService(service string, olderThan time.Duration, origin O
 	unlock := e.lock(service)
 	svc, vs, err := e.loadService(service)
 	if err != nil {
+		unlock()
+		return nil, err
+	}
+	if err := authorize(origin.Principal, &svc, true, "retire"); err != nil {
 		unlock()
 		return nil, err
 	}
@@ -186,6 +193,10 @@ func (e *Engine) StopVersion(ctx context.Context, service, version string, origi
 	unlock := e.lock(service)
 	svc, vs, err := e.loadService(service)
 	if err != nil {
+		unlock()
+		return err
+	}
+	if err := authorize(origin.Principal, &svc, true, "stop"); err != nil {
 		unlock()
 		return err
 	}

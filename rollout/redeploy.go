@@ -32,6 +32,11 @@ type RedeployRequest struct {
 // with a reason, the old instances keep serving and the recorded
 // configuration stays the old one. Traffic weights never change.
 func (e *Engine) Redeploy(ctx context.Context, service, version string, req RedeployRequest) (Version, error) {
+	// Refused callers learn nothing about the source they sent: the
+	// ownership check comes first (and again under the lock below).
+	if err := e.authorizeExisting(service, req.Origin.Principal, "redeploy"); err != nil {
+		return Version{}, err
+	}
 	cur, err := e.version(service, version)
 	if err != nil {
 		return Version{}, err
@@ -54,6 +59,9 @@ func (e *Engine) Redeploy(ctx context.Context, service, version string, req Rede
 	}
 	unlock := e.lock(service)
 	defer unlock()
+	if err := e.authorizeExisting(service, req.Origin.Principal, "redeploy"); err != nil {
+		return Version{}, err
+	}
 	v, err := e.version(service, version)
 	if err != nil {
 		return Version{}, err

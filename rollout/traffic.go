@@ -156,8 +156,8 @@ func keepRules(rs []Rule, keep func(Rule) bool) []Rule {
 	return out
 }
 
-// changePolicy runs one policy operation under the service lock: decide
-// computes the next policy (it may edit the service's stable history and
+// changePolicy runs one policy operation under the service lock: the
+// origin's principal must own the service (see authorize), decide computes the next policy (it may edit the service's stable history and
 // restart a stopped version), then commitPolicy validates, persists and
 // publishes it.
 func (e *Engine) changePolicy(service, op string, origin Origin, decide func(*Service, []Version) (Policy, error)) (ServiceStatus, error) {
@@ -165,6 +165,9 @@ func (e *Engine) changePolicy(service, op string, origin Origin, decide func(*Se
 	defer unlock()
 	svc, vs, err := e.loadService(service)
 	if err != nil {
+		return ServiceStatus{}, err
+	}
+	if err := authorize(origin.Principal, &svc, true, op); err != nil {
 		return ServiceStatus{}, err
 	}
 	p, err := decide(&svc, vs)

@@ -35,6 +35,7 @@ type Engine interface {
 	Retire(ctx context.Context, service string, olderThan time.Duration, origin rollout.Origin) ([]string, error)
 	StopVersion(ctx context.Context, service, version string, origin rollout.Origin) error
 	Events(service string, after uint64, limit int) ([]rollout.Event, error)
+	SetRepo(ctx context.Context, service, repo string, origin rollout.Origin) (rollout.ServiceStatus, error)
 	Logs(service, version string, max int) (string, error)
 	VersionURL(service, version string) string
 }
@@ -99,6 +100,7 @@ func Register(e *echo.Echo, eng Engine, opts ...Option) {
 	g.POST("/services/:service/abort", s.abort)
 	g.POST("/services/:service/retire", s.retire)
 	g.GET("/services/:service/events", s.events)
+	g.PUT("/services/:service/repo", s.setRepo)
 	g.GET("/events", s.events)
 	s.registerTokens(g)
 }
@@ -135,6 +137,8 @@ func (s *server) errorHandler(err error, c echo.Context) {
 			status = http.StatusNotFound
 		case rollout.KindConflict:
 			status = http.StatusConflict
+		case rollout.KindForbidden:
+			status = http.StatusForbidden
 		default:
 			status = http.StatusBadRequest
 		}
@@ -169,20 +173,40 @@ func (s *server) auth(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// origin is who asks and from where, as the engine records it, with the
+// caller's verified principal for the engine's ownership checks. The
+// X-Sluice-Via/Actor/Url headers (who asked) are honoured only from the
+// admin (the CLI, the Action's event mode with the admin token) and from
+// an OIDC token (the Action's event mode proves it runs in a workflow of
+// its repository with a token GitHub signed; the actor is then the
+// token's own actor claim). A repository token is a bearer secret that
+// could be anywhere, so its calls are recorded as "api" by "token <id>",
+// whatever the headers say. X-Sluice-Ref and X-Sluice-Pr say which commit
+// and pull request of the caller's own repository a change is for (the
+// bot finds a PR's version by them); X-Sluice-Repo is the admin's only.
 func origin(c echo.Context) rollout.Origin {
 	h := c.Request().Header
-	o := rollout.Origin{Via: h.Get(HeaderVia), Actor: h.Get(HeaderActor), URL: h.Get(HeaderURL), Ref: h.Get(HeaderRef),
-		Repo: principalRepo(c)}
-	if o.Repo == "" {
-		// The admin may say which repository a change is for (the
-		// Action's event mode does); a scoped caller's is its own.
-		o.Repo = h.Get(HeaderRepo)
-	}
+	p := principal(c)
+	o := rollout.Origin{Ref: h.Get(HeaderRef)}
 	if pr, err := strconv.Atoi(h.Get(HeaderPR)); err == nil && pr > 0 {
 		o.PR = pr
 	}
+	switch {
+	case p.Admin:
+		o.Via, o.Actor, o.URL, o.Repo = h.Get(HeaderVia), h.Get(HeaderActor), h.Get(HeaderURL), h.Get(HeaderRepo)
+		o.Principal = rollout.AdminPrincipal
+	case p.Via == auth.ViaOIDC:
+		o.Via, o.Actor, o.URL, o.Repo = h.Get(HeaderVia), p.Actor, h.Get(HeaderURL), p.Repo
+		o.Principal = rollout.Principal{Repo: p.Repo, Service: p.Service}
+	default:
+		o.Via, o.Actor, o.Repo = "api", p.Via+" "+p.Subject, p.Repo
+		o.Principal = rollout.Principal{Repo: p.Repo, Service: p.Service}
+	}
 	if o.Via == "" {
 		o.Via = "api"
+	}
+	if o.Actor == "" && !p.Admin {
+		o.Actor = p.Via + " " + p.Subject
 	}
 	return o
 }
@@ -530,4 +554,26 @@ func (s *server) events(c echo.Context) error {
 		evs = []rollout.Event{}
 	}
 	return c.JSON(http.StatusOK, map[string]any{"events": evs})
+}
+
+// RepoBody assigns a service to a repository ("owner/name"); "" assigns it
+// to none (only the admin may then change it).
+type RepoBody struct {
+	Repo *string `json:"repo"`
+}
+
+// setRepo is the admin's: the engine refuses anyone else.
+func (s *server) setRepo(c echo.Context) error {
+	var b RepoBody
+	if err := decode(c, &b); err != nil {
+		return err
+	}
+	if b.Repo == nil {
+		return fail(http.StatusBadRequest, "invalid_parameter", `name the repository: {"repo": "OWNER/NAME"} (or "" for none)`)
+	}
+	st, err := s.eng.SetRepo(c.Request().Context(), c.Param("service"), *b.Repo, origin(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, st)
 }

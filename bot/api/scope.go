@@ -91,8 +91,9 @@ func (s *server) authenticate(c echo.Context) (auth.Principal, error) {
 // authorize lets a scoped principal through only to what its repository
 // (and service, when the token names one) owns. Routes with a :service are
 // checked against that service's repo; a service that does not exist yet
-// passes, since a deploy then records the principal's repo as its owner
-// (and the engine refuses a deploy that races it to another repo).
+// passes to the engine, which refuses to let a scoped principal create it.
+// The engine checks ownership again for every change: this check also
+// keeps other repositories' services out of sight.
 // GET /services is filtered by visible instead; /tokens is adminOnly.
 func (s *server) authorize(c echo.Context, p auth.Principal) error {
 	if p.Admin {
@@ -111,7 +112,7 @@ func (s *server) authorize(c echo.Context, p auth.Principal) error {
 	}
 	st, err := s.eng.Status(c.Request().Context(), svc)
 	if re, ok := rollout.AsError(err); ok && re.Kind == rollout.KindNotFound {
-		return nil
+		return nil // the engine says who may create it
 	}
 	if err != nil {
 		return err

@@ -55,6 +55,15 @@ func deployAs(t *testing.T, srv *httptest.Server, eng *rollout.Engine, token, se
 	return code, b
 }
 
+// assign has the admin give service to repo (creating it when needed).
+func assign(t *testing.T, srv *httptest.Server, service, repo string) {
+	t.Helper()
+	if code, b := call(t, srv, "PUT", "/api/v1/services/"+service+"/repo", "application/json",
+		[]byte(`{"repo":"`+repo+`"}`), bearer(adminToken)...); code != 200 {
+		t.Fatalf("assign %s to %s: %d %s", service, repo, code, b)
+	}
+}
+
 func issue(t *testing.T, a *auth.Authenticator, repo, service string) string {
 	t.Helper()
 	text, _, err := a.Issue(repo, service, time.Hour)
@@ -68,13 +77,15 @@ func TestScopedTokensActOnlyOnTheirRepository(t *testing.T) {
 	t.Parallel()
 	srv, eng, authn := newScopedAPI(t, "")
 	web, apiRepo := issue(t, authn, "acme/web", ""), issue(t, authn, "acme/api", "")
+	assign(t, srv, "web", "acme/web")
+	assign(t, srv, "hello", "acme/api")
 	if code, b := deployAs(t, srv, eng, web, "web"); code != 202 {
 		t.Fatalf("acme/web deploys web: %d %s", code, b)
 	}
 	if code, b := deployAs(t, srv, eng, apiRepo, "hello"); code != 202 {
 		t.Fatalf("acme/api deploys hello: %d %s", code, b)
 	}
-	// A new service belongs to the repository of the token that made it.
+	// The services belong to the repositories the admin assigned.
 	for svc, repo := range map[string]string{"web": "acme/web", "hello": "acme/api"} {
 		st, err := eng.Status(context.Background(), svc)
 		if err != nil || st.Repo != repo || st.Versions[0].CreatedBy.Repo != repo {
@@ -131,6 +142,8 @@ func TestScopedListsAndHistory(t *testing.T) {
 	t.Parallel()
 	srv, eng, authn := newScopedAPI(t, "")
 	web, apiRepo := issue(t, authn, "acme/web", ""), issue(t, authn, "acme/api", "")
+	assign(t, srv, "web", "acme/web")
+	assign(t, srv, "hello", "acme/api")
 	deployAs(t, srv, eng, web, "web")
 	deployAs(t, srv, eng, apiRepo, "hello")
 	deployAs(t, srv, eng, adminToken, "api") // no repository: only the admin sees it
@@ -185,6 +198,7 @@ func TestServiceScopedToken(t *testing.T) {
 	t.Parallel()
 	srv, eng, authn := newScopedAPI(t, "")
 	onlyWeb := issue(t, authn, "acme/web", "web")
+	assign(t, srv, "web", "acme/web")
 	if code, b := deployAs(t, srv, eng, onlyWeb, "web"); code != 202 {
 		t.Fatalf("deploy web: %d %s", code, b)
 	}
@@ -264,6 +278,7 @@ func TestTokenManagement(t *testing.T) {
 	if d := created.Expires.Sub(created.Created); d != time.Hour {
 		t.Errorf("expires - created = %s, want 1h", d)
 	}
+	assign(t, srv, "hello", "acme/api")
 	if code, b := deployAs(t, srv, eng, created.Token, "hello"); code != 202 {
 		t.Fatalf("the new token deploys: %d %s", code, b)
 	}
@@ -306,8 +321,11 @@ func TestOpenAndAdminOnlyModes(t *testing.T) {
 	}
 }
 
-func TestOIDCTokenScopesToItsRepository(t *testing.T) {
-	t.Parallel()
+// oidcIssuer serves an OIDC issuer (discovery and keys over real HTTP, a
+// key made for the test) and returns it with a func that mints an Actions
+// ID token for aud from repo, triggered by actor.
+func oidcIssuer(t *testing.T) (*httptest.Server, func(aud, repo, actor string) string) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -323,14 +341,14 @@ func TestOIDCTokenScopesToItsRepository(t *testing.T) {
 	})
 	iss = httptest.NewServer(mux)
 	t.Cleanup(iss.Close)
-	sign := func(aud string) string {
+	return iss, func(aud, repo, actor string) string {
 		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "k"}}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		now := time.Now()
-		payload, _ := json.Marshal(map[string]any{"iss": iss.URL, "aud": aud, "sub": "repo:acme/web:ref:refs/heads/main",
-			"repository": "acme/web", "iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix()})
+		payload, _ := json.Marshal(map[string]any{"iss": iss.URL, "aud": aud, "sub": "repo:" + repo + ":ref:refs/heads/main",
+			"repository": repo, "actor": actor, "iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix()})
 		jws, err := signer.Sign(payload)
 		if err != nil {
 			t.Fatal(err)
@@ -338,8 +356,16 @@ func TestOIDCTokenScopesToItsRepository(t *testing.T) {
 		s, _ := jws.CompactSerialize()
 		return s
 	}
+}
+
+func TestOIDCTokenScopesToItsRepository(t *testing.T) {
+	t.Parallel()
+	iss, mint := oidcIssuer(t)
+	sign := func(aud string) string { return mint(aud, "acme/web", "alice") }
 
 	srv, eng, authn := newScopedAPI(t, iss.URL)
+	assign(t, srv, "web", "acme/web")
+	assign(t, srv, "hello", "acme/api")
 	if code, b := deployAs(t, srv, eng, sign(publicURL), "web"); code != 202 {
 		t.Fatalf("OIDC deploy: %d %s", code, b)
 	}

@@ -48,6 +48,9 @@ type Principal struct {
 	// Subject names the credential: the token id, or the OIDC "sub" claim
 	// (e.g. "repo:acme/web:ref:refs/heads/main").
 	Subject string
+	// Actor is the GitHub login that triggered the workflow, from an OIDC
+	// token's "actor" claim; "" for other credentials.
+	Actor string
 }
 
 // Why Authenticate refuses a credential. Each is wrapped with the details

@@ -294,7 +294,7 @@ func TestOIDCTokens(t *testing.T) {
 		return c
 	}
 	now := time.Now()
-	good := auth.Principal{Repo: "acme/web", Via: auth.ViaOIDC, Subject: "repo:acme/web:ref:refs/heads/main"}
+	good := auth.Principal{Repo: "acme/web", Via: auth.ViaOIDC, Subject: "repo:acme/web:ref:refs/heads/main", Actor: "alice"}
 	for _, tc := range []struct {
 		name  string
 		token string

@@ -28,6 +28,7 @@ type githubClaims struct {
 	RepositoryID      flexString `json:"repository_id"`
 	RepositoryOwner   string     `json:"repository_owner"`
 	RepositoryOwnerID flexString `json:"repository_owner_id"`
+	Actor             string     `json:"actor"`
 	IssuedAt          *int64     `json:"iat"`
 	NotBefore         *int64     `json:"nbf"`
 }
@@ -95,7 +96,7 @@ func (a *Authenticator) oidcToken(ctx context.Context, raw string) (Principal, e
 		RepositoryOwner: c.RepositoryOwner, RepositoryOwnerID: string(c.RepositoryOwnerID)}); err != nil {
 		return Principal{}, err
 	}
-	return Principal{Repo: c.Repository, Via: ViaOIDC, Subject: tok.Subject}, nil
+	return Principal{Repo: c.Repository, Via: ViaOIDC, Subject: tok.Subject, Actor: c.Actor}, nil
 }
 
 // checkTimes applies exp, iat and nbf, each with ClockLeeway, and the

@@ -7,11 +7,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"regexp"
-	"strings"
 	"time"
 
 	"github.com/sluicehq/sluice/rollout"
+	"github.com/sluicehq/sluice/rollout/manifest"
 )
 
 // TokenPrefix starts every sluice token, so a leaked one is recognizable
@@ -33,24 +32,11 @@ var (
 	ErrTokenNotFound = errors.New("no such token")
 )
 
-var (
-	// GitHub's rules: owners are alphanumerics and single inner hyphens (at
-	// most 39), repository names alphanumerics, '.', '_' and '-'.
-	repoRE    = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9]|-[A-Za-z0-9]){0,38}/[A-Za-z0-9._-]{1,100}$`)
-	serviceRE = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
-)
-
 // HashToken returns the SHA-256 of a token's text: what the store keeps.
 func HashToken(token string) [32]byte { return sha256.Sum256([]byte(token)) }
 
 // ValidRepo reports whether repo has the GitHub "owner/name" shape.
-func ValidRepo(repo string) bool {
-	if !repoRE.MatchString(repo) {
-		return false
-	}
-	_, name, _ := strings.Cut(repo, "/")
-	return name != "." && name != ".."
-}
+func ValidRepo(repo string) bool { return rollout.ValidRepo(repo) }
 
 // Issue creates a token for repo (owner/name), narrowed to service when
 // that is not "", valid for ttl from now (0: it never expires). It returns
@@ -61,7 +47,7 @@ func (a *Authenticator) Issue(repo, service string, ttl time.Duration) (string, 
 	switch {
 	case !ValidRepo(repo):
 		return "", rollout.Token{}, fmt.Errorf("%w: repo must be OWNER/NAME, got %q", ErrInvalidRequest, repo)
-	case service != "" && !serviceRE.MatchString(service):
+	case service != "" && !manifest.ValidServiceName(service):
 		return "", rollout.Token{}, fmt.Errorf("%w: %q is not a service name", ErrInvalidRequest, service)
 	case ttl < 0:
 		return "", rollout.Token{}, fmt.Errorf("%w: expiry %s is negative", ErrInvalidRequest, ttl)

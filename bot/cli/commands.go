@@ -50,6 +50,7 @@ type Commands struct {
 	History  HistoryCmd  `cmd:"" help:"The history log of a service."`
 	Logs     LogsCmd     `cmd:"" help:"The tail of a version's build and run logs."`
 	Token    TokenCmd    `cmd:"" help:"Create, list and revoke repository-scoped API tokens (with the admin --token)."`
+	Service  ServiceCmd  `cmd:"" help:"Assign a service to a repository (with the admin --token)."`
 }
 
 func printJSON(w io.Writer, raw []byte) error {

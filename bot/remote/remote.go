@@ -141,7 +141,11 @@ func apiError(status int, data []byte) error {
 		kind = rollout.KindNotFound
 	case http.StatusConflict:
 		kind = rollout.KindConflict
-	case http.StatusUnauthorized, http.StatusForbidden:
+	case http.StatusForbidden:
+		// The credential is fine; this service is not its to change. The
+		// bot answers that politely, like a local refusal.
+		kind = rollout.KindForbidden
+	case http.StatusUnauthorized:
 		return &refused{fmt.Sprintf("sluice server refused the credential (%d): %s", status, body.Error.Message)}
 	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable:
 		return fmt.Errorf("sluice server answered %d: %s", status, body.Error.Message)

@@ -266,7 +266,7 @@ func (s *serveCmd) Run(env *cli.Env) error {
 	c := cron.New()
 	if s.RetireAfter > 0 {
 		_, _ = c.AddFunc("@every 1m", func() {
-			if _, err := eng.Retire(env.Ctx, "", s.RetireAfter, rollout.Origin{Via: "sluice", Actor: "retire"}); err != nil {
+			if _, err := eng.Retire(env.Ctx, "", s.RetireAfter, rollout.Origin{Via: "sluice", Actor: "retire", Principal: rollout.AdminPrincipal}); err != nil {
 				log.Error("retire idle versions", "err", err)
 			}
 		})

@@ -39,6 +39,9 @@ var (
 // the file (redeploy overrides) apply the same rule.
 func ValidEnvName(name string) bool { return envKeyRE.MatchString(name) }
 
+// ValidServiceName reports whether name can name a service.
+func ValidServiceName(name string) bool { return serviceNameRE.MatchString(name) }
+
 // Parse reads a sluice.yaml. file names the file in problems (usually
 // FileName, or a path relative to the repository root); it is not opened.
 //
