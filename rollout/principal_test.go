@@ -49,12 +49,18 @@ func TestForeignPrincipalChangesNothing(t *testing.T) {
 			return err
 		},
 		"unroute": func(svc, v string, o rollout.Origin) error { _, err := h.eng.ClearRoutes(ctx, svc, "", o); return err },
-		"promote": func(svc, v string, o rollout.Origin) error { _, err := h.eng.Promote(ctx, svc, v, false, o); return err },
+		"promote": func(svc, v string, o rollout.Origin) error {
+			_, err := h.eng.Promote(ctx, svc, v, false, o)
+			return err
+		},
 		"rollback": func(svc, v string, o rollout.Origin) error { _, err := h.eng.Rollback(ctx, svc, v, o); return err },
 		"abort":    func(svc, v string, o rollout.Origin) error { _, err := h.eng.Abort(ctx, svc, v, o); return err },
 		"retire":   func(svc, v string, o rollout.Origin) error { _, err := h.eng.Retire(ctx, svc, 0, o); return err },
 		"stop":     func(svc, v string, o rollout.Origin) error { return h.eng.StopVersion(ctx, svc, v, o) },
-		"set-repo": func(svc, v string, o rollout.Origin) error { _, err := h.eng.SetRepo(ctx, svc, "acme/evil", o); return err },
+		"set-repo": func(svc, v string, o rollout.Origin) error {
+			_, err := h.eng.SetRepo(ctx, svc, "acme/evil", o)
+			return err
+		},
 	}
 	callers := []struct {
 		name, service, version string
