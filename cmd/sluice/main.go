@@ -50,10 +50,10 @@ type serveCmd struct {
 	BaseDomain      string        `help:"Services answer at <service>.<base-domain>." env:"SLUICE_BASE_DOMAIN" default:"localhost"`
 	Token           string        `help:"When set, the API requires Authorization: Bearer <token> (prefer --token-file: arguments are visible to every local user)." env:"SLUICE_TOKEN"`
 	TokenFile       string        `help:"File holding the admin token; wins over --token." type:"path" env:"SLUICE_TOKEN_FILE"`
-	MaxUpload       int64         `help:"Largest accepted source upload, in bytes." env:"SLUICE_MAX_UPLOAD" default:"268435456"`
+	MaxUpload       cli.Size      `help:"Largest accepted source upload, with a unit (512MiB)." env:"SLUICE_MAX_UPLOAD" default:"256MiB"`
 	RetireAfter     time.Duration `help:"Stop versions idle (0% and no rule) this long; 0 disables." env:"SLUICE_RETIRE_AFTER" default:"24h"`
 	DrainGrace      time.Duration `help:"How long stopping instances wait for in-flight requests." env:"SLUICE_DRAIN_GRACE" default:"10s"`
-	MaxBody         int64         `help:"Largest request body the router passes to a service without its own max_body, in bytes." env:"SLUICE_MAX_BODY" default:"33554432"`
+	MaxBody         cli.Size      `help:"Largest request body the router passes to a service without its own max_body, with a unit (32MiB)." env:"SLUICE_MAX_BODY" default:"32MiB"`
 	UpstreamTimeout time.Duration `help:"How long the router waits for an instance's response head before answering 504." env:"SLUICE_UPSTREAM_TIMEOUT" default:"60s"`
 	MaxConns        int           `help:"Most client connections the router serves at once." env:"SLUICE_MAX_CONNS" default:"10000"`
 	LogLevel        slog.Level    `help:"debug, info, warn or error." env:"SLUICE_LOG_LEVEL" default:"info"`
@@ -217,7 +217,7 @@ func (s *serveCmd) Run(env *cli.Env) error {
 		return err
 	}
 	rtr := router.New(s.BaseDomain, router.WithLogger(log), router.WithLimits(router.Limits{
-		MaxBodyBytes: s.MaxBody, UpstreamTimeout: s.UpstreamTimeout, MaxConns: s.MaxConns}))
+		MaxBodyBytes: int64(s.MaxBody), UpstreamTimeout: s.UpstreamTimeout, MaxConns: s.MaxConns}))
 	eng := rollout.New(db, rt, rtr, s.BaseDomain,
 		rollout.WithLogger(log),
 		rollout.WithRouterAddr(routerLn.Addr().String()),
@@ -229,7 +229,7 @@ func (s *serveCmd) Run(env *cli.Env) error {
 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	apiOpts := []api.Option{api.WithMaxUpload(s.MaxUpload), api.WithLogger(log)}
+	apiOpts := []api.Option{api.WithMaxUpload(int64(s.MaxUpload)), api.WithLogger(log)}
 	if s.Token != "" {
 		// --token is the admin token; repository tokens and OIDC tokens act
 		// for one repository. Without --token the API stays open (loopback).

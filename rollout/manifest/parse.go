@@ -482,7 +482,19 @@ func (p *parser) size(at *yaml.Node, path string) (int64, bool) {
 		p.addf(at, path, "must be a size like \"10MiB\", got %s", describe(val))
 		return 0, false
 	}
-	text, mult := strings.TrimSpace(val.Value), int64(1)
+	n, err := ParseSize(val.Value)
+	if err != nil {
+		p.addf(at, path, "must be a positive size like \"10MiB\", got %q", val.Value)
+		return 0, false
+	}
+	return n, true
+}
+
+// ParseSize parses a positive byte size: a whole number, optionally with a
+// unit (B, KB, MB, GB, KiB, MiB, GiB), e.g. "10MiB" or "1048576". It is the
+// one size syntax of sluice.yaml and of the command line.
+func ParseSize(s string) (int64, error) {
+	text, mult := strings.TrimSpace(s), int64(1)
 	for _, u := range sizeUnits {
 		if num, ok := strings.CutSuffix(text, u.suffix); ok {
 			text, mult = strings.TrimSpace(num), u.mult
@@ -491,10 +503,23 @@ func (p *parser) size(at *yaml.Node, path string) (int64, bool) {
 	}
 	n, err := strconv.ParseInt(text, 10, 64)
 	if err != nil || n <= 0 || n > math.MaxInt64/mult {
-		p.addf(at, path, "must be a positive size like \"10MiB\", got %q", val.Value)
-		return 0, false
+		return 0, fmt.Errorf("%q is not a positive size like 512MiB (units B, KB, MB, GB, KiB, MiB, GiB)", s)
 	}
-	return n * mult, true
+	return n * mult, nil
+}
+
+// FormatSize writes n in the largest binary unit that divides it exactly
+// (64KiB, 32MiB), so ParseSize reads it back.
+func FormatSize(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n != 0 && n%u.mult == 0 {
+			return strconv.FormatInt(n/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10) + "B"
 }
 
 // percent parses "N%" with 0 <= N <= 100 into the fraction N/100.
