@@ -57,9 +57,9 @@ func (l *Local) Cleanup(ctx context.Context) error {
 		}
 		// A process that is exiting no longer shows its environment but
 		// is not gone yet: done when every signalled process and group is
-		// gone too (or, should a pid have been reused, once the grace is
-		// over).
-		if orphans, _ = findMarked(marker); len(orphans) == 0 && (allGone(signalled, groups) || time.Now().After(killAt)) {
+		// gone too (or, should a pid have been reused, a grace after the
+		// SIGKILL).
+		if orphans, _ = findMarked(marker); len(orphans) == 0 && (allGone(signalled, groups) || time.Now().After(killAt.Add(cleanupGrace))) {
 			l.log.Info("processes left behind stopped")
 			return nil
 		}
