@@ -31,9 +31,43 @@ var page = template.Must(template.New("page.html").Funcs(template.FuncMap{
 	"inc": func(i int) int { return i + 1 },
 }).ParseFS(files, "page.html"))
 
+// Option configures Register.
+type Option func(*config)
+
+type config struct {
+	anonymous bool
+	mw        []echo.MiddlewareFunc
+}
+
+// Anonymous serves the page to readers nobody identified (--public-dashboard):
+// it then shows no repository names and no actors (who deployed, from
+// which pull request), only services, versions, statuses and traffic.
+func Anonymous() Option { return func(c *config) { c.anonymous = true } }
+
+// WithMiddleware guards the pages, e.g. with the admin token.
+func WithMiddleware(mw ...echo.MiddlewareFunc) Option {
+	return func(c *config) { c.mw = append(c.mw, mw...) }
+}
+
 // Register mounts GET /dashboard (every service) and
 // GET /dashboard/services/:service (one service) on e.
-func Register(e *echo.Echo, eng Engine) {
+func Register(e *echo.Echo, eng Engine, opts ...Option) {
+	var cfg config
+	for _, o := range opts {
+		o(&cfg)
+	}
+	render := func(c echo.Context, status int, services []rollout.ServiceStatus) error {
+		if cfg.anonymous {
+			for i := range services {
+				services[i].Repo = ""
+				for j := range services[i].Versions {
+					services[i].Versions[j].CreatedBy = rollout.Origin{Via: services[i].Versions[j].CreatedBy.Via}
+					services[i].Versions[j].Config = rollout.Config{}
+				}
+			}
+		}
+		return renderPage(c, status, services)
+	}
 	e.GET("/dashboard", func(c echo.Context) error {
 		names, err := eng.Services()
 		if err != nil {
@@ -48,7 +82,7 @@ func Register(e *echo.Echo, eng Engine) {
 			all = append(all, st)
 		}
 		return render(c, http.StatusOK, all)
-	})
+	}, cfg.mw...)
 	e.GET("/dashboard/services/:service", func(c echo.Context) error {
 		st, err := eng.Status(c.Request().Context(), c.Param("service"))
 		if err != nil {
@@ -58,10 +92,10 @@ func Register(e *echo.Echo, eng Engine) {
 			return err
 		}
 		return render(c, http.StatusOK, []rollout.ServiceStatus{st})
-	})
+	}, cfg.mw...)
 }
 
-func render(c echo.Context, status int, services []rollout.ServiceStatus) error {
+func renderPage(c echo.Context, status int, services []rollout.ServiceStatus) error {
 	var b strings.Builder
 	if err := page.Execute(&b, services); err != nil {
 		return err

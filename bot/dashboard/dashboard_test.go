@@ -77,3 +77,61 @@ func TestDashboardShowsVersionsButNoDetails(t *testing.T) {
 		t.Fatalf("VersionPath: %s", p)
 	}
 }
+
+// TestAnonymousDashboard: a public dashboard read by an anonymous client
+// names no repository, no actor and no build or run command.
+func TestAnonymousDashboard(t *testing.T) {
+	v1 := rollout.VersionStatus{Version: rollout.Version{Name: "hello-001", Status: rollout.StatusNormal,
+		Config:    rollout.Config{Build: "go build -ldflags=-X.key=s3cret-build", Run: "./app --secret-run"},
+		CreatedBy: rollout.Origin{Via: "comment", Actor: "alice-secret", PR: 12, Repo: "acme/private-repo", URL: "https://github.com/acme/private-repo/pull/12"}}}
+	eng := fakeEngine{"hello": {Name: "hello", Repo: "acme/private-repo", Stable: "hello-001", Versions: []rollout.VersionStatus{v1},
+		Policy: rollout.Policy{Split: map[string]int{"hello-001": 100}}}}
+	for _, tc := range []struct {
+		name string
+		opts []dashboard.Option
+		leak bool
+	}{{"public", []dashboard.Option{dashboard.Anonymous()}, false}, {"operator's", nil, true}} {
+		e := echo.New()
+		dashboard.Register(e, eng, tc.opts...)
+		srv := httptest.NewServer(e)
+		for _, path := range []string{"/dashboard", "/dashboard/services/hello"} {
+			code, body := get(t, srv, path)
+			if code != 200 || !strings.Contains(body, "hello-001") {
+				t.Fatalf("%s %s: %d", tc.name, path, code)
+			}
+			leaked := false
+			for _, secret := range []string{"private-repo", "alice-secret", "s3cret-build", "secret-run", "PR #12"} {
+				leaked = leaked || strings.Contains(body, secret)
+				if !tc.leak && strings.Contains(body, secret) {
+					t.Errorf("%s dashboard %s shows %q to an anonymous reader", tc.name, path, secret)
+				}
+			}
+			if tc.leak && !leaked {
+				t.Errorf("the operator's dashboard shows none of the markers; the public check proves nothing")
+			}
+		}
+		srv.Close()
+	}
+}
+
+// TestGuardedDashboard: without --public-dashboard the page is behind the
+// guard (the admin token); an anonymous client gets nothing.
+func TestGuardedDashboard(t *testing.T) {
+	eng := fakeEngine{"hello": {Name: "hello", Repo: "acme/web"}}
+	e := echo.New()
+	dashboard.Register(e, eng, dashboard.WithMiddleware(func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if c.Request().Header.Get("Authorization") != "Bearer admin" {
+				return c.String(http.StatusUnauthorized, "admin token needed\n")
+			}
+			return next(c)
+		}
+	}))
+	srv := httptest.NewServer(e)
+	defer srv.Close()
+	for _, path := range []string{"/dashboard", "/dashboard/services/hello"} {
+		if code, body := get(t, srv, path); code != http.StatusUnauthorized || strings.Contains(body, "acme/web") {
+			t.Errorf("anonymous %s: %d %s, want 401", path, code, body)
+		}
+	}
+}

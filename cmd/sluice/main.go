@@ -4,6 +4,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -65,6 +67,7 @@ type serveCmd struct {
 	GitHubAPIURL            string   `name:"github-api-url" help:"GitHub REST base URL, used exactly as given." env:"SLUICE_GITHUB_API_URL" default:"https://api.github.com/"`
 	PublicURL               string   `name:"public-url" help:"Base URL of this server, for links on GitHub and the audience of OIDC tokens." env:"SLUICE_PUBLIC_URL"`
 	OIDCIssuer              string   `name:"oidc-issuer" help:"Issuer of the OIDC ID tokens the API accepts (with --oidc-allow)." env:"SLUICE_OIDC_ISSUER" default:"https://token.actions.githubusercontent.com"`
+	PublicDashboard         bool     `name:"public-dashboard" help:"Serve /dashboard and /metrics to anyone (the dashboard then hides repositories and actors); by default they need the admin token." env:"SLUICE_PUBLIC_DASHBOARD"`
 	OIDCAllow               []string `name:"oidc-allow" help:"Owners or owner/repo patterns (globs; owner@ID, repo@ID pin GitHub's ids) whose workflows' OIDC tokens the API accepts; OIDC is off without it. Needs --token and --public-url." env:"SLUICE_OIDC_ALLOW"`
 }
 
@@ -132,6 +135,22 @@ func (s *serveCmd) oidcAllow() ([]auth.AllowEntry, error) {
 		return nil, fmt.Errorf("--oidc-allow needs --public-url (SLUICE_PUBLIC_URL): it is the audience OIDC tokens must carry")
 	}
 	return allow, nil
+}
+
+// adminOnly lets through requests that carry the admin token as a bearer
+// token (compared in constant time) and answers 401 to the rest.
+func adminOnly(token string) echo.MiddlewareFunc {
+	want := sha256.Sum256([]byte(token))
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			bearer, _ := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
+			got := sha256.Sum256([]byte(bearer))
+			if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+				return c.String(http.StatusUnauthorized, "this page needs the admin token (Authorization: Bearer ...), or a server started with --public-dashboard\n")
+			}
+			return next(c)
+		}
+	}
 }
 
 func isLoopback(addr string) bool {
@@ -240,10 +259,22 @@ func (s *serveCmd) Run(env *cli.Env) error {
 		apiOpts = append(apiOpts, api.WithAuthenticator(authn))
 	}
 	api.Register(e, eng, apiOpts...)
-	dashboard.Register(e, eng)
+	// The dashboard and /metrics name services, repositories and who
+	// deployed: with an admin token they are the admin's unless the
+	// operator publishes them, and then the dashboard is anonymous.
+	var guard []echo.MiddlewareFunc
+	dashOpts := []dashboard.Option{}
+	switch {
+	case s.PublicDashboard:
+		dashOpts = append(dashOpts, dashboard.Anonymous())
+	case s.Token != "":
+		guard = append(guard, adminOnly(s.Token))
+		dashOpts = append(dashOpts, dashboard.WithMiddleware(guard...))
+	}
+	dashboard.Register(e, eng, dashOpts...)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(rtr.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})), guard...)
 	gb, err := s.githubBot(eng, db, log)
 	if err != nil {
 		return err

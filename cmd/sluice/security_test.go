@@ -64,3 +64,37 @@ func TestAppSetupRefusesAStrangersWorkflow(t *testing.T) {
 		t.Fatal("a stranger's token changed the server's state")
 	}
 }
+
+// TestDashboardAndMetricsAreTheAdmins: with an admin token, an anonymous
+// client reads neither /dashboard nor /metrics unless the operator
+// published them with --public-dashboard.
+func TestDashboardAndMetricsAreTheAdmins(t *testing.T) {
+	anon := func(s *server, path string) int {
+		resp, err := http.Get("http://" + s.api + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	guarded := startServer(t, t.TempDir(), freePort(t), freePort(t), "SLUICE_TOKEN="+adminToken)
+	public := startServer(t, t.TempDir(), freePort(t), freePort(t), "SLUICE_TOKEN="+adminToken, "SLUICE_PUBLIC_DASHBOARD=true")
+	for _, path := range []string{"/dashboard", "/metrics"} {
+		if code := anon(guarded, path); code != http.StatusUnauthorized {
+			t.Errorf("anonymous %s: %d, want 401", path, code)
+		}
+		if code := anon(public, path); code != http.StatusOK {
+			t.Errorf("anonymous %s with --public-dashboard: %d, want 200", path, code)
+		}
+		req, _ := http.NewRequest(http.MethodGet, "http://"+guarded.api+path, nil)
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("admin %s: %d, want 200", path, resp.StatusCode)
+		}
+	}
+}
