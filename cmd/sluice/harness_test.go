@@ -46,6 +46,12 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// Run as root, serve runs deployed code as another user, which must be
+	// able to run the prebuilt binaries.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	sluiceBin = filepath.Join(dir, "sluice")
 	helloBin = filepath.Join(dir, "hello")
 	for _, b := range [][]string{{sluiceBin, "."}, {helloBin, "../../examples/hello"}} {
@@ -113,6 +119,19 @@ func unusedAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// traversable lets every user pass (not list) the test directories above
+// data, as serve running as root requires of a data directory whose
+// deployed code runs as another user.
+func traversable(t *testing.T, data string) {
+	t.Helper()
+	tmp := filepath.Clean(os.TempDir())
+	for d := filepath.Dir(data); strings.HasPrefix(d, tmp+string(filepath.Separator)); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // server is one `sluice serve` child process.
 type server struct {
 	t          *testing.T
@@ -153,6 +172,7 @@ func (b *syncBuffer) Bytes() []byte { return []byte(b.String()) }
 // when the test ends, and its log is printed if the test failed.
 func startServer(t *testing.T, data, api, route string, extraEnv ...string) *server {
 	t.Helper()
+	traversable(t, data)
 	s := &server{t: t, data: data, api: api, route: route, logs: &syncBuffer{}}
 	s.cmd = exec.Command(sluiceBin, "serve")
 	s.cmd.Env = append(os.Environ(), "SLUICE_DATA="+data, "SLUICE_DRAIN_GRACE=2s")

@@ -58,6 +58,7 @@ type serveCmd struct {
 	MaxBody         cli.Size      `help:"Largest request body the router passes to a service without its own max_body, with a unit (32MiB)." env:"SLUICE_MAX_BODY" default:"32MiB"`
 	UpstreamTimeout time.Duration `help:"How long the router waits for an instance's response head before answering 504." env:"SLUICE_UPSTREAM_TIMEOUT" default:"60s"`
 	MaxConns        int           `help:"Most client connections the router serves at once." env:"SLUICE_MAX_CONNS" default:"10000"`
+	RunAs           string        `help:"User builds and instances run as: a name, uid:gid, or root (only when said so). Default as root: a dedicated uid/gid 64100; otherwise sluice's own user." env:"SLUICE_RUN_AS"`
 	LogLevel        slog.Level    `help:"debug, info, warn or error." env:"SLUICE_LOG_LEVEL" default:"info"`
 
 	GitHubAppID             int64    `name:"github-app-id" help:"GitHub App id; without it the App is off." env:"SLUICE_GITHUB_APP_ID"`
@@ -108,6 +109,9 @@ func (s *serveCmd) githubBot(eng *rollout.Engine, db *store.DB, log *slog.Logger
 }
 
 func main() {
+	// Builds and instances start as this binary re-executed as their
+	// namespace's init.
+	local.RunNamespaceInit()
 	var a app
 	k := kong.Parse(&a, kong.Name("sluice"),
 		kong.Description("sluice runs a team's services and moves traffic between their versions."),
@@ -231,7 +235,11 @@ func (s *serveCmd) Run(env *cli.Env) error {
 		return err
 	}
 	defer db.Close()
-	rt, err := local.New(data, local.WithLogger(log))
+	runAs, err := local.ParseRunAs(s.RunAs, os.Geteuid())
+	if err != nil {
+		return err
+	}
+	rt, err := local.New(data, local.WithLogger(log), local.WithRunAs(runAs))
 	if err != nil {
 		return err
 	}

@@ -53,10 +53,16 @@ func (l *Local) Build(ctx context.Context, spec runtime.Spec) error {
 	if err := os.Remove(marker); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove stale build marker: %w", err)
 	}
-	if err := os.MkdirAll(l.logDir(spec.Version), 0o750); err != nil {
+	// Logs stay sluice's (children write through the descriptor they are
+	// handed); version and generation directories only let the run-as
+	// user through to its work directory.
+	if err := os.MkdirAll(l.logDir(spec.Version), 0o700); err != nil {
 		return fmt.Errorf("create log directory: %w", err)
 	}
-	if err := os.MkdirAll(l.genDir(spec.Version, spec.Generation), 0o750); err != nil {
+	if err := os.Chmod(l.versionDir(spec.Version), 0o711); err != nil {
+		return fmt.Errorf("create work directory: %w", err)
+	}
+	if err := os.MkdirAll(l.genDir(spec.Version, spec.Generation), 0o711); err != nil {
 		return fmt.Errorf("create work directory: %w", err)
 	}
 	src := l.srcDir(spec.Version, spec.Generation)
@@ -68,6 +74,9 @@ func (l *Local) Build(ctx context.Context, spec runtime.Spec) error {
 		if err := l.reuseBase(spec, src, log); err != nil {
 			return err
 		}
+		if err := l.giveTree(src); err != nil {
+			return err
+		}
 	} else {
 		if err := extract(spec.Archive, src); err != nil {
 			log.Warn("source unavailable", "err", err)
@@ -76,6 +85,9 @@ func (l *Local) Build(ctx context.Context, spec runtime.Spec) error {
 				Detail:     "The source archive could not be unpacked into the work directory: " + extractReason(err) + ".",
 				Suggestion: "Check that the source (commit or directory) is complete and within the size limits, then deploy again.",
 			}
+		}
+		if err := l.giveTree(src); err != nil {
+			return err
 		}
 		if spec.Build != "" {
 			if err := l.runBuild(ctx, spec, src, log); err != nil {
@@ -172,7 +184,7 @@ func (l *Local) runBuild(ctx context.Context, spec runtime.Spec, src string, log
 	header := fmt.Sprintf("==== sluice: %s generation %d: build started %s: %s",
 		spec.Version, spec.Generation, time.Now().UTC().Format(time.RFC3339), spec.Build)
 	env := l.childEnv(spec.Env, map[string]string{EnvVersion: spec.Version})
-	p, err := startProc(src, spec.Build, env, logPath, header)
+	p, err := l.startProc(src, spec.Build, env, logPath, header)
 	if err != nil {
 		log.Warn("build could not start", "err", err)
 		return &runtime.Failure{

@@ -7,9 +7,13 @@
 //	<dataDir>/versions/<version>/gen-<N>/built  marker written once generation N is fully built
 //	<dataDir>/versions/<version>/logs/build.log build output of every generation, appended
 //	<dataDir>/versions/<version>/logs/run-<N>-<i>.log output of instance i of generation N
+//	<dataDir>/home                              HOME of children running as another user
 //
-// Builds and instances run with /bin/sh -c in their own process group, with a
-// minimal inherited environment and the marker variable SLUICE_OWNER set to
+// Builds and instances run as the WithRunAs identity (the data directory,
+// the logs and sluice's files stay out of their reach) and, when sluice is
+// root and the kernel allows it, under an init of their own in new PID and
+// mount namespaces (see RunNamespaceInit). They run with /bin/sh -c in
+// their own process group, with a minimal inherited environment and the marker variable SLUICE_OWNER set to
 // the absolute data directory, so that Cleanup can find processes a killed
 // sluice left behind. Instances listen on a free 127.0.0.1 port passed as
 // $PORT, are health-checked over HTTP, and are restarted with exponential

@@ -60,7 +60,7 @@ func (g *group) launch(inst *instance) (*proc, error) {
 		EnvPort:    strconv.Itoa(inst.port),
 		EnvVersion: g.spec.Version,
 	})
-	return startProc(g.dir, g.spec.Run, env, inst.logPath, header)
+	return g.l.startProc(g.dir, g.spec.Run, env, inst.logPath, header)
 }
 
 // Instances implements runtime.Group.

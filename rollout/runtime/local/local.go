@@ -87,6 +87,10 @@ type Local struct {
 	backoffMax time.Duration
 	client     *http.Client
 
+	runAs *RunAs // nil: children run as sluice's own user, without namespaces
+	exe   string // this program, re-executed as the init of a child's namespaces
+	ns    bool   // children start in new PID and mount namespaces
+
 	mu       sync.Mutex
 	genLocks map[string]*sync.Mutex // "<version>/<gen>" → serializes Build of one generation
 	ports    map[int]bool           // ports handed to live groups
@@ -132,6 +136,17 @@ func WithRestartBackoff(min, max time.Duration) Option {
 	}
 }
 
+// WithRunAs makes builds and instances run as r. An identity other than
+// sluice's own needs sluice to run as root; New then makes the data
+// directory traverse-only and refuses one r cannot reach. When sluice runs
+// as root, New also tries to start children in new PID and mount
+// namespaces (see RunNamespaceInit) and falls back, with a warning, to
+// plain child processes where the kernel refuses. Without this option
+// children run as sluice's own user, without namespaces.
+func WithRunAs(r RunAs) Option {
+	return func(l *Local) { l.runAs = &r }
+}
+
 // New returns a Local that keeps work directories and logs under dataDir,
 // creating it if needed. dataDir is made absolute (symlinks resolved): it is
 // also the SLUICE_OWNER marker, so two sluices must not share it.
@@ -139,7 +154,7 @@ func New(dataDir string, opts ...Option) (*Local, error) {
 	if dataDir == "" {
 		return nil, errors.New("create local runtime: empty data directory")
 	}
-	if err := os.MkdirAll(filepath.Join(dataDir, "versions"), 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Join(dataDir, "versions"), 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
 	abs, err := filepath.Abs(dataDir)
@@ -169,7 +184,37 @@ func New(dataDir string, opts ...Option) (*Local, error) {
 	for _, o := range opts {
 		o(l)
 	}
+	if err := l.isolate(); err != nil {
+		return nil, err
+	}
 	return l, nil
+}
+
+// isolate prepares the data directory for the run-as identity and decides
+// whether children get namespaces.
+func (l *Local) isolate() error {
+	if l.switches() && os.Geteuid() != 0 {
+		return fmt.Errorf("run builds and instances as %s: sluice must run as root to switch users", l.runAs)
+	}
+	if err := l.prepareDataDir(); err != nil {
+		return err
+	}
+	if err := l.prepareHome(); err != nil {
+		return err
+	}
+	if l.runAs == nil || os.Geteuid() != 0 {
+		if os.Geteuid() != 0 {
+			l.log.Info("builds and instances run as sluice's own user: they can read everything sluice can")
+		}
+		return nil
+	}
+	if err := l.nsSupported(); err != nil {
+		l.log.Warn("builds and instances start without their own PID and mount namespaces: they can see the host's processes", "run_as", l.runAs.String(), "err", err)
+		return nil
+	}
+	l.ns = true
+	l.log.Info("builds and instances start in their own PID and mount namespaces", "run_as", l.runAs.String())
+	return nil
 }
 
 // checkVersion rejects version names that are not a single safe path element.
@@ -230,6 +275,13 @@ func (l *Local) childEnv(specEnv map[string]string, extra map[string]string) []s
 	}
 	if _, ok := env["PATH"]; !ok {
 		env["PATH"] = defaultPath
+	}
+	if l.switches() {
+		// sluice's own home and Go directories belong to sluice's user.
+		for _, k := range []string{"GOPATH", "GOCACHE", "GOMODCACHE"} {
+			delete(env, k)
+		}
+		env["HOME"] = l.homeDir()
 	}
 	for k, v := range specEnv {
 		env[k] = v

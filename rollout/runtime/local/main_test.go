@@ -23,8 +23,10 @@ import (
 )
 
 // The test binary doubles as the app under test: with LOCALTEST_APP set it
-// behaves as a tiny HTTP service in the given mode instead of running tests.
+// behaves as a tiny HTTP service in the given mode instead of running tests,
+// and started as a namespace init it is one.
 func TestMain(m *testing.M) {
+	RunNamespaceInit()
 	if mode := os.Getenv("LOCALTEST_APP"); mode != "" {
 		os.Exit(runApp(mode))
 	}

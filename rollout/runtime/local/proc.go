@@ -26,8 +26,10 @@ type proc struct {
 }
 
 // startProc starts command in dir with env, output appended to logPath after
-// a header line. The returned proc's done channel closes when the shell exits.
-func startProc(dir, command string, env []string, logPath, header string) (*proc, error) {
+// a header line, as the run-as identity and, when enabled, under a
+// namespace init. The returned proc's done channel closes when the shell
+// (or its init) exits.
+func (l *Local) startProc(dir, command string, env []string, logPath, header string) (*proc, error) {
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("open log: %w", err)
@@ -40,12 +42,19 @@ func startProc(dir, command string, env []string, logPath, header string) (*proc
 	if err != nil {
 		return nil, fmt.Errorf("stat log: %w", err)
 	}
-	cmd := exec.Command(shell, "-c", command)
+	var cmd *exec.Cmd
+	if l.ns {
+		argv := l.nsArgv(command)
+		cmd = exec.Command(argv[0], argv[1:]...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Cloneflags: nsCloneFlags}
+	} else {
+		cmd = exec.Command(shell, "-c", command)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: l.credential()}
+	}
 	cmd.Dir = dir
 	cmd.Env = env
 	cmd.Stdout = f // an *os.File is handed to the child as is: no copying goroutine to wait for
 	cmd.Stderr = f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		_, _ = fmt.Fprintf(f, "sluice: could not start the command: %v\n", err)
 		return nil, fmt.Errorf("start command: %w", err)
