@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -309,23 +310,30 @@ func fastSource(t *testing.T, build string) string {
 	return dir
 }
 
-// slowBuild is a build command that runs for a minute and writes its
-// process id to a file; pid reads it once the build has started.
-type slowBuild struct{ pidFile string }
+// slowBuild is a build command that runs for a minute, marked by a
+// variable unique to the test; pid finds its process from the outside
+// (the build may run as another user, in its own PID namespace, where its
+// own idea of its pid differs from the host's).
+type slowBuild struct{ mark string }
 
 func newSlowBuild(t *testing.T) slowBuild {
-	return slowBuild{pidFile: filepath.Join(t.TempDir(), "build.pid")}
+	return slowBuild{mark: "SLUICE_TEST_SLOW_BUILD=" + t.TempDir()}
 }
 
-func (b slowBuild) command() string { return "echo $$ > '" + b.pidFile + "'; exec sleep 60" }
+func (b slowBuild) command() string { return "exec env '" + b.mark + "' sleep 60" }
 
 // pid waits until the build has started and returns its process id.
 func (b slowBuild) pid(t *testing.T) int {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		var pid int
-		if data, err := os.ReadFile(b.pidFile); err == nil {
-			if _, err := fmt.Sscan(string(data), &pid); err == nil && pid > 0 {
+		dirs, _ := os.ReadDir("/proc")
+		for _, d := range dirs {
+			pid, err := strconv.Atoi(d.Name())
+			if err != nil {
+				continue
+			}
+			env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+			if err == nil && slices.Contains(strings.Split(string(env), "\x00"), b.mark) && alive(pid) {
 				return pid
 			}
 		}
