@@ -28,18 +28,26 @@ const (
 )
 
 // sink is where a body goes: a connection, or an http.ResponseWriter.
+// final marks the write that completes the message, when the copier knows
+// it (a Content-Length body, a chunked one passed on as it is).
 type sink interface {
-	write(p []byte) error
+	write(p []byte, final bool) error
 }
 
 // connSink writes to a connection, renewing the write deadline before every
 // write when timeout is set (a client that stops reading is dropped).
+// beforeFinal, when set, runs once before the final write: the response's
+// metrics are counted before the client can see its end.
 type connSink struct {
-	c       net.Conn
-	timeout time.Duration
+	c           net.Conn
+	timeout     time.Duration
+	beforeFinal func()
 }
 
-func (s *connSink) write(p []byte) error {
+func (s *connSink) write(p []byte, final bool) error {
+	if final {
+		s.final()
+	}
 	if s.timeout > 0 {
 		s.c.SetWriteDeadline(time.Now().Add(s.timeout))
 	}
@@ -49,13 +57,27 @@ func (s *connSink) write(p []byte) error {
 	return nil
 }
 
-// flushSink writes to a ResponseWriter and flushes after every write.
-type flushSink struct {
-	w http.ResponseWriter
-	f http.Flusher
+// final runs beforeFinal once.
+func (s *connSink) final() {
+	if f := s.beforeFinal; f != nil {
+		s.beforeFinal = nil
+		f()
+	}
 }
 
-func (s *flushSink) write(p []byte) error {
+// flushSink writes to a ResponseWriter and flushes after every write;
+// beforeFinal, when set, runs once before the final write (as connSink's).
+type flushSink struct {
+	w           http.ResponseWriter
+	f           http.Flusher
+	beforeFinal func()
+}
+
+func (s *flushSink) write(p []byte, final bool) error {
+	if f := s.beforeFinal; final && f != nil {
+		s.beforeFinal = nil
+		f()
+	}
 	if _, err := s.w.Write(p); err != nil {
 		return &sinkError{err}
 	}
@@ -94,13 +116,13 @@ func copyFixed(dst sink, src *reader, n int64, pre []byte) error {
 			b = nil
 		}
 		if len(pre) > 0 && (n == 0 || len(b) > 0 || src.r == src.w) {
-			if err := dst.write(pre); err != nil {
+			if err := dst.write(pre, n == 0); err != nil {
 				return err
 			}
 			pre = pre[:0]
 		}
 		if len(b) > 0 {
-			if err := dst.write(b); err != nil {
+			if err := dst.write(b, int64(len(b)) == n); err != nil {
 				return err
 			}
 			src.consume(len(b))
@@ -125,6 +147,9 @@ func copyFixed(dst sink, src *reader, n int64, pre []byte) error {
 func spliceFixed(dst *connSink, src *reader, n int64) error {
 	for n > 0 {
 		step := min(n, spliceStep)
+		if step == n {
+			dst.final()
+		}
 		if dst.timeout > 0 {
 			dst.c.SetWriteDeadline(time.Now().Add(dst.timeout))
 		}
@@ -164,13 +189,13 @@ func copyToEOF(dst sink, src *reader, pre []byte) error {
 			b = nil
 		}
 		if len(pre) > 0 {
-			if err := dst.write(pre); err != nil {
+			if err := dst.write(pre, false); err != nil {
 				return err
 			}
 			pre = pre[:0]
 		}
 		if len(b) > 0 {
-			if err := dst.write(b); err != nil {
+			if err := dst.write(b, false); err != nil {
 				return err
 			}
 			src.consume(len(b))
@@ -308,35 +333,48 @@ ext:
 // decode, only the data goes to dst (for a receiver that frames it itself);
 // otherwise the body goes as it came, chunk lines and trailers included,
 // once checked. A body whose data passes limit (when limit >= 0) fails with
-// errBodyTooLarge before the excess is written.
+// errBodyTooLarge before the excess is written. A malformed body fails with
+// errMalformed after what was well-formed before it was written (the
+// receiver then sees the message cut off there).
 func copyChunked(dst sink, src *reader, pre []byte, decode bool, limit int64) error {
 	var k chunker
+	// flush writes pre, then b if not empty; final when the body is done.
+	flush := func(b []byte) error {
+		if len(b) > 0 && merge(&pre, b) {
+			b = nil
+		}
+		if len(pre) > 0 {
+			if err := dst.write(pre, len(b) == 0 && k.state == chunkDone); err != nil {
+				return err
+			}
+			pre = pre[:0]
+		}
+		if len(b) > 0 {
+			return dst.write(b, k.state == chunkDone)
+		}
+		return nil
+	}
 	for {
 		b := src.buffered()
 		if decode {
 			// Pass each piece of data on; skip the framing.
 			for len(b) > 0 && k.state != chunkDone {
 				n, data, err := k.step(b)
+				if err == nil && limit >= 0 && k.total > limit {
+					err = errBodyTooLarge
+				}
 				if err != nil {
+					if ferr := flush(nil); ferr != nil {
+						return ferr
+					}
 					return err
 				}
 				if n == 0 {
 					break
 				}
-				if limit >= 0 && k.total > limit {
-					return errBodyTooLarge
-				}
-				if data {
-					if !merge(&pre, b[:n]) {
-						if len(pre) > 0 {
-							if err := dst.write(pre); err != nil {
-								return err
-							}
-							pre = pre[:0]
-						}
-						if err := dst.write(b[:n]); err != nil {
-							return err
-						}
+				if data && !merge(&pre, b[:n]) {
+					if err := flush(b[:n]); err != nil {
+						return err
 					}
 				}
 				src.consume(n)
@@ -346,50 +384,51 @@ func copyChunked(dst sink, src *reader, pre []byte, decode bool, limit int64) er
 			// Find how far the buffered bytes are complete pieces, then
 			// pass them on as they are.
 			done := 0
+			var serr error
 			for done < len(b) && k.state != chunkDone {
 				n, _, err := k.step(b[done:])
+				if err == nil && limit >= 0 && k.total > limit {
+					err = errBodyTooLarge
+				}
 				if err != nil {
-					return err
+					serr = err
+					break
 				}
 				if n == 0 {
 					break
 				}
-				if limit >= 0 && k.total > limit {
-					return errBodyTooLarge
-				}
 				done += n
 			}
-			if done > 0 && !merge(&pre, b[:done]) {
-				if len(pre) > 0 {
-					if err := dst.write(pre); err != nil {
-						return err
-					}
-					pre = pre[:0]
-				}
-				if err := dst.write(b[:done]); err != nil {
-					return err
-				}
+			if serr == errBodyTooLarge {
+				return serr // nothing of the excess goes out
+			}
+			if err := flush(b[:done]); err != nil {
+				return err
 			}
 			src.consume(done)
+			if serr != nil {
+				return serr
+			}
 		}
 		if k.state == chunkDone {
-			if len(pre) > 0 {
-				return dst.write(pre)
-			}
-			return nil
+			return flush(nil)
 		}
 		if len(pre) > 0 && src.r == src.w {
 			// Waiting for more: send what is complete first.
-			if err := dst.write(pre); err != nil {
+			if err := flush(nil); err != nil {
 				return err
 			}
-			pre = pre[:0]
 		}
 		if err := src.fill(); err != nil {
 			if err == errHeadTooLarge {
-				return errMalformed // a line longer than the buffer
+				err = errMalformed // a line longer than the buffer
+			} else {
+				err = unexpected(err)
 			}
-			return unexpected(err)
+			if ferr := flush(nil); ferr != nil {
+				return ferr
+			}
+			return err
 		}
 	}
 }

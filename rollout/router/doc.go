@@ -130,9 +130,23 @@
 //     version, whatever its method (nothing was sent). An idempotent
 //     request (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) without a streamed
 //     body whose connection fails before any byte of a response is sent
-//     again, to another instance if there is one. Pooled connections idle
-//     over a second are peeked at before reuse, so one the instance closed
-//     is not used.
+//     again to an instance it has not tried: at most once per instance
+//     (once more on a new connection when the failed one was a pooled
+//     keep-alive connection the instance had closed). When every try
+//     failed the client gets 502 saying how ("the instance reset the
+//     connection without answering"), not 503: the instances run. Pooled
+//     connections idle over a second are peeked at before reuse, so one
+//     the instance closed is not used.
+//   - An instance's response head over 64 KiB is 502 "response head too
+//     large"; a malformed one 502 "malformed response head". A chunked
+//     response body that turns malformed is passed on up to its last
+//     well-formed piece, then the client's connection is closed (so the
+//     client cannot take it for whole) and the cause is logged.
+//   - A client that goes away while the instance works on its request
+//     (no response head yet) cancels it: the instance connection is
+//     closed, and the request stops counting in flight at once. The
+//     router starts watching the client 20 ms into the wait, so fast
+//     responses pay nothing for it.
 //   - A version with no live instance answers 503 with Retry-After and
 //     X-Sluice-Version at once; an instance that does not send its response
 //     head within Limits.UpstreamTimeout gives 504; neither closes the
@@ -147,7 +161,10 @@
 //     once the request reached an instance.
 //   - The instance gets X-Forwarded-For, X-Forwarded-Host,
 //     X-Forwarded-Proto and Forwarded describing the client the router saw
-//     (values a client sent for them are dropped: the router is the edge),
+//     (values a client sent for them are dropped: the router is the edge;
+//     unless the client is a proxy named in WithTrustedProxies, whose
+//     X-Forwarded-For and Forwarded get its address appended and whose
+//     X-Forwarded-Proto and -Host are kept), never a client's X-Real-IP,
 //     the client's X-Request-Id or a new one, and no hop-by-hop field
 //     (Connection and what it names, Keep-Alive, Proxy-Connection, TE,
 //     Transfer-Encoding, Upgrade unless upgrading, Proxy-Authorization);
@@ -158,9 +175,13 @@
 //     read, write and idle timeouts, and a cap on connections that closes
 //     idle ones to make room. A client sending its head a byte at a time is
 //     cut off ReadTimeout after its first byte, so slowloris clients hold a
-//     connection for at most that long.
+//     connection for at most that long. A request head with a bare LF
+//     line end is 400 as soon as it is seen. An absolute-form target
+//     (http:// or https://) is routed by its authority and forwarded in
+//     origin form.
 //   - Metrics per version, counted with atomics on counters the table
 //     holds: requests, responses by status class, a latency histogram and
 //     requests in flight, for Prometheus (Collector) and for the engine
-//     (Stats).
+//     (Stats). A response is counted before its last write, so a client
+//     that has its response finds it in the metrics.
 package router

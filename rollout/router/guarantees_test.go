@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -82,6 +83,12 @@ func TestDeadInstance(t *testing.T) {
 // brokenInstance accepts connections, reads a request head and hangs up
 // without answering (an instance that dies mid-request). It counts them.
 func brokenInstance(t *testing.T) (string, *atomic.Int64) {
+	return droppingInstance(t, false)
+}
+
+// droppingInstance is brokenInstance; with reset, it resets the
+// connection (RST) instead of closing it.
+func droppingInstance(t *testing.T, reset bool) (string, *atomic.Int64) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -95,18 +102,13 @@ func brokenInstance(t *testing.T) (string, *atomic.Int64) {
 			if err != nil {
 				return
 			}
+			if reset {
+				c.(*net.TCPConn).SetLinger(0)
+			}
 			go func() {
 				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					l, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if l == "\r\n" {
-						n.Add(1)
-						return
-					}
+				if skipHead(bufio.NewReader(c)) == nil {
+					n.Add(1)
 				}
 			}()
 		}
@@ -495,7 +497,7 @@ func TestForwardingHeaders(t *testing.T) {
 		rc.send("GET /p?q=1 HTTP/1.1\r\nHost: hello.sluice.test:8000\r\nConnection: X-Hop\r\nX-Hop: 1\r\n" +
 			"Keep-Alive: timeout=5\r\nProxy-Authorization: Basic eA==\r\nTE: trailers\r\nProxy-Connection: keep-alive\r\n" +
 			"X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: evil\r\nX-Forwarded-Proto: https\r\nForwarded: for=6.6.6.6\r\n" +
-			"X-Request-Id: abc-123\r\nX-Custom: kept\r\nCookie: a=1\r\n\r\n")
+			"X-Real-IP: 6.6.6.6\r\nX-Request-Id: abc-123\r\nX-Custom: kept\r\nCookie: a=1\r\n\r\n")
 		resp := rc.read("GET")
 		if resp.status != 200 {
 			t.Fatalf("status %d: %q", resp.status, resp.body)
@@ -523,6 +525,9 @@ func TestForwardingHeaders(t *testing.T) {
 				t.Errorf("instance got hop-by-hop %s = %q", k, vs)
 			}
 		}
+		if vs := got.Values("X-Real-Ip"); len(vs) > 0 {
+			t.Errorf("instance got the client's X-Real-IP %q; want it dropped", vs)
+		}
 		ids := map[string]bool{}
 		for range 2 {
 			rc.send("GET / HTTP/1.1\r\nHost: hello.sluice.test\r\n\r\n")
@@ -545,6 +550,93 @@ func TestForwardingHeaders(t *testing.T) {
 		}
 		if resp.header.Get("X-Kept") != "yes" || resp.body != "ok" {
 			t.Errorf("end-to-end field or body lost: %q %q", resp.header.Get("X-Kept"), resp.body)
+		}
+	})
+}
+
+// TestTrustedProxies: X-Forwarded-For (and Forwarded) from a peer listed
+// in WithTrustedProxies is kept and the peer appended, with its
+// X-Forwarded-Proto and -Host; from any other peer (an attacker spoofing
+// its address) those fields are replaced by what the router saw. X-Real-IP
+// is dropped either way.
+func TestTrustedProxies(t *testing.T) {
+	const spoof = "GET / HTTP/1.1\r\nHost: hello.sluice.test\r\nX-Forwarded-For: 1.2.3.4\r\nX-Forwarded-For: 5.6.7.8\r\n" +
+		"Forwarded: for=1.2.3.4\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: www.example.com\r\nX-Real-IP: 1.2.3.4\r\n\r\n"
+	tests := []struct {
+		name    string
+		trusted []netip.Prefix
+		want    map[string]string
+	}{
+		{"trusted peer", []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("127.0.0.1/32")}, map[string]string{
+			"X-Forwarded-For":   "1.2.3.4, 5.6.7.8, 127.0.0.1",
+			"Forwarded":         `for=1.2.3.4, for=127.0.0.1;proto=http;host="hello.sluice.test"`,
+			"X-Forwarded-Proto": "https",
+			"X-Forwarded-Host":  "www.example.com",
+		}},
+		{"untrusted peer", []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, map[string]string{
+			"X-Forwarded-For":   "127.0.0.1",
+			"Forwarded":         `for=127.0.0.1;proto=http;host="hello.sluice.test"`,
+			"X-Forwarded-Proto": "http",
+			"X-Forwarded-Host":  "hello.sluice.test",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			forEachFront(t, func(t *testing.T, fr frontEnd) {
+				echo := echoInstance(t, "echo")
+				_, base := startOn(t, fr.start, table1("hello-001", false, 0, echo), WithTrustedProxies(tt.trusted))
+				rc := dialRaw(t, base)
+				rc.send(spoof)
+				resp := rc.read("GET")
+				got := headerLines(resp.body)
+				for k, want := range tt.want {
+					if vs := got.Values(k); len(vs) != 1 || vs[0] != want {
+						t.Errorf("instance got %s = %q; want [%q]", k, vs, want)
+					}
+				}
+				if vs := got.Values("X-Real-Ip"); len(vs) > 0 {
+					t.Errorf("instance got X-Real-IP %q; want it dropped", vs)
+				}
+			})
+		})
+	}
+}
+
+// TestMetricsExact: a response is in the metrics by the time its client
+// has it whole, even when its last write is a large one the client has to
+// read before it completes.
+func TestMetricsExact(t *testing.T) {
+	forEachFront(t, func(t *testing.T, fr frontEnd) {
+		big := bytes.Repeat([]byte("x"), 64<<10)
+		inst := newInstance(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/big" {
+				w.Header().Set("Content-Length", strconv.Itoa(len(big)))
+				w.Write(big)
+				return
+			}
+			io.WriteString(w, "small")
+		}))
+		r, base := startOn(t, fr.start, Table{Services: []ServiceTable{{
+			Name:   "hello",
+			Policy: mustCompile(t, Policy{Split: map[string]int{"hello-001": 100}}),
+			Versions: []VersionTable{
+				{Name: "hello-001", Addrs: []string{inst}},
+				{Name: "hello-002"}, // no instance: 503
+			},
+		}}})
+		for i := range 20 {
+			for _, p := range []string{"/big", "/small"} {
+				resp := get(t, base, "hello.sluice.test", p)
+				st := r.Stats("hello-001")
+				if resp.status != 200 || st.Status2xx != st.Requests || st.InFlight != 0 {
+					t.Fatalf("round %d %s: after the client read %d, stats say %d requests, %d 2xx, %d in flight; want every request counted",
+						i, p, resp.status, st.Requests, st.Status2xx, st.InFlight)
+				}
+			}
+			get(t, base, "hello-002.hello.sluice.test", "/")
+			if st := r.Stats("hello-002"); st.Status5xx != st.Requests || st.InFlight != 0 {
+				t.Fatalf("round %d: after a 503, stats say %d requests, %d 5xx, %d in flight", i, st.Requests, st.Status5xx, st.InFlight)
+			}
 		}
 	})
 }

@@ -2,6 +2,7 @@ package router
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -65,30 +66,43 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		vs := v.stats
 		vs.begin()
 		if s.maxBody >= 0 && req.ContentLength > s.maxBody {
-			httpPlain(w, http.StatusRequestEntityTooLarge, v.name, "request body too large")
 			vs.end(http.StatusRequestEntityTooLarge, time.Since(start))
+			httpPlain(w, http.StatusRequestEntityTooLarge, v.name, "request body too large")
 			return
 		}
-		status := r.forwardHTTP(w, req, t, v, s.maxBody, pin, start)
-		switch status {
-		case errReroute:
+		// A response is counted once, before the client can see its end
+		// (its last write), so that a client that got it finds it counted.
+		counted := false
+		count := func(status int) {
+			if !counted {
+				counted = true
+				vs.end(status, time.Since(start))
+			}
+		}
+		status := r.forwardHTTP(w, req, t, v, s.maxBody, pin, start, count)
+		if status == errReroute {
 			vs.cancel()
 			t = r.table.Load()
 			continue
-		case errCounted:
-		default:
-			vs.end(status, time.Since(start))
 		}
+		count(status)
 		return
 	}
 }
 
 // forwardHTTP is conn.forward for a net/http request.
-func (r *Router) forwardHTTP(w http.ResponseWriter, req *http.Request, t *table, v *versionRoute, maxBody int64, pin bool, start time.Time) int {
+// Responses the router writes itself are counted (count) after forwardHTTP
+// returns: net/http sends them when the handler returns.
+func (r *Router) forwardHTTP(w http.ResponseWriter, req *http.Request, t *table, v *versionRoute, maxBody int64, pin bool, start time.Time, count func(status int)) int {
 	upgrade := isUpgrade(req.Header)
 	x := &exchange{r: r, t: t, v: v, idempotent: idempotentMethod(req.Method), now: start}
 	hasBody := req.Body != nil && req.Body != http.NoBody && req.ContentLength != 0
 	x.out = r.httpRequestHead(req, hasBody, upgrade)
+	x.watch = func(uc *upConn) func() bool {
+		// net/http cancels the request's context when the client goes.
+		stop := context.AfterFunc(req.Context(), func() { uc.c.Close() })
+		return func() bool { return !stop() } // false: the close ran, or runs
+	}
 	if hasBody {
 		x.idempotent = false // the body cannot be read twice
 		rc := http.NewResponseController(w)
@@ -108,12 +122,14 @@ func (r *Router) forwardHTTP(w http.ResponseWriter, req *http.Request, t *table,
 			return status
 		case http.StatusServiceUnavailable:
 			httpPlain(w, status, v.name, "no instance of this version is running")
-		case http.StatusGatewayTimeout:
-			httpPlain(w, status, v.name, "the instance did not answer in time")
 		case http.StatusRequestEntityTooLarge:
 			httpPlain(w, status, v.name, "request body too large")
 		default:
-			httpPlain(w, status, v.name, "the instance did not answer")
+			msg := x.cause
+			if msg == "" {
+				msg = "the instance did not answer"
+			}
+			httpPlain(w, status, v.name, msg)
 		}
 		return status
 	}
@@ -125,12 +141,12 @@ func (r *Router) forwardHTTP(w http.ResponseWriter, req *http.Request, t *table,
 			if st == errRetry {
 				st = http.StatusBadGateway
 			}
-			httpPlain(w, st, v.name, "the instance did not answer")
+			httpPlain(w, st, v.name, x.cause)
 			return st
 		}
 	}
 	if p.status == 101 {
-		return r.upgradeHTTP(w, x, upgrade)
+		return r.upgradeHTTP(w, x, upgrade, count)
 	}
 
 	h := w.Header()
@@ -138,7 +154,7 @@ func (r *Router) forwardHTTP(w http.ResponseWriter, req *http.Request, t *table,
 		f := &p.fields[i]
 		switch f.kind {
 		case hOther, hCookie, hXRequestID, hHost, hExpect, hTrailer,
-			hXForwardedFor, hXForwardedHost, hXForwardedProto, hForwarded:
+			hXForwardedFor, hXForwardedHost, hXForwardedProto, hForwarded, hXRealIP:
 			if p.connTokens > 0 && p.dropByConnection(p.head, f) {
 				continue
 			}
@@ -159,7 +175,7 @@ func (r *Router) forwardHTTP(w http.ResponseWriter, req *http.Request, t *table,
 	w.WriteHeader(p.status)
 
 	src := &x.uc.rd
-	dst := &flushSink{w: w}
+	dst := &flushSink{w: w, beforeFinal: func() { count(p.status) }}
 	dst.f, _ = w.(http.Flusher)
 	x.uc.c.SetReadDeadline(time.Time{})
 	var err error
@@ -188,7 +204,7 @@ func (r *Router) forwardHTTP(w http.ResponseWriter, req *http.Request, t *table,
 
 // upgradeHTTP passes a 101 on and joins the hijacked client connection
 // with the instance's.
-func (r *Router) upgradeHTTP(w http.ResponseWriter, x *exchange, upgrade bool) int {
+func (r *Router) upgradeHTTP(w http.ResponseWriter, x *exchange, upgrade bool, count func(int)) int {
 	v := x.v
 	x.endBody()
 	if !upgrade {
@@ -209,11 +225,11 @@ func (r *Router) upgradeHTTP(w http.ResponseWriter, x *exchange, upgrade bool) i
 	out = (&conn{}).appendFields(out, p, true)
 	out = append(out, v.versionLine...)
 	out = append(out, "\r\n"...)
+	count(http.StatusSwitchingProtocols) // before the client can see it
 	if _, err := nc.Write(out); err != nil {
 		x.release(false)
-		return http.StatusSwitchingProtocols
+		return errCounted
 	}
-	v.stats.end(http.StatusSwitchingProtocols, 0)
 	var crd reader
 	crd.reset(nc, make([]byte, clientBufSize))
 	crd.w = copy(crd.buf, bufferedBytes(brw.Reader))
@@ -239,7 +255,7 @@ func httpCopyBody(uc *upConn, req *http.Request, timeout time.Duration, limit in
 	buf := make([]byte, 32<<10)
 	var cw *chunkWriter
 	if req.ContentLength < 0 {
-		cw = &chunkWriter{w: writerFunc(func(p []byte) (int, error) { return len(p), dst.write(p) })}
+		cw = &chunkWriter{w: writerFunc(func(p []byte) (int, error) { return len(p), dst.write(p, false) })}
 	}
 	for {
 		n, rerr := src.Read(buf)
@@ -248,7 +264,7 @@ func httpCopyBody(uc *upConn, req *http.Request, timeout time.Duration, limit in
 			if cw != nil {
 				_, werr = cw.Write(buf[:n])
 			} else {
-				werr = dst.write(buf[:n])
+				werr = dst.write(buf[:n], false)
 			}
 			if werr != nil {
 				return &bodyError{side: sideInstance, err: werr}
@@ -359,10 +375,25 @@ func (r *Router) httpRequestHead(req *http.Request, hasBody, upgrade bool) []byt
 		proto = "https"
 	}
 	ip, _, err := net.SplitHostPort(req.RemoteAddr)
+	trusted := err == nil && r.trustedPeer(ip)
+	fhost, fproto := req.Host, proto
 	if err == nil {
 		out = append(out, "X-Forwarded-For: "...)
+		if trusted {
+			out = appendHeaderList(out, req.Header["X-Forwarded-For"])
+		}
 		out = append(out, ip...)
-		out = append(out, "\r\nForwarded: for="...)
+		out = append(out, "\r\nForwarded: "...)
+		if trusted {
+			out = appendHeaderList(out, req.Header["Forwarded"])
+			if v := req.Header.Get("X-Forwarded-Host"); v != "" && !strings.ContainsAny(v, "\r\n") {
+				fhost = v
+			}
+			if v := req.Header.Get("X-Forwarded-Proto"); v != "" && !strings.ContainsAny(v, "\r\n") {
+				fproto = v
+			}
+		}
+		out = append(out, "for="...)
 		if strings.IndexByte(ip, ':') >= 0 {
 			out = append(out, "\"["+ip+"]\""...)
 		} else {
@@ -375,8 +406,22 @@ func (r *Router) httpRequestHead(req *http.Request, hasBody, upgrade bool) []byt
 	out = append(out, "proto="+proto+";host=\""...)
 	out = append(out, req.Host...)
 	out = append(out, "\"\r\nX-Forwarded-Host: "...)
-	out = append(out, req.Host...)
-	out = append(out, "\r\nX-Forwarded-Proto: "+proto+"\r\n\r\n"...)
+	out = append(out, fhost...)
+	out = append(out, "\r\nX-Forwarded-Proto: "...)
+	out = append(out, fproto...)
+	out = append(out, "\r\n\r\n"...)
+	return out
+}
+
+// appendHeaderList appends a trusted proxy's values of a list field, each
+// followed by ", ".
+func appendHeaderList(out []byte, vs []string) []byte {
+	for _, v := range vs {
+		if v = strings.TrimSpace(v); v != "" && !strings.ContainsAny(v, "\r\n") {
+			out = append(out, v...)
+			out = append(out, ", "...)
+		}
+	}
 	return out
 }
 

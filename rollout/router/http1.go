@@ -112,8 +112,11 @@ func (rd *reader) readHead(limit int, onPartial func()) ([]byte, error) {
 		}
 		if n := rd.w - rd.r; n > 0 {
 			from := rd.r + max(rd.scanned-3, 0)
-			if i := bytes.Index(rd.buf[from:rd.w], crlfcrlf); i >= 0 {
-				end := from + i + 4
+			end, err := headEnd(rd.buf[:rd.w], rd.r, from)
+			if err != nil {
+				return nil, err
+			}
+			if end > 0 {
 				if end-rd.r > limit {
 					return nil, errHeadTooLarge
 				}
@@ -147,7 +150,28 @@ func (rd *reader) readHead(limit int, onPartial func()) ([]byte, error) {
 	}
 }
 
-var crlfcrlf = []byte("\r\n\r\n")
+// headEnd finds the end of the head that starts at b[start]: the index
+// after its empty line, 0 when b does not hold it all yet. The search
+// starts at from (>= start). A line feed without a carriage return before
+// it is errMalformed at once: such a head is refused as soon as it is seen
+// rather than waited on until a timeout (a client that ends its lines with
+// bare LF would otherwise never send the CRLFCRLF the head needs).
+func headEnd(b []byte, start, from int) (int, error) {
+	for {
+		i := bytes.IndexByte(b[from:], '\n')
+		if i < 0 {
+			return 0, nil
+		}
+		i += from
+		if i == start || b[i-1] != '\r' {
+			return 0, errMalformed
+		}
+		if i+2 < len(b) && b[i+1] == '\r' && b[i+2] == '\n' {
+			return i + 3, nil
+		}
+		from = i + 1
+	}
+}
 
 // hkind classifies the header fields the router acts on; every other field
 // is forwarded as it came.
@@ -174,6 +198,7 @@ const (
 	hExpect
 	hCookie
 	hVersion // X-Sluice-Version: only the router sets it
+	hXRealIP // X-Real-IP: a client's claim about itself, dropped
 )
 
 // field is one header line of a head: name is head[ns:ne], value (without
@@ -212,8 +237,11 @@ func classify(name []byte) hkind {
 			return hTrailer
 		}
 	case 9:
-		if eqFold(name, "forwarded") {
+		switch {
+		case eqFold(name, "forwarded"):
 			return hForwarded
+		case eqFold(name, "x-real-ip"):
+			return hXRealIP
 		}
 	case 10:
 		switch {
@@ -521,9 +549,12 @@ func (q *reqHead) parse(head []byte) error {
 		return err
 	}
 	q.absHost, q.host, q.requestID, q.expect = nil, nil, nil, false
-	if len(q.target) > 7 && eqFoldAny(q.target[:7], "http://") {
-		// Absolute form: the authority is the host; instances get the origin form.
-		t := q.target[7:]
+	if n := absolutePrefix(q.target); n > 0 {
+		// Absolute form: the authority is the host; instances get the
+		// origin form. An https:// target is handled the same way: the
+		// scheme says how the client reached the first proxy, and the
+		// router forwards over plain HTTP whatever it says.
+		t := q.target[n:]
 		i := bytes.IndexAny(t, "/?")
 		if i < 0 {
 			q.absHost, q.target = t, slash
@@ -569,6 +600,18 @@ func (q *reqHead) parse(head []byte) error {
 		q.close = !q.keepAlive
 	}
 	return nil
+}
+
+// absolutePrefix returns the length of target's "http://" or "https://"
+// prefix (any case), 0 when it has neither or nothing after it.
+func absolutePrefix(target []byte) int {
+	switch {
+	case len(target) > 7 && eqFoldAny(target[:7], "http://"):
+		return 7
+	case len(target) > 8 && eqFoldAny(target[:8], "https://"):
+		return 8
+	}
+	return 0
 }
 
 // errExpectation is an Expect other than 100-continue: 417.

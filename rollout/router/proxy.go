@@ -57,6 +57,15 @@ type exchange struct {
 	// from it.
 	now time.Time
 
+	// watch, when set, starts watching the client while a slow instance
+	// works on a request without a streamed body; the function it returns
+	// stops the watch and reports whether the client went away (the watch
+	// then closed uc's connection).
+	watch func(uc *upConn) (stop func() (gone bool))
+
+	// cause says why the last try failed, for the router's 502.
+	cause string
+
 	// Set by send.
 	b        *backend
 	uc       *upConn
@@ -91,17 +100,31 @@ func (e *sinkError) Unwrap() error { return e.err }
 // send picks an instance of x.v, sends the request and reads the response
 // head into x.resp. It returns 0 when there is a response (x.uc is then the
 // connection, counted in flight on x.b), or the status the router answers
-// with itself: 502 when instances failed, 503 when no instance is live,
-// 504 when the instance did not answer in time, 413 when a streamed body
-// was too large, 400 when it was malformed; -1 when the client went away
-// (nothing to answer), and errReroute when the version left the table
-// before anything was sent.
+// with itself: 502 when instances failed (x.cause says how), 503 when no
+// instance is live, 504 when the instance did not answer in time, 413 when
+// a streamed body was too large, 400 when it was malformed; -1 when the
+// client went away (nothing to answer), and errReroute when the version
+// left the table before anything was sent.
+//
+// Retries: a request goes to another instance when the one picked refused
+// the connection (nothing was sent), whatever its method. An idempotent
+// request without a streamed body whose connection failed before any byte
+// of a response is sent again, to an instance it has not tried yet: at
+// most once per instance, so with one instance that drops it the instance
+// sees it once. The one exception is a pooled keep-alive connection the
+// instance had closed: the request is sent again once, on a new
+// connection, to the same instance.
 func (x *exchange) send() int {
 	r := x.r
-	attempts := len(x.v.backends) + 2
-	for ; attempts > 0; attempts-- {
-		b := x.v.pick()
+	var triedBuf [4]*backend
+	tried := triedBuf[:0]
+	staleRetried := false
+	for {
+		b := x.v.pick(tried)
 		if b == nil {
+			if x.cause != "" {
+				return 502 // every instance tried failed: say why
+			}
 			return 503
 		}
 		b.inflight.Add(1)
@@ -124,20 +147,37 @@ func (x *exchange) send() int {
 		if err != nil {
 			b.inflight.Add(-1)
 			b.markDown()
+			tried = append(tried, b)
 			r.log.Warn("instance refused a connection; out of rotation", "version", x.v.name, "addr", b.addr, "err", err)
 			continue // nothing was sent: any request may go elsewhere
 		}
 		if !reused {
 			b.markUp()
 		}
+		// again says whether a failure on this connection may be retried
+		// on the same instance (a stale pooled connection, once).
+		again := reused && !staleRetried
 		// Only reads wait on the instance: the head fits its empty
 		// receive buffer, and a streamed body sets its own write deadlines.
-		uc.c.SetReadDeadline(now.Add(r.limits.UpstreamTimeout))
+		deadline := now.Add(r.limits.UpstreamTimeout)
+		watch := x.watch != nil && x.stream == nil && x.cont == nil
+		if first := time.Now().Add(watchAfter); watch && first.Before(deadline) {
+			uc.c.SetReadDeadline(first)
+		} else {
+			uc.c.SetReadDeadline(deadline)
+			watch = false
+		}
 		if _, err := uc.c.Write(x.out); err != nil {
 			uc.c.Close()
 			b.inflight.Add(-1)
-			if reused || x.idempotent {
+			if again {
+				staleRetried = true
 				continue // a stale keep-alive connection: the instance got nothing usable
+			}
+			tried = append(tried, b)
+			x.cause = "the instance closed the connection before the request was sent"
+			if x.idempotent {
+				continue
 			}
 			r.log.Warn("write to instance failed", "version", x.v.name, "addr", b.addr, "err", err)
 			return 502
@@ -157,15 +197,25 @@ func (x *exchange) send() int {
 			go func() { done <- stream(uc) }()
 		}
 		runtime.Gosched() // the instance needs time to answer: let other connections run
-		status := x.readHead()
+		status := x.awaitHead(deadline, watch)
 		if status == 0 {
 			return 0
 		}
 		uc.c.Close()
 		x.b, x.uc = nil, nil
 		b.inflight.Add(-1)
+		if status == errGone {
+			r.log.Info("client went away while the instance worked; request cancelled", "version", x.v.name, "addr", b.addr)
+			return -1
+		}
 		if status == errRetry {
 			if x.stream == nil && x.idempotent {
+				if again {
+					staleRetried = true
+				} else {
+					tried = append(tried, b)
+				}
+				r.log.Warn("instance dropped a request; trying another", "version", x.v.name, "addr", b.addr, "cause", x.cause)
 				continue // the instance closed or died before answering
 			}
 			status = 502
@@ -185,37 +235,79 @@ func (x *exchange) send() int {
 			}
 		}
 		if status == 502 {
-			r.log.Warn("instance did not answer", "version", x.v.name, "addr", b.addr)
+			r.log.Warn("instance did not answer", "version", x.v.name, "addr", b.addr, "cause", x.cause)
 		}
 		return status
 	}
-	return 503
 }
+
+// watchAfter is how long the router waits for a response head before it
+// starts watching the client's connection too (so that a client that goes
+// away cancels the request). Most responses come sooner, and then the
+// watch costs nothing.
+const watchAfter = 20 * time.Millisecond
 
 // Statuses send and forward return besides HTTP ones.
 const (
 	errReroute = -2 // the version left the table: route again
 	errRetry   = -3 // the connection failed before any response byte
 	errCounted = -4 // the request's end was counted already (an upgrade)
+	errGone    = -5 // the client went away while the instance worked
 )
+
+// awaitHead reads the response head (see readHead). With watch, the read
+// deadline set is watchAfter away: when it passes, the client's connection
+// is watched (x.watch) while the wait goes on until deadline, and a client
+// that goes away meanwhile ends it with errGone (the watch closed the
+// instance connection, which cancels the request there).
+func (x *exchange) awaitHead(deadline time.Time, watch bool) int {
+	st := x.readHead()
+	if !watch || st != 504 || !time.Now().Before(deadline) {
+		return st
+	}
+	uc := x.uc
+	uc.c.SetReadDeadline(deadline)
+	stop := x.watch(uc)
+	st = x.readHead()
+	if stop() {
+		return errGone
+	}
+	return st
+}
 
 // readHead reads the next response head from x.uc into x.resp: 0 on
 // success, errRetry when the connection failed before any byte of it, 504
-// on timeout, 502 otherwise.
+// on timeout, 502 otherwise. On failure x.cause says what happened, in
+// words for the client's 502.
 func (x *exchange) readHead() int {
 	rd := &x.uc.rd
 	before := rd.w - rd.r
 	head, err := rd.readHead(maxResponseHead, nil)
 	if err != nil {
+		nothing := before == 0 && rd.w == rd.r
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
+			x.cause = "the instance did not answer in time"
 			return 504
-		case before == 0 && rd.w == rd.r && (err == io.EOF || isReset(err)):
+		case err == errHeadTooLarge:
+			x.cause = "response head too large"
+		case err == errMalformed:
+			x.cause = "malformed response head"
+		case nothing && err == io.EOF:
+			x.cause = "the instance closed the connection without answering"
 			return errRetry
+		case nothing && isReset(err):
+			x.cause = "the instance reset the connection without answering"
+			return errRetry
+		case err == io.ErrUnexpectedEOF || isReset(err):
+			x.cause = "the instance closed the connection in the middle of its response head"
+		default:
+			x.cause = "the instance did not answer"
 		}
 		return 502
 	}
 	if err := x.resp.parse(head); err != nil {
+		x.cause = "malformed response head"
 		return 502
 	}
 	rd.consume(len(head))

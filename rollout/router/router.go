@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -91,6 +93,10 @@ type Router struct {
 	limits Limits
 	pool   pool
 
+	// trusted are the addresses of proxies in front of the router whose
+	// forwarding fields are kept (see WithTrustedProxies).
+	trusted []netip.Prefix
+
 	idPrefix string // prefix of generated request ids
 	idSeq    atomic.Uint64
 
@@ -136,16 +142,17 @@ type versionRoute struct {
 	cookieLine  []byte // "Set-Cookie: ...\r\n" pinning the client here
 }
 
-// pick returns the next live instance round-robin, nil when none is: every
+// pick returns the next live instance round-robin that is not in skip
+// (the ones a request tried already), nil when none is: every other
 // instance refused its last connection and none is due for a probe.
-func (v *versionRoute) pick() *backend {
+func (v *versionRoute) pick(skip []*backend) *backend {
 	n := uint32(len(v.backends))
 	if n == 0 {
 		return nil
 	}
 	i := v.next.Add(1) - 1
 	for k := range n {
-		if b := v.backends[(i+k)%n]; b.usable() {
+		if b := v.backends[(i+k)%n]; !slices.Contains(skip, b) && b.usable() {
 			return b
 		}
 	}
@@ -158,6 +165,41 @@ type Option func(*Router)
 // WithLogger sets the logger for proxy errors; the default is slog.Default().
 func WithLogger(l *slog.Logger) Option {
 	return func(r *Router) { r.log = l }
+}
+
+// WithTrustedProxies names the proxies in front of the router (a load
+// balancer, a CDN) whose forwarding fields are believed. A request whose
+// peer address is in one of the prefixes keeps its X-Forwarded-For and
+// Forwarded lists, with the peer appended, and its X-Forwarded-Host and
+// X-Forwarded-Proto; from any other peer those fields are dropped and the
+// router's own describe the peer. X-Real-IP is dropped from every request
+// either way. None by default: the router is the edge.
+func WithTrustedProxies(prefixes []netip.Prefix) Option {
+	return func(r *Router) {
+		r.trusted = nil
+		for _, p := range prefixes {
+			r.trusted = append(r.trusted, p.Masked())
+		}
+	}
+}
+
+// trustedPeer reports whether ip, a client's address as remoteIP gives it,
+// is a trusted proxy.
+func (r *Router) trustedPeer(ip string) bool {
+	if len(r.trusted) == 0 || ip == "" {
+		return false
+	}
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range r.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // WithTransport used to set the http.RoundTripper to instances.

@@ -47,6 +47,11 @@ func TestMalformedRequests(t *testing.T) {
 		{"space before colon", "GET / HTTP/1.1\r\nHost : hello.sluice.test\r\n\r\n", 400},
 		{"obsolete folding", "GET / HTTP/1.1\r\n" + host + "X-A: 1\r\n  more\r\n\r\n", 400},
 		{"bare LF", "GET / HTTP/1.1\r\n" + host + "X-A: 1\nX-B: 2\r\n\r\n", 400},
+		// A head of bare-LF lines never has the CRLFCRLF that ends a head:
+		// it is refused as soon as it is seen, not waited on.
+		{"bare LF head", "GET / HTTP/1.1\nHost: hello.sluice.test\n\n", 400},
+		{"bare LF request line", "GET / HTTP/1.1\n", 400},
+		{"bare LF end", "GET / HTTP/1.1\r\n" + host + "\n", 400},
 		{"control character", "GET / HTTP/1.1\r\n" + host + "X-A: a\x00b\r\n\r\n", 400},
 		{"bad name", "GET / HTTP/1.1\r\n" + host + "X(A): 1\r\n\r\n", 400},
 		{"no host", "GET / HTTP/1.1\r\n\r\n", 400},
@@ -123,15 +128,21 @@ func TestHTTP10(t *testing.T) {
 	}
 }
 
-// TestAbsoluteForm: a request target with a scheme and host is routed by
-// that host and reaches the instance in origin form.
+// TestAbsoluteForm: a request target with a scheme (http or https) and
+// host is routed by that host and reaches the instance in origin form.
 func TestAbsoluteForm(t *testing.T) {
 	inst, _ := countingEcho(t)
 	_, base := startRouter(t, table1("hello-001", false, 0, inst))
 	rc := dialRaw(t, base)
-	rc.send("GET http://hello.sluice.test/x?y=1 HTTP/1.1\r\nHost: ignored.example\r\n\r\n")
-	if resp := rc.read("GET"); resp.status != 200 || resp.body != "GET /x?y=1 hello.sluice.test " {
-		t.Errorf("got %d %q", resp.status, resp.body)
+	for _, target := range []string{"http://hello.sluice.test/x?y=1", "https://hello.sluice.test/x?y=1", "HTTPS://hello.sluice.test:443/x?y=1"} {
+		rc.send("GET " + target + " HTTP/1.1\r\nHost: ignored.example\r\n\r\n")
+		want := "GET /x?y=1 hello.sluice.test "
+		if strings.Contains(target, ":443") {
+			want = "GET /x?y=1 hello.sluice.test:443 "
+		}
+		if resp := rc.read("GET"); resp.status != 200 || resp.body != want {
+			t.Errorf("%s: got %d %q; want 200 %q", target, resp.status, resp.body, want)
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -57,6 +58,8 @@ type conn struct {
 	state atomic.Int32
 
 	fwd     []byte // forwarding fields up to the host, per client address
+	peer    string // the client's IP address ("" when it has none)
+	trusted bool   // the client is a trusted proxy: its forwarding fields are kept
 	hostBuf [hostBufSize]byte
 
 	rdl, wdl time.Time // the read and write deadlines last set
@@ -71,13 +74,21 @@ type conn struct {
 	isHead, http10 bool
 
 	partial    func()
+	watch      func(uc *upConn) func() bool
 	streamBody func(uc *upConn) error
 	unblock    func()
 	cont       func() error
-	body       int64 // request body bytes to stream; -1: chunked
-	maxBody    int64
-	upSink     connSink // to the instance, for the body
-	sink       connSink // to the client
+	// The request being counted (versionStats.begin) and not yet ended,
+	// from when; status is its response's, for countStatus.
+	counting    *versionStats
+	countStart  time.Time
+	status      int
+	countStatus func()
+
+	body    int64 // request body bytes to stream; -1: chunked
+	maxBody int64
+	upSink  connSink // to the instance, for the body
+	sink    connSink // to the client
 }
 
 // Serve accepts connections on ln and serves each on its own goroutine
@@ -219,6 +230,8 @@ func (r *Router) newConn(nc net.Conn) *conn {
 	c := &conn{r: r, c: nc, out: make([]byte, 0, outBufSize)}
 	c.rd.reset(nc, make([]byte, clientBufSize))
 	ip := remoteIP(nc.RemoteAddr())
+	c.peer = ip
+	c.trusted = r.trustedPeer(ip)
 	var f []byte
 	if ip != "" {
 		f = append(f, "X-Forwarded-For: "...)
@@ -237,6 +250,8 @@ func (r *Router) newConn(nc net.Conn) *conn {
 	}
 	c.fwd = f
 	c.partial = c.onPartial
+	c.watch = c.startWatch
+	c.countStatus = func() { c.count(c.status) }
 	c.streamBody = c.copyBody
 	c.unblock = func() { c.c.SetReadDeadline(aLongTimeAgo) }
 	c.cont = func() error {
@@ -245,6 +260,41 @@ func (r *Router) newConn(nc net.Conn) *conn {
 		return err
 	}
 	return c
+}
+
+// startWatch watches the client while a slow instance works on its
+// request (exchange.watch): a goroutine reads the connection into the
+// read buffer (a pipelined request that comes meanwhile is kept for
+// later), and when the client closes it or its connection fails, closes
+// the instance connection uc, which cancels the request there. The
+// function returned stops the watch and reports whether the client went
+// away. Only called while nothing else reads the client (no body streams).
+func (c *conn) startWatch(uc *upConn) func() bool {
+	c.c.SetReadDeadline(time.Time{}) // the wait may outlast the head's deadline
+	c.rdl = time.Time{}
+	done := make(chan bool, 1)
+	go func() {
+		for {
+			err := c.rd.fill()
+			if err == nil {
+				continue
+			}
+			// Stopped (a deadline in the past), or the buffer is full of
+			// pipelined requests: nothing more to learn here.
+			gone := !errors.Is(err, os.ErrDeadlineExceeded) && err != errHeadTooLarge
+			if gone {
+				uc.c.Close()
+			}
+			done <- gone
+			return
+		}
+	}()
+	return func() bool {
+		c.c.SetReadDeadline(aLongTimeAgo)
+		gone := <-done
+		c.c.SetReadDeadline(time.Time{})
+		return gone
+	}
 }
 
 // onPartial runs when a request head is not complete after its first
@@ -292,9 +342,16 @@ func (c *conn) serve() {
 	for {
 		head, err := c.rd.readHead(r.limits.MaxHeaderBytes, c.partial)
 		if err != nil {
-			if err == errHeadTooLarge && c.state.Load() != stateClosed {
+			if c.state.Load() == stateClosed {
+				return
+			}
+			switch err {
+			case errHeadTooLarge:
 				c.unread = true
 				c.plain(431, nil, "", "request header fields too large", false)
+			case errMalformed:
+				c.unread = true
+				c.plain(400, nil, "", "malformed request", false)
 			}
 			return
 		}
@@ -382,23 +439,32 @@ func (c *conn) serveRequest(head []byte) bool {
 		}
 		vs := v.stats
 		vs.begin()
+		c.counting, c.countStart = vs, start
 		if s.maxBody >= 0 && q.contentLength > s.maxBody {
-			vs.end(413, time.Since(start))
 			return c.refuse(413, v, "", "request body too large")
 		}
 		c.maxBody = s.maxBody
 		status, keep := c.forward(t, v, pin, head, start)
 		c.now = time.Now()
-		switch status {
-		case errReroute:
+		if status == errReroute {
+			c.counting = nil
 			vs.cancel()
 			t = r.table.Load()
 			continue
-		case errCounted:
-		default:
-			vs.end(status, c.now.Sub(start))
 		}
+		c.count(status)
 		return keep
+	}
+}
+
+// count counts the response of the request being served, once: the
+// responses a client can see are counted before it can see their end
+// (before their last write), so that a client that got its response finds
+// it in the metrics. status 0 counts a request without a response.
+func (c *conn) count(status int) {
+	if vs := c.counting; vs != nil {
+		c.counting = nil
+		vs.end(status, time.Since(c.countStart))
 	}
 }
 
@@ -490,6 +556,7 @@ func (c *conn) plain(status int, v *versionRoute, name, msg string, keep bool) b
 		out = append(out, msg...)
 		out = append(out, '\n')
 	}
+	c.count(status)
 	c.renewWrite(time.Now())
 	_, err := c.c.Write(out)
 	c.out = out[:0]
@@ -528,6 +595,7 @@ func (c *conn) forward(t *table, v *versionRoute, pin bool, head []byte, start t
 		}
 	}
 	x.out = out
+	x.watch = c.watch
 	c.out = out[:0]
 
 	status := x.send()
@@ -543,11 +611,12 @@ func (c *conn) forward(t *table, v *versionRoute, pin bool, head []byte, start t
 			keep, c.unread = false, true // the body was not read whole
 		}
 		msg := "the instance did not answer"
+		if x.cause != "" {
+			msg = x.cause
+		}
 		switch status {
 		case 503:
 			msg = "no instance of this version is running"
-		case 504:
-			msg = "the instance did not answer in time"
 		case 413:
 			msg = "request body too large"
 			c.unread = true
@@ -581,7 +650,7 @@ func (c *conn) forward(t *table, v *versionRoute, pin bool, head []byte, start t
 			if st == errRetry {
 				st = 502
 			}
-			return c.plainAfter(st, v), false
+			return c.plainAfter(st, v, x.cause), false
 		}
 	}
 
@@ -589,7 +658,7 @@ func (c *conn) forward(t *table, v *versionRoute, pin bool, head []byte, start t
 		if !upgrade {
 			x.endBody()
 			x.release(false)
-			return c.plainAfter(502, v), false
+			return c.plainAfter(502, v, "the instance switched protocols unasked"), false
 		}
 		out = c.out[:0]
 		out = append(out, "HTTP/1.1 "...)
@@ -598,15 +667,15 @@ func (c *conn) forward(t *table, v *versionRoute, pin bool, head []byte, start t
 		out = c.appendFields(out, p, true)
 		out = append(out, v.versionLine...)
 		out = append(out, "\r\n"...)
+		// The request is over; the tunnel counts in flight on the
+		// instance (for Drain) until it closes.
+		c.count(101)
 		c.renewWrite(time.Now())
 		if _, err := c.c.Write(out); err != nil {
 			x.release(false)
-			return 0, false
+			return errCounted, false
 		}
 		x.endBody()
-		// The request is over; the tunnel counts in flight on the
-		// instance (for Drain) until it closes.
-		v.stats.end(101, time.Since(start))
 		c.state.Store(stateTunnel)
 		if !r.srv.shutdown.Load() {
 			tunnel(c.c, &c.rd, x.uc.c, &x.uc.rd, r.limits.IdleTimeout)
@@ -670,11 +739,16 @@ func (c *conn) forward(t *table, v *versionRoute, pin bool, head []byte, start t
 
 	src := &x.uc.rd
 	dst := &c.sink
-	dst.c, dst.timeout = c.c, 0
+	dst.c, dst.timeout, dst.beforeFinal = c.c, 0, nil
+	if mode == bodyFixed || mode == bodyChunked {
+		// The last write ends the response where the client can see it.
+		c.status, dst.beforeFinal = p.status, c.countStatus
+	}
 	c.renewWrite(start)
 	var err error
 	switch mode {
 	case bodyNone:
+		c.count(p.status)
 		_, err = c.c.Write(out)
 	case bodyFixed:
 		if int64(len(src.buffered())) < p.contentLength {
@@ -714,13 +788,12 @@ func (c *conn) forward(t *table, v *versionRoute, pin bool, head []byte, start t
 var continue100 = []byte("HTTP/1.1 100 Continue\r\n\r\n")
 
 // plainAfter answers with the router's own response when an instance
-// failed after its response began; it returns the status.
-func (c *conn) plainAfter(status int, v *versionRoute) int {
-	msg := "the instance did not answer"
-	if status == 504 {
-		msg = "the instance did not answer in time"
+// failed after its response began (cause says how); it returns the status.
+func (c *conn) plainAfter(status int, v *versionRoute, cause string) int {
+	if cause == "" {
+		cause = "the instance did not answer"
 	}
-	c.plain(status, v, "", msg, false)
+	c.plain(status, v, "", cause, false)
 	return status
 }
 
@@ -778,11 +851,65 @@ func (c *conn) buildRequest(head []byte) []byte {
 		out = c.r.appendRequestID(out)
 		out = append(out, "\r\n"...)
 	}
+	if c.trusted {
+		return c.appendTrustedForwarding(out, head)
+	}
 	out = append(out, c.fwd...)
 	out = append(out, q.host...)
 	out = append(out, "\"\r\nX-Forwarded-Host: "...)
 	out = append(out, q.host...)
 	out = append(out, "\r\nX-Forwarded-Proto: http\r\n\r\n"...)
+	return out
+}
+
+// appendTrustedForwarding appends the forwarding fields and the end of the
+// head for a client that is a trusted proxy (Router.WithTrustedProxies):
+// its X-Forwarded-For and Forwarded lists are kept and the proxy's address
+// appended to them; its X-Forwarded-Host and X-Forwarded-Proto, when it
+// sent them, are kept instead of the router's (they describe the request
+// as the proxy got it).
+func (c *conn) appendTrustedForwarding(out, head []byte) []byte {
+	q := &c.q
+	var fhost, fproto []byte
+	out = append(out, "X-Forwarded-For: "...)
+	out = appendList(out, head, q.fields, hXForwardedFor)
+	out = append(out, c.peer...)
+	out = append(out, "\r\nForwarded: "...)
+	out = appendList(out, head, q.fields, hForwarded)
+	out = append(out, c.fwd[len("X-Forwarded-For: ")+len(c.peer)+len("\r\nForwarded: "):]...)
+	out = append(out, q.host...)
+	out = append(out, "\"\r\n"...)
+	for i := range q.fields {
+		f := &q.fields[i]
+		switch {
+		case f.kind == hXForwardedHost && fhost == nil:
+			fhost = head[f.vs:f.ve]
+		case f.kind == hXForwardedProto && fproto == nil:
+			fproto = head[f.vs:f.ve]
+		}
+	}
+	if fhost == nil {
+		fhost = q.host
+	}
+	if fproto == nil {
+		fproto = []byte("http")
+	}
+	out = append(out, "X-Forwarded-Host: "...)
+	out = append(out, fhost...)
+	out = append(out, "\r\nX-Forwarded-Proto: "...)
+	out = append(out, fproto...)
+	return append(out, "\r\n\r\n"...)
+}
+
+// appendList appends the values of every field of the kind, each followed
+// by ", " (a list the caller then ends with its own element).
+func appendList(out, head []byte, fields []field, kind hkind) []byte {
+	for i := range fields {
+		if f := &fields[i]; f.kind == kind && f.ve > f.vs {
+			out = append(out, head[f.vs:f.ve]...)
+			out = append(out, ", "...)
+		}
+	}
 	return out
 }
 
@@ -798,7 +925,7 @@ func (c *conn) appendFields(out []byte, p *respHead, upgrade bool) []byte {
 				continue
 			}
 		case hContentLength, hHost, hCookie, hXRequestID, hExpect, hTrailer,
-			hXForwardedFor, hXForwardedHost, hXForwardedProto, hForwarded:
+			hXForwardedFor, hXForwardedHost, hXForwardedProto, hForwarded, hXRealIP:
 		case hUpgrade, hConnection:
 			if !upgrade {
 				continue
