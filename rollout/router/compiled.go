@@ -14,7 +14,8 @@ import (
 // outlive the Policy it came from.
 type Compiled struct {
 	rules []rule
-	split []Weight // sorted by version name, zero weights included
+	index ruleIndex // the rules by anchor key and prefix (index.go)
+	split []Weight  // sorted by version name, zero weights included
 	// ranges is the split without its zero weights, as cumulative upper
 	// bounds over [0, 100): a draw n picks the first range with n < upTo.
 	ranges []splitRange
@@ -63,7 +64,7 @@ func Compile(p Policy) (*Compiled, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Compiled{rules: rules, split: split}
+	c := &Compiled{rules: rules, split: split, index: buildIndex(rules)}
 	upTo := 0
 	for _, w := range split {
 		if w.Percent == 0 {
@@ -150,10 +151,22 @@ func (c *Compiled) draw() string {
 // longer queries still work, with one allocation.
 const stackPairs = 16
 
-// matchRule returns the index of the first rule the query matches, or -1.
+// matchRule returns the index of the first rule the query matches, or -1:
+// among the rules the index says could match when it can say, else among
+// all.
 func (c *Compiled) matchRule(rawQuery string) int {
 	var buf [stackPairs]queryPair
 	q := parseQuery(rawQuery, buf[:0])
+	var lists [maxCandidateLists][]int32
+	if n, ok := c.index.candidates(q, &lists); ok {
+		return c.firstMatch(q, lists[:n])
+	}
+	return c.scan(q)
+}
+
+// scan returns the index of the first rule the query matches, trying every
+// rule in order, or -1.
+func (c *Compiled) scan(q query) int {
 	for i := range c.rules {
 		if q.matchAll(c.rules[i].conds) {
 			return i
@@ -268,21 +281,28 @@ func unescapedEqual(raw, want string) bool {
 		return raw == want
 	}
 	j := 0
-	for i := 0; i < len(raw); i++ {
-		c := raw[i]
-		switch c {
-		case '+':
-			c = ' '
-		case '%':
-			c = unhex(raw[i+1])<<4 | unhex(raw[i+2])
-			i += 2
-		}
+	for i := 0; i < len(raw); {
+		var c byte
+		c, i = unescapedAt(raw, i)
 		if j >= len(want) || want[j] != c {
 			return false
 		}
 		j++
 	}
 	return j == len(want)
+}
+
+// unescapedAt returns the byte queryUnescape makes of raw at i, raw's
+// escapes being valid, and the index after what it took.
+func unescapedAt(raw string, i int) (byte, int) {
+	switch c := raw[i]; c {
+	case '+':
+		return ' ', i + 1
+	case '%':
+		return unhex(raw[i+1])<<4 | unhex(raw[i+2]), i + 3
+	default:
+		return c, i + 1
+	}
 }
 
 func isHex(c byte) bool {
