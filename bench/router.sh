@@ -2,19 +2,29 @@
 # bench/router.sh — how sluice's router compares with nginx split_clients.
 #
 # Builds a tiny Go backend (bench/backend) and sluice, then measures, with
-# wrk, the same 64-byte GET served (1) directly by a backend, (2) through
+# wrk, the same requests served (1) directly by a backend, (2) through
 # nginx `split_clients` 90/10 over two backends with upstream keep-alive,
 # (3) through `sluice serve` with the same 90/10 split set with the CLI
-# (`sluice deploy` twice, `sluice traffic hello hello-001=90 hello-002=10`).
+# (`sluice deploy` twice, `sluice traffic hello hello-001=90 hello-002=10`)
+# and the same query rule (`sluice route hello hello-002 'env=beta*'`; in
+# nginx a map on $arg_env). Workloads (WORKLOADS, all by default):
+#   get64     64-byte GET responses, 64 connections
+#   post1k    1 KB POST bodies, 32 connections
+#   post16k   16 KB POST bodies, 32 connections
+#   big1m     1 MiB GET responses, 16 connections
+#   conns1000 64-byte GET responses, 1,000 connections
+#   rule      64-byte GET responses the query rule routes, 64 connections
 # Servers (proxy and backends) are pinned to one core and wrk to another
-# when there are at least two. Repetitions are interleaved; the table gives
+# when there are at least two. Repetitions are interleaved; the tables give
 # medians: requests per second, p50/p99 latency, CPU µs per request of the
 # proxy process (utime+stime from /proc/<pid>/stat) and of the backends,
-# with ratios to direct and to nginx.
+# with ratios to direct and to nginx; then sluice / nginx per workload from
+# the round-by-round ratios.
 #
 # Usage: bench/router.sh            (from anywhere in the repository)
-# Knobs (environment): REPS=5 DURATION=10s WARMUP=3s CONNS=64
-#   SERVER_CPUS=0 LOAD_CPUS=1 PORT_BASE=18000
+# Knobs (environment): REPS=5 DURATION=10s WARMUP=3s
+#   WORKLOADS="get64 post1k post16k big1m conns1000 rule"
+#   TARGETS="direct nginx sluice"  SERVER_CPUS=0 LOAD_CPUS=1 PORT_BASE=18000
 #   SLUICE_BIN=path  use this sluice binary instead of building ./cmd/sluice
 # Installs wrk and nginx with apt-get when they are missing (needs root).
 set -euo pipefail
@@ -22,7 +32,8 @@ set -euo pipefail
 REPS=${REPS:-5}
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-3s}
-CONNS=${CONNS:-64}
+WORKLOADS=${WORKLOADS:-get64 post1k post16k big1m conns1000 rule}
+read -r -a TARGETS <<<"${TARGETS:-direct nginx sluice}"
 PORT_BASE=${PORT_BASE:-18000}
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -58,6 +69,9 @@ if ((${#need[@]})); then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 command -v go >/dev/null || die "go is needed to build the backend and sluice"
+
+# 1,000 connections through a proxy need more than 1,024 descriptors.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 
 CLK_TCK=$(getconf CLK_TCK)
 NCPU=$(nproc)
@@ -145,19 +159,31 @@ worker_processes 1;
 daemon off;
 pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/logs/error.log warn;
-events { worker_connections 4096; }
+worker_rlimit_nofile 65536;
+events { worker_connections 8192; }
 http {
 	access_log off;
 	split_clients "\${request_id}" \$version {
 		90% v1;
 		*   v2;
 	}
+	# The same query rule sluice serves: env=beta* goes to v2.
+	map \$arg_env \$target {
+		~^beta  v2;
+		default \$version;
+	}
 	upstream v1 { server 127.0.0.1:$P_V1; keepalive 128; }
 	upstream v2 { server 127.0.0.1:$P_V2; keepalive 128; }
+	# Sized so that a 1 MiB response stays in memory.
+	proxy_buffer_size 16k;
+	proxy_buffers 64 16k;
+	proxy_busy_buffers_size 256k;
 	server {
-		listen 127.0.0.1:$P_NGINX;
+		listen 127.0.0.1:$P_NGINX backlog=4096;
+		client_max_body_size 64m;
+		client_body_buffer_size 64k;
 		location / {
-			proxy_pass http://\$version;
+			proxy_pass http://\$target;
 			proxy_http_version 1.1;
 			proxy_set_header Connection "";
 			proxy_set_header Host \$http_host;
@@ -195,6 +221,7 @@ export SLUICE_SERVER="http://127.0.0.1:$P_API"
 "$WORK/bin/sluice" deploy hello --source "$WORK/app" --wait >/dev/null
 "$WORK/bin/sluice" deploy hello --source "$WORK/app" --strategy canary --wait >/dev/null
 "$WORK/bin/sluice" traffic hello hello-001=90 hello-002=10 >/dev/null
+"$WORK/bin/sluice" route hello hello-002 'env=beta*' >/dev/null
 wait_http "http://127.0.0.1:$P_ROUTER/" "$HOST"
 SLUICE_BACKEND_PIDS=($(pgrep -f "$WORK/bin/backend-sluice"))
 ((${#SLUICE_BACKEND_PIDS[@]} == 2)) || die "want 2 sluice backends, found ${#SLUICE_BACKEND_PIDS[@]}"
@@ -202,26 +229,50 @@ SLUICE_BACKEND_PIDS=($(pgrep -f "$WORK/bin/backend-sluice"))
 # --- runs ----------------------------------------------------------------------
 
 declare -A URL PROXY BACKENDS
-URL[direct]="http://127.0.0.1:$P_V1/"
-URL[nginx]="http://127.0.0.1:$P_NGINX/"
-URL[sluice]="http://127.0.0.1:$P_ROUTER/"
+URL[direct]="http://127.0.0.1:$P_V1"
+URL[nginx]="http://127.0.0.1:$P_NGINX"
+URL[sluice]="http://127.0.0.1:$P_ROUTER"
 PROXY[direct]=""
 PROXY[nginx]="${NGINX_PIDS[*]}"
 PROXY[sluice]="$SLUICE_PID"
 BACKENDS[direct]="${BACKEND_PIDS[0]}"
 BACKENDS[nginx]="${BACKEND_PIDS[*]}"
 BACKENDS[sluice]="${SLUICE_BACKEND_PIDS[*]}"
-TARGETS=(direct nginx sluice)
 RESULTS="$WORK/results.tsv"
 : >"$RESULTS"
 
-# run target duration [keep]: one wrk run; with keep, its figures go to $RESULTS.
+# POST bodies, as wrk scripts.
+for size in 1024 16384; do
+	cat >"$WORK/post$size.lua" <<EOF
+wrk.method = "POST"
+wrk.body = string.rep("x", $size)
+wrk.headers["Content-Type"] = "application/octet-stream"
+EOF
+done
+
+# workload name: sets CONNS, PATHQ (path and query) and SCRIPT (wrk -s).
+workload() {
+	SCRIPT="" PATHQ="/" CONNS=64
+	case $1 in
+	get64) ;;
+	post1k) CONNS=32 SCRIPT="$WORK/post1024.lua" ;;
+	post16k) CONNS=32 SCRIPT="$WORK/post16384.lua" ;;
+	big1m) CONNS=16 PATHQ="/big" ;;
+	conns1000) CONNS=1000 ;;
+	rule) PATHQ="/?env=beta1" ;;
+	*) die "unknown workload $1" ;;
+	esac
+}
+
+# run workload target duration [keep]: one wrk run; with keep, its figures
+# go to $RESULTS.
 run() {
-	local t=$1 d=$2 keep=${3:-} out="$WORK/wrk.out"
+	local w=$1 t=$2 d=$3 keep=${4:-} out="$WORK/wrk.out"
 	local p0 b0 p1 b1
+	workload "$w"
 	p0=$(cpu_ticks ${PROXY[$t]})
 	b0=$(cpu_ticks ${BACKENDS[$t]})
-	"${ON_LOAD[@]}" wrk -t1 -c"$CONNS" -d"$d" --latency -H "Host: $HOST" "${URL[$t]}" >"$out"
+	"${ON_LOAD[@]}" wrk -t1 -c"$CONNS" -d"$d" --latency ${SCRIPT:+-s "$SCRIPT"} -H "Host: $HOST" "${URL[$t]}$PATHQ" >"$out"
 	p1=$(cpu_ticks ${PROXY[$t]})
 	b1=$(cpu_ticks ${BACKENDS[$t]})
 	[[ -n $keep ]] || return 0
@@ -231,59 +282,73 @@ run() {
 	p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
 	p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
 	bad=$(awk '/Non-2xx|Socket errors/ {print}' "$out")
-	[[ -z $bad ]] || log "  $t: $bad"
-	awk -v t="$t" -v rps="$rps" -v n="$reqs" -v p50="$p50" -v p99="$p99" \
+	[[ -z $bad ]] || log "  $w $t: $bad"
+	awk -v w="$w" -v t="$t" -v rps="$rps" -v n="$reqs" -v p50="$p50" -v p99="$p99" \
 		-v pc=$((p1 - p0)) -v bc=$((b1 - b0)) -v hz="$CLK_TCK" -v proxy="${PROXY[$t]}" 'BEGIN {
 		pcpu = proxy == "" ? "-" : sprintf("%.1f", pc / hz * 1e6 / n)
-		printf "%s\t%.0f\t%s\t%s\t%s\t%.1f\n", t, rps, p50, p99, pcpu, bc / hz * 1e6 / n }' >>"$RESULTS"
+		printf "%s\t%s\t%.0f\t%s\t%s\t%s\t%.1f\n", w, t, rps, p50, p99, pcpu, bc / hz * 1e6 / n }' >>"$RESULTS"
 	log "  $(tail -1 "$RESULTS")"
 }
 
 log "warming up ($WARMUP each)"
-for t in "${TARGETS[@]}"; do run "$t" "$WARMUP"; done
-log "measuring: $REPS rounds of ${TARGETS[*]}, $DURATION each, $CONNS connections"
-log "  target  req/s  p50ms  p99ms  proxyCPUus/req  backendCPUus/req"
+for w in $WORKLOADS; do
+	for t in "${TARGETS[@]}"; do run "$w" "$t" "$WARMUP"; done
+done
+log "measuring: $REPS rounds of ${TARGETS[*]} per workload ($WORKLOADS), $DURATION each"
+log "  workload  target  req/s  p50ms  p99ms  proxyCPUus/req  backendCPUus/req"
 for ((i = 0; i < REPS; i++)); do
-	for t in "${TARGETS[@]}"; do run "$t" "$DURATION" keep; done
+	for w in $WORKLOADS; do
+		for t in "${TARGETS[@]}"; do run "$w" "$t" "$DURATION" keep; done
+	done
 done
 
-# --- table ---------------------------------------------------------------------
+# --- tables --------------------------------------------------------------------
 
-median() { # target column
-	awk -F'\t' -v t="$1" -v c="$2" '$1 == t && $c != "-" {print $c}' "$RESULTS" | sort -g |
-		awk '{v[NR] = $1} END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+median() {
+	sort -g | awk '{v[NR] = $1} END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
-declare -A RPS P50 P99 PCPU BCPU
-for t in "${TARGETS[@]}"; do
-	RPS[$t]=$(median "$t" 2)
-	P50[$t]=$(median "$t" 3)
-	P99[$t]=$(median "$t" 4)
-	PCPU[$t]=$(median "$t" 5)
-	BCPU[$t]=$(median "$t" 6)
-done
+col() { # workload target column
+	awk -F'\t' -v w="$1" -v t="$2" -v c="$3" '$1 == w && $2 == t && $c != "-" {print $c}' "$RESULTS" | median
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }'; }
+# The machine's speed may drift between rounds; each round measured nginx
+# and sluice back to back, so their per-round ratios are steadier.
+paired() { # workload column
+	awk -F'\t' -v w="$1" -v c="$2" '$1 != w {next} $2 == "nginx" {n = $c} $2 == "sluice" && n != "" {printf "%.2f\n", $c / n; n = ""}' "$RESULTS"
+}
+has() { [[ " ${TARGETS[*]} " == *" $1 "* ]]; }
 
 echo
 echo "$(date -u +%Y-%m-%d) · $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)) · $(uname -sr) · $(go version | awk '{print $3}') · $("$NGINX" -v 2>&1 | awk -F/ '{print "nginx " $2}')"
-echo "wrk -t1 -c$CONNS -d$DURATION, 64-byte responses, medians of $REPS interleaved runs; servers on CPU ${SERVER_CPUS:-any}, wrk on CPU ${LOAD_CPUS:-any}"
-echo
-echo "| target | req/s | × direct | × nginx | p50 ms | p99 ms | proxy CPU µs/req | × nginx | backend CPU µs/req |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-for t in "${TARGETS[@]}"; do
-	printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s |\n' "$t" "${RPS[$t]}" \
-		"$(ratio "${RPS[$t]}" "${RPS[direct]}")" "$(ratio "${RPS[$t]}" "${RPS[nginx]}")" \
-		"${P50[$t]}" "${P99[$t]}" "${PCPU[$t]}" "$(ratio "${PCPU[$t]}" "${PCPU[nginx]}")" "${BCPU[$t]}"
+echo "wrk -t1, medians of $REPS interleaved runs of $DURATION; servers on CPU ${SERVER_CPUS:-any}, wrk on CPU ${LOAD_CPUS:-any}"
+for w in $WORKLOADS; do
+	workload "$w"
+	echo
+	echo "### $w ($CONNS connections, ${SCRIPT:+POST }$PATHQ)"
+	echo
+	echo "| target | req/s | × direct | × nginx | p50 ms | p99 ms | proxy CPU µs/req | × nginx | backend CPU µs/req |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+	declare -A RPS=() PCPU=()
+	for t in "${TARGETS[@]}"; do
+		RPS[$t]=$(col "$w" "$t" 3)
+		PCPU[$t]=$(col "$w" "$t" 6)
+	done
+	for t in "${TARGETS[@]}"; do
+		printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s |\n' "$t" "${RPS[$t]}" \
+			"$(ratio "${RPS[$t]}" "${RPS[direct]:--}")" "$(ratio "${RPS[$t]}" "${RPS[nginx]:--}")" \
+			"$(col "$w" "$t" 4)" "$(col "$w" "$t" 5)" "${PCPU[$t]}" "$(ratio "${PCPU[$t]}" "${PCPU[nginx]:--}")" "$(col "$w" "$t" 7)"
+	done
 done
 
-# The machine's speed may drift between rounds; each round measured nginx
-# and sluice back to back, so their per-round ratios are steadier.
-paired() { # column
-	awk -F'\t' -v c="$1" '$1 == "nginx" {n = $c} $1 == "sluice" && n != "" {printf "%.2f\n", $c / n; n = ""}' "$RESULTS"
-}
-for col in "2 req/s" "5 proxy CPU/req"; do
-	read -r c name <<<"$col"
-	r=$(paired "$c" | tr '\n' ' ')
-	m=$(paired "$c" | sort -g | awk '{v[NR] = $1} END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+if has nginx && has sluice; then
 	echo
-	echo "sluice / nginx $name, round by round: ${r}(median $m)"
-done
+	echo "### sluice / nginx per workload: medians of the round-by-round ratios (the rounds in brackets)"
+	echo
+	echo "| workload | req/s ÷ nginx | CPU/req ÷ nginx |"
+	echo "|---|---:|---:|"
+	for w in $WORKLOADS; do
+		r=$(paired "$w" 3 | tr '\n' ' ')
+		c=$(paired "$w" 6 | tr '\n' ' ')
+		printf '| %s | %s [%s] | %s [%s] |\n' "$w" "$(paired "$w" 3 | median)" "${r% }" "$(paired "$w" 6 | median)" "${c% }"
+	done
+fi
