@@ -28,10 +28,12 @@ type commentEvent struct {
 		PullRequest json.RawMessage `json:"pull_request"`
 	} `json:"issue"`
 	Comment struct {
-		ID      int64  `json:"id"`
-		Body    string `json:"body"`
-		HTMLURL string `json:"html_url"`
-		User    struct {
+		ID        int64     `json:"id"`
+		Body      string    `json:"body"`
+		HTMLURL   string    `json:"html_url"`
+		CreatedAt time.Time `json:"created_at"`
+		UpdatedAt time.Time `json:"updated_at"`
+		User      struct {
 			Login string `json:"login"`
 			Type  string `json:"type"`
 		} `json:"user"`
@@ -55,6 +57,13 @@ type prCmd struct {
 	gh                *github.Client
 	head              string // PR head SHA, fetched when first needed
 	archive           []byte // the head's tarball, fetched when first needed
+	// fork names the head repository when it is not the base repository
+	// ("a deleted fork" when GitHub no longer has it); set with head.
+	fork string
+	// baseBranch is the base repository's default branch; set with head.
+	baseBranch string
+	// written is when the comment was last written (created or edited).
+	written time.Time
 }
 
 func (p *prCmd) origin() rollout.Origin {
@@ -109,7 +118,8 @@ func (b *Bot) onIssueComment(ctx context.Context, d delivery) ([]rollout.Op, err
 	}
 	owner, name := splitRepo(ev.Repository.FullName)
 	p := &prCmd{repo: ev.Repository.FullName, owner: owner, name: name, inst: ev.Installation.ID, pr: ev.Issue.Number,
-		commentID: ev.Comment.ID, actor: ev.Comment.User.Login, url: ev.Comment.HTMLURL, gh: b.gh.Installation(ev.Installation.ID)}
+		commentID: ev.Comment.ID, actor: ev.Comment.User.Login, url: ev.Comment.HTMLURL, gh: b.gh.Installation(ev.Installation.ID),
+		written: latest(ev.Comment.CreatedAt, ev.Comment.UpdatedAt)}
 	log := b.log.With("delivery", d.ID, "repo", p.repo, "pr", p.pr)
 
 	// 👀 at once, before anything slow, and once: a retried delivery
@@ -184,7 +194,21 @@ func (b *Bot) headSHA(ctx context.Context, p *prCmd) (string, error) {
 		return "", fmt.Errorf("read pull request %d: %w", p.pr, err)
 	}
 	p.head = pr.GetHead().GetSHA()
+	p.baseBranch = pr.GetBase().GetRepo().GetDefaultBranch()
+	switch head := pr.GetHead().GetRepo(); {
+	case head == nil:
+		p.fork = "a deleted fork"
+	case head.GetFullName() != pr.GetBase().GetRepo().GetFullName():
+		p.fork = head.GetFullName()
+	}
 	return p.head, nil
+}
+
+func latest(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // headArchive returns the tarball of the PR head.

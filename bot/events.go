@@ -148,10 +148,10 @@ func (b *Bot) onPullRequest(ctx context.Context, d delivery) ([]rollout.Op, erro
 	if err := json.Unmarshal(d.Body, &p); err != nil {
 		return nil, permanent(fmt.Errorf("decode pull_request: %w", err))
 	}
+	ops := forkHeadOps(d)
 	if p.Action != "closed" {
-		return nil, nil
+		return ops, nil
 	}
-	var ops []rollout.Op
 	if p.PullRequest.Merged && p.PullRequest.MergeCommitSHA != "" {
 		ops = append(ops, rollout.Put(bucketMerges, p.Repository.FullName+"@"+p.PullRequest.MergeCommitSHA, []byte(strconv.Itoa(p.Number))))
 	}

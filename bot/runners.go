@@ -33,9 +33,17 @@ func (p *prCmd) followup(kind, service, version string, percent int) followup {
 }
 
 // sourceService fetches the PR head and resolves the service the command
-// deploys from its sluice.yaml. A manifest problem comes back as a
-// finished outcome (with a failure check run on the head).
+// deploys from its sluice.yaml. A fork's head is fetched only as fork.go
+// allows. A refusal or a manifest problem comes back as a finished outcome
+// (with a check run on the head).
 func (b *Bot) sourceService(ctx context.Context, p *prCmd, c command.Command) (string, *outcome, error) {
+	if why, err := b.forkRefusal(ctx, p); err != nil || why != "" {
+		if err != nil {
+			return "", nil, err
+		}
+		out := b.refuseFork(p, why)
+		return "", &out, nil
+	}
 	archive, err := b.headArchive(ctx, p)
 	if err != nil {
 		return "", nil, err

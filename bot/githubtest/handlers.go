@@ -968,11 +968,15 @@ func (s *Server) getPull(c *call) reply {
 	if cm := r.defaultHead(); cm != nil {
 		baseSHA = cm.sha
 	}
-	side := func(ref, sha string) map[string]any {
+	side := func(r *repoState, ref, sha string) map[string]any {
 		return map[string]any{
 			"label": r.owner + ":" + ref, "ref": ref, "sha": sha,
 			"user": s.userJSON(r.owner), "repo": s.repoJSON(r),
 		}
+	}
+	headRepo := r
+	if pr.headRepo != nil {
+		headRepo = pr.headRepo
 	}
 	return jsonReply(http.StatusOK, map[string]any{
 		"url":                   s.apiURL(r, fmt.Sprintf("pulls/%d", pr.number)),
@@ -987,12 +991,12 @@ func (s *Server) getPull(c *call) reply {
 		"user":                  s.userJSON(r.owner),
 		"body":                  "",
 		"created_at":            ts(pr.at),
-		"updated_at":            ts(pr.at),
+		"updated_at":            ts(pr.updated),
 		"closed_at":             nil,
 		"merged_at":             nil,
 		"merge_commit_sha":      nil,
-		"head":                  side(pr.headRef, pr.headSHA),
-		"base":                  side(r.opts.DefaultBranch, baseSHA),
+		"head":                  side(headRepo, pr.headRef, pr.headSHA),
+		"base":                  side(r, r.opts.DefaultBranch, baseSHA),
 		"draft":                 false,
 		"merged":                false,
 		"mergeable":             true,

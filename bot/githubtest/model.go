@@ -159,7 +159,12 @@ type prRec struct {
 	number  int
 	headSHA string
 	headRef string
-	at      time.Time
+	// headRepo is the fork the head lives in; nil for a branch of the
+	// repository itself.
+	headRepo *repoState
+	at       time.Time
+	// updated is when the head last moved (GitHub's updated_at).
+	updated time.Time
 }
 
 type commentRec struct {
@@ -283,11 +288,43 @@ func (s *Server) SetPR(repo string, number int, headSHA, headRef string) {
 	s.commit(repo, headSHA)
 	r := s.repo(repo)
 	r.branches[headRef] = headSHA
+	s.setPR(r, number, headSHA, headRef, nil)
+}
+
+// SetForkPR opens (or moves) pull request number of repo whose head is
+// branch headRef of fork headRepo (added with AddRepo) at headSHA. As on
+// GitHub, the head commit is readable through the base repository (its
+// tarball and contents), so headSHA must be set on repo.
+func (s *Server) SetForkPR(repo string, number int, headRepo, headSHA, headRef string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.commit(repo, headSHA)
+	s.setPR(s.repo(repo), number, headSHA, headRef, s.repo(headRepo))
+}
+
+// PRUpdatedAt returns when pull request number of repo last moved its
+// head (its updated_at), as a pull_request webhook would carry it.
+func (s *Server) PRUpdatedAt(repo string, number int) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pr := s.repo(repo).prs[number]
+	if pr == nil {
+		s.t.Fatalf("githubtest: pull request %d of %s was not set", number, repo)
+	}
+	return pr.updated
+}
+
+// setPR: s.mu held.
+func (s *Server) setPR(r *repoState, number int, headSHA, headRef string, fork *repoState) {
+	t := now()
 	if pr := r.prs[number]; pr != nil {
-		pr.headSHA, pr.headRef = headSHA, headRef
+		if pr.headSHA != headSHA {
+			pr.updated = t
+		}
+		pr.headSHA, pr.headRef, pr.headRepo = headSHA, headRef, fork
 		return
 	}
-	r.prs[number] = &prRec{number: number, headSHA: headSHA, headRef: headRef, at: now()}
+	r.prs[number] = &prRec{number: number, headSHA: headSHA, headRef: headRef, headRepo: fork, at: t, updated: t}
 }
 
 // SetPermission sets login's role on repo: admin, maintain, write,

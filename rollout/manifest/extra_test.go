@@ -25,3 +25,28 @@ func TestStickyAndMaxBody(t *testing.T) {
 		}
 	}
 }
+
+func TestForks(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"services: {web: {run: ./app}}\n", ForksDeny},
+		{"services: {web: {run: ./app}}\nforks:\n", ForksDeny},
+		{"forks: deny\nservices: {web: {run: ./app}}\n", ForksDeny},
+		{"services: {web: {run: ./app}}\nforks: allow\n", ForksAllow},
+	} {
+		m, err := Parse(FileName, []byte(tc.yaml))
+		if err != nil || m.Forks != tc.want {
+			t.Errorf("%q: got %+v, %v; want forks %q", tc.yaml, m, err, tc.want)
+		}
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"services: {web: {run: ./app}}\nforks: yes\n", `sluice.yaml:2:8: forks: must be one of deny, allow, got "yes"`},
+		{"services: {web: {run: ./app}}\nforks: [allow]\n", "sluice.yaml:2:8: forks: must be a string"},
+		{"services: {web: {run: ./app}}\nfork: allow\n", `sluice.yaml:2:1: fork: unknown field "fork" (did you mean "forks"?)`},
+		{"services:\n  web: {run: ./app, forks: allow}\n", `unknown field "forks"`},
+	} {
+		_, err := Parse(FileName, []byte(tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: got %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+}

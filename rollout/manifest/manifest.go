@@ -40,12 +40,27 @@ const (
 	OnMergeNone = "none"
 )
 
+// Who may have a pull request from a fork built (Manifest.Forks). The
+// values are written by users in sluice.yaml.
+const (
+	// ForksDeny: a pull request whose head is in another repository is never
+	// built. The default.
+	ForksDeny = "deny"
+	// ForksAllow: a fork's pull request is built when someone with write
+	// permission asks, and only at the head commit they saw.
+	ForksAllow = "allow"
+)
+
 // Manifest is a parsed sluice.yaml. It is a plain value: safe to share for
 // reading, and nothing in it refers back to the file.
 type Manifest struct {
 	// Services in the order the file declares them; never empty after a
 	// successful Parse.
 	Services []Service
+	// Forks is ForksDeny or ForksAllow (default ForksDeny). Only the
+	// manifest of the base repository's default branch decides it: a fork's
+	// own sluice.yaml cannot let itself in.
+	Forks string
 }
 
 // Service returns the service called name and whether it exists.

@@ -28,7 +28,7 @@ services:
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
-	want := &Manifest{Services: []Service{
+	want := &Manifest{Forks: ForksDeny, Services: []Service{
 		{
 			Name: "hello", Line: 3, Column: 3,
 			Build:     "go build -o app .",

@@ -26,12 +26,13 @@ var (
 // The fields each mapping accepts, in the order the SPEC lists them (the
 // order matters only for suggestions between equally close names).
 var (
-	topFields        = []string{"services"}
+	topFields        = []string{"services", "forks"}
 	serviceFields    = []string{"build", "run", "health", "env", "instances", "timeouts", "on_merge", "canary", "kubernetes", "sticky", "max_body"}
 	timeoutFields    = []string{"build", "start"}
 	canaryFields     = []string{"steps", "interval", "max_error_rate", "max_p99"}
 	kubernetesFields = []string{"image", "namespace"}
 	onMergeValues    = []string{OnMergeFull, OnMergeCanary, OnMergeRedeploy, OnMergeNone}
+	forksValues      = []string{ForksDeny, ForksAllow}
 )
 
 // ValidEnvName reports whether name may be an environment variable name in
@@ -124,11 +125,21 @@ func (p *parser) manifest(root *yaml.Node) *Manifest {
 		p.addf(at, "", "must be a mapping with a services key, got %s", describe(root))
 		return nil
 	}
-	m := &Manifest{}
+	m := &Manifest{Forks: ForksDeny}
 	found := false
 	p.fields(root, "", topFields, func(name string, key, val *yaml.Node) {
-		found = true
-		m.Services = p.services(key, val)
+		switch name {
+		case "services":
+			found = true
+			m.Services = p.services(key, val)
+		case "forks":
+			if f, ok := p.str(val, name); ok && !isNull(deref(val)) {
+				if !slices.Contains(forksValues, f) {
+					p.addf(val, name, "must be one of %s, got %q", strings.Join(forksValues, ", "), f)
+				}
+				m.Forks = f
+			}
+		}
 	})
 	if !found {
 		p.addf(root, "services", "missing required field")
