@@ -49,8 +49,17 @@ type Config struct {
 	PublicURL string
 	// Secrets are redacted from everything sluice writes on GitHub.
 	Secrets []string
-	// MaxBody caps a webhook body (default DefaultMaxBody).
+	// MaxBody caps a webhook body (default DefaultMaxBody); a longer one
+	// gets 413.
 	MaxBody int64
+	// MaxInflight caps the webhook bodies being read and checked at once
+	// (default DefaultMaxInflight); a delivery beyond it gets 503 at once,
+	// before its body is read, so a flood of slow deliveries holds at most
+	// MaxInflight × MaxBody bytes.
+	MaxInflight int
+	// BodyTimeout bounds the reading of one webhook body (default
+	// DefaultBodyTimeout), so a slow sender holds its slot that long at most.
+	BodyTimeout time.Duration
 	// Repo, when set ("owner/name"), limits the bot to one repository:
 	// engine events of other repositories are not reported. The GitHub
 	// Action's event mode sets it, since its token reaches only that one.
@@ -59,7 +68,9 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultMaxBody     = 25 << 20
+	DefaultMaxBody     = 5 << 20
+	DefaultMaxInflight = 8
+	DefaultBodyTimeout = 30 * time.Second
 	DefaultMaxTarball  = 256 << 20
 	stickyEntries      = 20
 	retryMin, retryMax = time.Second, 5 * time.Minute
@@ -96,6 +107,8 @@ type Bot struct {
 	outMu   sync.Mutex // one sender at a time
 	wake    chan struct{}
 	lanes   lanes // deliveries being handled, by lane
+	// inflight holds a token per webhook body being read and checked.
+	inflight chan struct{}
 }
 
 // Option configures a Bot.
@@ -112,8 +125,15 @@ func New(eng Engine, j rollout.Journal, gh Clients, cfg Config, opts ...Option) 
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = DefaultMaxBody
 	}
+	if cfg.MaxInflight <= 0 {
+		cfg.MaxInflight = DefaultMaxInflight
+	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = DefaultBodyTimeout
+	}
 	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
-	b := &Bot{eng: eng, journal: j, gh: gh, cfg: cfg, log: slog.Default(), now: time.Now, wake: make(chan struct{}, 1)}
+	b := &Bot{eng: eng, journal: j, gh: gh, cfg: cfg, log: slog.Default(), now: time.Now, wake: make(chan struct{}, 1),
+		inflight: make(chan struct{}, cfg.MaxInflight)}
 	b.lanes.init(maxWorkers)
 	for _, o := range opts {
 		o(b)

@@ -634,11 +634,7 @@ func TestRedeployAppliesThePRConfigurationToTheStableVersion(t *testing.T) {
 
 func TestOversizedDeliveryIsRefusedAndNothingStored(t *testing.T) {
 	w := newWorld(t)
-	small := bot.New(w.eng, w.db, w.f, bot.Config{WebhookSecret: secret, MaxBody: 1024})
-	e := echo.New()
-	small.Register(e)
-	srv := httptest.NewServer(e)
-	defer srv.Close()
+	small, srv := w.otherBot(bot.Config{WebhookSecret: secret, MaxBody: 1024})
 	body := []byte(`{"pad":"` + strings.Repeat("x", 2048) + `"}`)
 	resp, err := http.DefaultClient.Do(githubtest.Delivery(t, srv.URL+"/webhooks/github", "push", body, secret))
 	if err != nil {

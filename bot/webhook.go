@@ -73,35 +73,54 @@ func (b *Bot) Register(e *echo.Echo) {
 	e.POST("/webhooks/github", b.webhook)
 }
 
-func jsonError(c echo.Context, status int, code, msg string) error {
-	return c.JSON(status, map[string]any{"error": map[string]string{"code": code, "message": msg}})
+// webhook verifies, records and acknowledges a delivery; a worker handles
+// it later. Nothing is parsed before the signature holds. At most
+// MaxInflight deliveries are read and checked at once; the answer is
+// written after the slot is given back.
+func (b *Bot) webhook(c echo.Context) error {
+	select {
+	case b.inflight <- struct{}{}:
+	default:
+		c.Response().Header().Set("Retry-After", "1")
+		return c.JSON(errorReply(http.StatusServiceUnavailable, "busy",
+			fmt.Sprintf("%d webhook deliveries are already being read; try again", b.cfg.MaxInflight)))
+	}
+	code, reply := b.receive(c.Request(), c.Response())
+	<-b.inflight
+	return c.JSON(code, reply)
 }
 
-// webhook verifies, records and acknowledges a delivery; a worker handles
-// it later. Nothing is parsed before the signature holds.
-func (b *Bot) webhook(c echo.Context) error {
-	body, err := io.ReadAll(io.LimitReader(c.Request().Body, b.cfg.MaxBody+1))
+// receive reads, verifies and records one delivery and says what to
+// answer.
+func (b *Bot) receive(r *http.Request, w http.ResponseWriter) (int, any) {
+	// A slow sender holds its slot for BodyTimeout at most.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(b.cfg.BodyTimeout))
+	body, err := io.ReadAll(io.LimitReader(r.Body, b.cfg.MaxBody+1))
 	if err != nil {
-		return jsonError(c, http.StatusBadRequest, "unreadable_body", "could not read the request body")
+		return errorReply(http.StatusBadRequest, "unreadable_body", "could not read the request body")
 	}
 	if int64(len(body)) > b.cfg.MaxBody {
-		return jsonError(c, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("webhook bodies are limited to %d bytes", b.cfg.MaxBody))
+		return errorReply(http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("webhook bodies are limited to %d bytes", b.cfg.MaxBody))
 	}
-	h := c.Request().Header
+	h := r.Header
 	if err := ghapp.VerifySignature(b.cfg.WebhookSecret, body, h.Get("X-Hub-Signature-256")); err != nil {
 		b.log.Warn("webhook signature refused", "delivery", h.Get("X-GitHub-Delivery"), "err", err)
-		return jsonError(c, http.StatusUnauthorized, "bad_signature", "missing or invalid X-Hub-Signature-256")
+		return errorReply(http.StatusUnauthorized, "bad_signature", "missing or invalid X-Hub-Signature-256")
 	}
 	code, msg, err := b.Accept(h.Get("X-GitHub-Event"), h.Get("X-GitHub-Delivery"), body)
 	if err != nil {
 		var ae *acceptError
 		if errors.As(err, &ae) {
-			return jsonError(c, ae.status, ae.code, ae.Error())
+			return errorReply(ae.status, ae.code, ae.Error())
 		}
 		b.log.Error("record delivery", "delivery", h.Get("X-GitHub-Delivery"), "err", err)
-		return jsonError(c, http.StatusInternalServerError, "internal", "could not record the delivery")
+		return errorReply(http.StatusInternalServerError, "internal", "could not record the delivery")
 	}
-	return c.JSON(code, map[string]string{"status": msg})
+	return code, map[string]string{"status": msg}
+}
+
+func errorReply(status int, code, msg string) (int, any) {
+	return status, map[string]any{"error": map[string]string{"code": code, "message": msg}}
 }
 
 type acceptError struct {

@@ -173,9 +173,17 @@ func (b *syncBuffer) Bytes() []byte { return []byte(b.String()) }
 // when the test ends, and its log is printed if the test failed.
 func startServer(t *testing.T, data, api, route string, extraEnv ...string) *server {
 	t.Helper()
+	return startServerCmd(t, exec.Command(sluiceBin, "serve"), data, api, route, extraEnv...)
+}
+
+// startServerCmd is startServer with the command that runs `sluice serve`
+// (through a shell that sets limits, say; it must keep the descriptors it
+// is given).
+func startServerCmd(t *testing.T, cmd *exec.Cmd, data, api, route string, extraEnv ...string) *server {
+	t.Helper()
 	traversable(t, data)
 	s := &server{t: t, data: data, api: api, route: route, logs: &syncBuffer{}}
-	s.cmd = exec.Command(sluiceBin, "serve")
+	s.cmd = cmd
 	s.cmd.Env = append(os.Environ(), "SLUICE_DATA="+data, "SLUICE_DRAIN_GRACE=2s")
 	for _, l := range []struct{ env, addr string }{{"SLUICE_LISTEN", api}, {"SLUICE_ROUTER_LISTEN", route}} {
 		v := l.addr

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/robfig/cron/v3"
+	"golang.org/x/net/netutil"
 
 	"github.com/sluicehq/sluice/bot"
 	"github.com/sluicehq/sluice/bot/api"
@@ -32,6 +33,7 @@ import (
 	"github.com/sluicehq/sluice/bot/cli"
 	"github.com/sluicehq/sluice/bot/dashboard"
 	"github.com/sluicehq/sluice/bot/ghapp"
+	"github.com/sluicehq/sluice/internal/fds"
 	"github.com/sluicehq/sluice/rollout"
 	"github.com/sluicehq/sluice/rollout/router"
 	"github.com/sluicehq/sluice/rollout/runtime/local"
@@ -57,7 +59,11 @@ type serveCmd struct {
 	DrainGrace      time.Duration `help:"How long stopping instances wait for in-flight requests." env:"SLUICE_DRAIN_GRACE" default:"10s"`
 	MaxBody         cli.Size      `help:"Largest request body the router passes to a service without its own max_body, with a unit (32MiB)." env:"SLUICE_MAX_BODY" default:"32MiB"`
 	UpstreamTimeout time.Duration `help:"How long the router waits for an instance's response head before answering 504." env:"SLUICE_UPSTREAM_TIMEOUT" default:"60s"`
-	MaxConns        int           `help:"Most client connections the router serves at once." env:"SLUICE_MAX_CONNS" default:"10000"`
+	MaxConns        int           `help:"Most client connections the router serves at once (lowered to fit the file descriptor limit)." env:"SLUICE_MAX_CONNS" default:"10000"`
+	APIMaxConns     int           `name:"api-max-conns" help:"Most connections the API/webhook listener holds at once (lowered to fit the file descriptor limit); more wait to be accepted." env:"SLUICE_API_MAX_CONNS" default:"64"`
+	APITimeout      time.Duration `name:"api-timeout" help:"Longest an API request may take to be read, and its answer to be written." env:"SLUICE_API_TIMEOUT" default:"10m"`
+	WebhookMaxBody  cli.Size      `name:"webhook-max-body" help:"Largest accepted webhook body, with a unit (413 beyond)." env:"SLUICE_WEBHOOK_MAX_BODY" default:"5MiB"`
+	WebhookInflight int           `name:"webhook-inflight" help:"Most webhook bodies read at once (503 beyond)." env:"SLUICE_WEBHOOK_INFLIGHT" default:"8"`
 	RunAs           string        `help:"User builds and instances run as: a name, uid:gid, or root (only when said so). Default as root: a dedicated uid/gid 64100; otherwise sluice's own user." env:"SLUICE_RUN_AS"`
 	LogLevel        slog.Level    `help:"debug, info, warn or error." env:"SLUICE_LOG_LEVEL" default:"info"`
 
@@ -71,6 +77,13 @@ type serveCmd struct {
 	PublicDashboard         bool     `name:"public-dashboard" help:"Serve /dashboard and /metrics to anyone (the dashboard then hides repositories and actors); by default they need the admin token." env:"SLUICE_PUBLIC_DASHBOARD"`
 	OIDCAllow               []string `name:"oidc-allow" help:"Owners or owner/repo patterns (globs; owner@ID, repo@ID pin GitHub's ids) whose workflows' OIDC tokens the API accepts; OIDC is off without it. Needs --token and --public-url." env:"SLUICE_OIDC_ALLOW"`
 }
+
+// Fixed limits of the API server.
+const (
+	apiHeaderTimeout  = 10 * time.Second
+	apiIdleTimeout    = 2 * time.Minute
+	apiMaxHeaderBytes = 64 << 10
+)
 
 // The store keeps the API tokens the authenticator checks.
 var _ auth.Store = (*store.DB)(nil)
@@ -105,7 +118,8 @@ func (s *serveCmd) githubBot(eng *rollout.Engine, db *store.DB, log *slog.Logger
 	if s.Token != "" {
 		secrets = append(secrets, s.Token)
 	}
-	return bot.New(eng, db, f, bot.Config{WebhookSecret: []byte(secret), PublicURL: s.PublicURL, Secrets: secrets}, bot.WithLogger(log)), nil
+	return bot.New(eng, db, f, bot.Config{WebhookSecret: []byte(secret), PublicURL: s.PublicURL, Secrets: secrets,
+		MaxBody: int64(s.WebhookMaxBody), MaxInflight: s.WebhookInflight}, bot.WithLogger(log)), nil
 }
 
 func main() {
@@ -243,8 +257,21 @@ func (s *serveCmd) Run(env *cli.Env) error {
 	if err != nil {
 		return err
 	}
+	// The API and the router share this process's file descriptors: each
+	// gets its share, so a flood of connections to one cannot starve the other.
+	budget := fds.Budget{API: s.APIMaxConns, Router: s.MaxConns}
+	nofile, err := fds.RaiseLimit()
+	if err != nil {
+		log.Warn("file descriptor limit not raised", "err", err)
+	}
+	if nofile > 0 {
+		budget = fds.Split(nofile, s.APIMaxConns, s.MaxConns)
+	}
+	if budget.API < s.APIMaxConns || budget.Router < s.MaxConns {
+		log.Warn("connection caps lowered to fit the file descriptor limit", "nofile", nofile, "api_max_conns", budget.API, "max_conns", budget.Router)
+	}
 	rtr := router.New(s.BaseDomain, router.WithLogger(log), router.WithLimits(router.Limits{
-		MaxBodyBytes: int64(s.MaxBody), UpstreamTimeout: s.UpstreamTimeout, MaxConns: s.MaxConns}))
+		MaxBodyBytes: int64(s.MaxBody), UpstreamTimeout: s.UpstreamTimeout, MaxConns: budget.Router}))
 	eng := rollout.New(db, rt, rtr, s.BaseDomain,
 		rollout.WithLogger(log),
 		rollout.WithRouterAddr(routerLn.Addr().String()),
@@ -297,9 +324,14 @@ func (s *serveCmd) Run(env *cli.Env) error {
 		close(botDone)
 	}
 
-	apiSrv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
+	// Past its cap the API accepts no more connections (they wait in the
+	// kernel's queue, holding no descriptor of ours); a connection that
+	// sends nothing is closed after ReadHeaderTimeout, an idle one after
+	// IdleTimeout.
+	apiSrv := &http.Server{Handler: e, ReadHeaderTimeout: apiHeaderTimeout, ReadTimeout: s.APITimeout,
+		WriteTimeout: s.APITimeout, IdleTimeout: apiIdleTimeout, MaxHeaderBytes: apiMaxHeaderBytes}
 	errc := make(chan error, 2)
-	go func() { errc <- apiSrv.Serve(apiLn) }()
+	go func() { errc <- apiSrv.Serve(netutil.LimitListener(apiLn, budget.API)) }()
 	go func() { errc <- rtr.Serve(routerLn) }()
 
 	c := cron.New()

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"net"
+	"net/http"
+	"os/exec"
+	"testing"
+	"time"
+)
+
+// 250 connections to the API that never send a request, with sluice held
+// to 256 file descriptors: the router keeps serving, and the API answers
+// again once they go.
+func TestIdleAPIConnectionsCannotTakeTheRouterDown(t *testing.T) {
+	cmd := exec.Command("/bin/sh", "-c", `ulimit -n 256 && exec "$0" serve`, sluiceBin)
+	s := startServerCmd(t, cmd, t.TempDir(), freePort(t), freePort(t))
+	s.ok("deploy", "hello", "--source", fastSource(t, ""), "--wait")
+
+	var idle []net.Conn
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	for range 250 {
+		c, err := net.Dial("tcp", s.api)
+		if err != nil {
+			t.Fatalf("dial API: %v", err)
+		}
+		idle = append(idle, c)
+	}
+	// The client timeout only keeps a broken server from hanging the test.
+	c := &http.Client{Timeout: 5 * time.Second}
+	for i := range 20 {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+s.route+"/", nil)
+		req.Host = "hello.localhost"
+		req.Close = true // a new connection each time
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("router request %d with 250 idle API connections: %v", i, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("router request %d: %s", i, resp.Status)
+		}
+	}
+	for _, c := range idle {
+		c.Close()
+	}
+	idle = nil
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Get("http://" + s.api + "/healthz")
+	if err != nil {
+		t.Fatalf("API after the idle connections went: %v", err)
+	}
+	resp.Body.Close()
+}
