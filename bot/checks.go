@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"github.com/google/go-github/v60/github"
 
 	"github.com/sluicehq/sluice/bot/dashboard"
+	"github.com/sluicehq/sluice/bot/redact"
 	"github.com/sluicehq/sluice/bot/render"
 	"github.com/sluicehq/sluice/rollout"
 	"github.com/sluicehq/sluice/rollout/runtime"
@@ -81,10 +81,9 @@ func (b *Bot) findVersion(ctx context.Context, service, name string) (rollout.Se
 }
 
 // secretsFor lists what must never appear in a version's reports: the
-// configured secrets and the values of env variables whose names say
-// they are secret.
+// configured secrets and the version's env values that redact.Env hides.
 func (b *Bot) secretsFor(v rollout.VersionStatus) []string {
-	return append(append([]string(nil), b.cfg.Secrets...), envSecrets(v)...)
+	return append(append([]string(nil), b.cfg.Secrets...), redact.Env(v.Config.Env)...)
 }
 
 // allSecrets is secretsFor over every version sluice runs: what sluice
@@ -101,23 +100,7 @@ func (b *Bot) allSecrets() []string {
 			continue
 		}
 		for _, v := range st.Versions {
-			out = append(out, envSecrets(v)...)
-		}
-	}
-	return out
-}
-
-// envSecrets lists the values of env variables whose names say they are
-// secret.
-func envSecrets(v rollout.VersionStatus) []string {
-	var out []string
-	for k, val := range v.Config.Env {
-		u := strings.ToUpper(k)
-		for _, w := range []string{"SECRET", "TOKEN", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL"} {
-			if strings.Contains(u, w) {
-				out = append(out, val)
-				break
-			}
+			out = append(out, redact.Env(v.Config.Env)...)
 		}
 	}
 	return out
@@ -172,7 +155,7 @@ func (b *Bot) sendCheck(ctx context.Context, gh *github.Client, owner, name stri
 	}
 	title, summary, text := render.CheckOutput(v, steps(v, cs.Built))
 	secrets := b.secretsFor(v)
-	out := &github.CheckRunOutput{Title: &title, Summary: github.String(render.Redact(summary, secrets)), Text: github.String(render.Redact(text, secrets))}
+	out := &github.CheckRunOutput{Title: &title, Summary: github.String(redact.String(summary, secrets)), Text: github.String(redact.String(text, secrets))}
 	status, conclusion := "in_progress", ""
 	switch v.Status {
 	case rollout.StatusNormal, rollout.StatusStopped:

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-github/v60/github"
 
 	"github.com/sluicehq/sluice/bot/ghapp"
+	"github.com/sluicehq/sluice/bot/redact"
 	"github.com/sluicehq/sluice/bot/render"
 	"github.com/sluicehq/sluice/rollout"
 	"github.com/sluicehq/sluice/rollout/router"
@@ -84,8 +85,8 @@ func (b *Bot) addPREntries(repo string, inst int64, pr int, entries ...render.En
 		return nil, err
 	}
 	for _, e := range entries {
-		e.Body = render.Redact(e.Body, secrets)
-		e.Title = render.Redact(e.Title, secrets)
+		e.Body = redact.String(e.Body, secrets)
+		e.Title = redact.String(e.Title, secrets)
 		st.Entries = append([]render.Entry{e}, st.Entries...)
 	}
 	if len(st.Entries) > 50 {
@@ -108,7 +109,7 @@ func (b *Bot) manifestCheck(repo string, inst int64, sha, service string, e *rol
 	}
 	return b.staticCheck(repo, inst, sha, static{Name: name, ExternalID: "manifest:" + sha,
 		Title:       "InvalidManifest: sluice.yaml has errors",
-		Summary:     "**InvalidManifest**: sluice.yaml at " + shortSHA(sha) + " cannot be used.\n\n```\n" + render.Redact(e.Message, b.cfg.Secrets) + "\n```\n\nFix the lines annotated below and push again.",
+		Summary:     "**InvalidManifest**: sluice.yaml at " + shortSHA(sha) + " cannot be used.\n\n```\n" + redact.String(e.Message, b.cfg.Secrets) + "\n```\n\nFix the lines annotated below and push again.",
 		Annotations: e.Problems})
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/sluicehq/sluice/bot/auth"
+	"github.com/sluicehq/sluice/bot/redact"
 	"github.com/sluicehq/sluice/rollout"
 	"github.com/sluicehq/sluice/rollout/router"
 )
@@ -60,6 +62,7 @@ type server struct {
 	authn     *auth.Authenticator
 	maxUpload int64
 	log       *slog.Logger
+	secrets   []string
 }
 
 // Option configures the API.
@@ -71,6 +74,12 @@ func WithToken(t string) Option { return func(s *server) { s.token = t } }
 
 // WithMaxUpload bounds uploaded archives, in bytes (default DefaultMaxUpload).
 func WithMaxUpload(n int64) Option { return func(s *server) { s.maxUpload = n } }
+
+// WithSecrets adds secrets (the admin token, the App key, the webhook
+// secret) that logs read with a scoped token must never show.
+func WithSecrets(secrets ...string) Option {
+	return func(s *server) { s.secrets = append(s.secrets, secrets...) }
+}
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(s *server) { s.log = l } }
@@ -317,7 +326,30 @@ func (s *server) logs(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if !principal(c).Admin {
+		out, err = s.redactLogs(c, out)
+		if err != nil {
+			return err
+		}
+	}
 	return c.String(http.StatusOK, out)
+}
+
+// redactLogs hides from a scoped caller what the admin alone may read in a
+// version's logs: the configured secrets, the version's env values that
+// redact.Env hides, and credentials inside URLs.
+func (s *server) redactLogs(c echo.Context, logs string) (string, error) {
+	st, err := s.eng.Status(c.Request().Context(), c.Param("service"))
+	if err != nil {
+		return "", err
+	}
+	secrets := slices.Clone(s.secrets)
+	for _, v := range st.Versions {
+		if v.Name == c.Param("version") {
+			secrets = append(secrets, redact.Env(v.Config.Env)...)
+		}
+	}
+	return redact.String(logs, secrets), nil
 }
 
 // RedeployBody is the JSON body of a config-only in-place redeploy.

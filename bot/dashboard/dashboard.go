@@ -1,8 +1,9 @@
 // Package dashboard is sluice's read-only status page: every service with
 // its versions, statuses, URLs and traffic, linked from GitHub check runs
 // (details_url). It shows reason codes and suggestions but never details
-// or log tails, since it needs no token to read. It imports rollout and
-// echo; it must not import the store, the runtimes or the router.
+// or log tails, since it needs no token to read, and what it shows passes
+// through bot/redact. It imports rollout, bot/redact and echo; it must not
+// import the store, the runtimes or the router.
 package dashboard
 
 import (
@@ -10,10 +11,12 @@ import (
 	"embed"
 	"html/template"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/sluicehq/sluice/bot/redact"
 	"github.com/sluicehq/sluice/rollout"
 )
 
@@ -37,6 +40,7 @@ type Option func(*config)
 type config struct {
 	anonymous bool
 	mw        []echo.MiddlewareFunc
+	secrets   []string
 }
 
 // Anonymous serves the page to readers nobody identified (--public-dashboard):
@@ -47,6 +51,12 @@ func Anonymous() Option { return func(c *config) { c.anonymous = true } }
 // WithMiddleware guards the pages, e.g. with the admin token.
 func WithMiddleware(mw ...echo.MiddlewareFunc) Option {
 	return func(c *config) { c.mw = append(c.mw, mw...) }
+}
+
+// WithSecrets adds secrets the page must never show (tokens, keys), besides
+// the services' own env values that redact.Env hides.
+func WithSecrets(secrets ...string) Option {
+	return func(c *config) { c.secrets = append(c.secrets, secrets...) }
 }
 
 // Register mounts GET /dashboard (every service) and
@@ -66,7 +76,7 @@ func Register(e *echo.Echo, eng Engine, opts ...Option) {
 				}
 			}
 		}
-		return renderPage(c, status, services)
+		return renderPage(c, status, redacted(services, cfg.secrets))
 	}
 	e.GET("/dashboard", func(c echo.Context) error {
 		names, err := eng.Services()
@@ -93,6 +103,36 @@ func Register(e *echo.Echo, eng Engine, opts ...Option) {
 		}
 		return render(c, http.StatusOK, []rollout.ServiceStatus{st})
 	}, cfg.mw...)
+}
+
+// redacted copies services with every text that may quote a secret
+// (suggestions, details, rule values) passed through redact.String, with
+// the configured secrets and every version's secret-looking env values.
+func redacted(services []rollout.ServiceStatus, secrets []string) []rollout.ServiceStatus {
+	all := slices.Clone(secrets)
+	for _, st := range services {
+		for _, v := range st.Versions {
+			all = append(all, redact.Env(v.Config.Env)...)
+		}
+	}
+	out := make([]rollout.ServiceStatus, len(services))
+	for i, st := range services {
+		st.Versions = slices.Clone(st.Versions)
+		for j := range st.Versions {
+			r := &st.Versions[j].Reason
+			r.Detail, r.Suggestion = redact.String(r.Detail, all), redact.String(r.Suggestion, all)
+		}
+		st.Policy.Rules = slices.Clone(st.Policy.Rules)
+		for j, rule := range st.Policy.Rules {
+			m := make(map[string]string, len(rule.Match))
+			for k, v := range rule.Match {
+				m[k] = redact.String(v, all)
+			}
+			st.Policy.Rules[j].Match = m
+		}
+		out[i] = st
+	}
+	return out
 }
 
 func renderPage(c echo.Context, status int, services []rollout.ServiceStatus) error {

@@ -135,3 +135,28 @@ func TestGuardedDashboard(t *testing.T) {
 		}
 	}
 }
+
+func TestDashboardHidesSecretsAndURLCredentials(t *testing.T) {
+	v := rollout.VersionStatus{Version: rollout.Version{Name: "hello-001", Status: rollout.StatusFailed,
+		Config: rollout.Config{Env: map[string]string{"UPSTREAM": "tok3n-Zq81-xy"}},
+		Reason: rollout.Reason{Code: "HealthCheckFailed",
+			Suggestion: "Check https://deploy:pa55word@db.internal/ and tok3n-Zq81-xy, or ask with admin-t0ken-123."}}}
+	eng := fakeEngine{"hello": {Name: "hello", Versions: []rollout.VersionStatus{v},
+		Policy: rollout.Policy{Rules: []rollout.Rule{{Version: "hello-001", Match: map[string]string{"key": "tok3n-Zq81-xy"}}}}}}
+	e := echo.New()
+	dashboard.Register(e, eng, dashboard.WithSecrets("admin-t0ken-123"))
+	srv := httptest.NewServer(e)
+	defer srv.Close()
+	_, body := get(t, srv, "/dashboard")
+	for _, secret := range []string{"pa55word", "tok3n-Zq81-xy", "admin-t0ken-123"} {
+		if strings.Contains(body, secret) {
+			t.Errorf("the page shows %q", secret)
+		}
+	}
+	if !strings.Contains(body, "https://deploy:***@db.internal/") || !strings.Contains(body, "key=***") {
+		t.Errorf("the page lost what is not secret:\n%s", body)
+	}
+	if eng["hello"].Versions[0].Reason.Suggestion == "" || eng["hello"].Policy.Rules[0].Match["key"] != "tok3n-Zq81-xy" {
+		t.Error("the engine's statuses were changed")
+	}
+}

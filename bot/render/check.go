@@ -34,7 +34,7 @@ const (
 // the version is creating or updating) and, on failure, what happened and
 // what to do; and a text with the failure detail and the log tail, "" when
 // the version carries no reason. Each string is at most MaxCheckText bytes;
-// an over-long log keeps its last lines. Callers Redact the strings before
+// an over-long log keeps its last lines. Callers redact the strings before
 // posting them.
 func CheckOutput(v rollout.VersionStatus, steps []Step) (title, summary, text string) {
 	return cutRunes(checkTitle(v), MaxCheckText), truncate(checkSummary(v, steps), MaxCheckText), checkText(v)

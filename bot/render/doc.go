@@ -5,7 +5,7 @@
 // Every function is pure: it turns values into markdown strings, with no I/O,
 // clock, logging or GitHub client. Text a user reads comes from named
 // reasons and structured values, never from err.Error(). Output sizes stay
-// under GitHub's limits (MaxSticky, MaxCheckText), and Redact hides secrets;
+// under GitHub's limits (MaxSticky, MaxCheckText); bot/redact hides secrets:
 // callers redact every string that carries logs before posting it.
 //
 // It imports rollout, rollout/router and bot/command for their types; it

@@ -2,7 +2,6 @@ package render
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -109,64 +108,6 @@ func escapeText(s string) string { return textEscaper.Replace(s) }
 // HelpText is the reply to /help: the usage of every command.
 func HelpText() string {
 	return "sluice runs commands written one per line at the start of a comment, outside code and quotes:\n\n" + command.Help()
-}
-
-// Redact replaces every occurrence of each secret in s by "***". Secrets
-// shorter than 4 bytes are ignored (they would hide ordinary text). A
-// secret spanning several lines (a private key) is also hidden line by
-// line, so a log that shows part of it is covered. Overlapping occurrences
-// are replaced as one. Redact is pure and safe for concurrent use.
-func Redact(s string, secrets []string) string {
-	var pats []string
-	for _, sec := range secrets {
-		pats = appendSecret(pats, sec)
-		if strings.ContainsAny(sec, "\r\n") {
-			for line := range strings.FieldsFuncSeq(sec, func(r rune) bool { return r == '\n' || r == '\r' }) {
-				pats = appendSecret(pats, strings.TrimSpace(line))
-			}
-		}
-	}
-	if len(pats) == 0 {
-		return s
-	}
-	// Mark every byte that belongs to an occurrence, then replace each
-	// maximal marked run: no fragment of any secret survives.
-	type span struct{ from, to int }
-	var spans []span
-	for _, p := range pats {
-		for off := 0; off < len(s); {
-			i := strings.Index(s[off:], p)
-			if i < 0 {
-				break
-			}
-			spans = append(spans, span{off + i, off + i + len(p)})
-			off += i + 1
-		}
-	}
-	if len(spans) == 0 {
-		return s
-	}
-	slices.SortFunc(spans, func(a, b span) int { return a.from - b.from })
-	var b strings.Builder
-	last := 0
-	for i := 0; i < len(spans); {
-		from, to := spans[i].from, spans[i].to
-		for i++; i < len(spans) && spans[i].from <= to; i++ {
-			to = max(to, spans[i].to)
-		}
-		b.WriteString(s[last:from])
-		b.WriteString("***")
-		last = to
-	}
-	b.WriteString(s[last:])
-	return b.String()
-}
-
-func appendSecret(pats []string, s string) []string {
-	if len(s) < 4 || slices.Contains(pats, s) {
-		return pats
-	}
-	return append(pats, s)
 }
 
 // truncated is appended to text cut to fit a limit.

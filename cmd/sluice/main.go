@@ -89,37 +89,39 @@ const (
 var _ auth.Store = (*store.DB)(nil)
 
 // githubBot builds the GitHub App front door, or returns nil when no App
-// id is configured.
-func (s *serveCmd) githubBot(eng *rollout.Engine, db *store.DB, log *slog.Logger) (*bot.Bot, error) {
+// id is configured. It also returns the secrets sluice must never show:
+// the admin token, and the App's private key and webhook secret.
+func (s *serveCmd) githubBot(eng *rollout.Engine, db *store.DB, log *slog.Logger) (*bot.Bot, []string, error) {
+	var secrets []string
+	if s.Token != "" {
+		secrets = append(secrets, s.Token)
+	}
 	if s.GitHubAppID == 0 {
 		log.Info("GitHub App is off (no --github-app-id)")
-		return nil, nil
+		return nil, secrets, nil
 	}
 	if s.GitHubPrivateKey == "" {
-		return nil, fmt.Errorf("--github-app-id needs --github-private-key (SLUICE_GITHUB_PRIVATE_KEY)")
+		return nil, nil, fmt.Errorf("--github-app-id needs --github-private-key (SLUICE_GITHUB_PRIVATE_KEY)")
 	}
 	tightenSecretFile(s.GitHubPrivateKey, log)
 	key, err := os.ReadFile(s.GitHubPrivateKey)
 	if err != nil {
-		return nil, fmt.Errorf("read GitHub App private key: %w", err)
+		return nil, nil, fmt.Errorf("read GitHub App private key: %w", err)
 	}
 	secret, err := secretValue("github-webhook-secret", s.GitHubWebhookSecret, s.GitHubWebhookSecretFile, log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if secret == "" {
-		return nil, fmt.Errorf("the GitHub App needs a webhook secret (SLUICE_GITHUB_WEBHOOK_SECRET or _FILE)")
+		return nil, nil, fmt.Errorf("the GitHub App needs a webhook secret (SLUICE_GITHUB_WEBHOOK_SECRET or _FILE)")
 	}
 	f, err := ghapp.New(ghapp.Config{AppID: s.GitHubAppID, PrivateKey: key, APIURL: s.GitHubAPIURL, Logger: log})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	secrets := []string{secret}
-	if s.Token != "" {
-		secrets = append(secrets, s.Token)
-	}
+	secrets = append(secrets, secret, string(key))
 	return bot.New(eng, db, f, bot.Config{WebhookSecret: []byte(secret), PublicURL: s.PublicURL, Secrets: secrets,
-		MaxBody: int64(s.WebhookMaxBody), MaxInflight: s.WebhookInflight}, bot.WithLogger(log)), nil
+		MaxBody: int64(s.WebhookMaxBody), MaxInflight: s.WebhookInflight}, bot.WithLogger(log)), secrets, nil
 }
 
 func main() {
@@ -283,7 +285,11 @@ func (s *serveCmd) Run(env *cli.Env) error {
 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	apiOpts := []api.Option{api.WithMaxUpload(int64(s.MaxUpload)), api.WithLogger(log)}
+	gb, secrets, err := s.githubBot(eng, db, log)
+	if err != nil {
+		return err
+	}
+	apiOpts := []api.Option{api.WithMaxUpload(int64(s.MaxUpload)), api.WithLogger(log), api.WithSecrets(secrets...)}
 	if s.Token != "" {
 		// --token is the admin token; repository tokens and OIDC tokens act
 		// for one repository. Without --token the API stays open (loopback).
@@ -298,7 +304,7 @@ func (s *serveCmd) Run(env *cli.Env) error {
 	// deployed: with an admin token they are the admin's unless the
 	// operator publishes them, and then the dashboard is anonymous.
 	var guard []echo.MiddlewareFunc
-	dashOpts := []dashboard.Option{}
+	dashOpts := []dashboard.Option{dashboard.WithSecrets(secrets...)}
 	switch {
 	case s.PublicDashboard:
 		dashOpts = append(dashOpts, dashboard.Anonymous())
@@ -310,10 +316,6 @@ func (s *serveCmd) Run(env *cli.Env) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(rtr.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})), guard...)
-	gb, err := s.githubBot(eng, db, log)
-	if err != nil {
-		return err
-	}
 	botCtx, stopBot := context.WithCancel(context.Background())
 	defer stopBot()
 	botDone := make(chan struct{})
