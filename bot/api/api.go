@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -63,6 +64,7 @@ type server struct {
 	maxUpload int64
 	log       *slog.Logger
 	secrets   []string
+	trusted   []netip.Prefix
 }
 
 // Option configures the API.
@@ -84,13 +86,15 @@ func WithSecrets(secrets ...string) Option {
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(s *server) { s.log = l } }
 
-// Register mounts /healthz and /api/v1 on e.
+// Register mounts /healthz and /api/v1 on e, and sets e.IPExtractor so
+// that c.RealIP() of every route on e is ClientIP.
 func Register(e *echo.Echo, eng Engine, opts ...Option) {
 	s := &server{eng: eng, maxUpload: DefaultMaxUpload, log: slog.Default()}
 	for _, o := range opts {
 		o(s)
 	}
 	e.HTTPErrorHandler = s.errorHandler
+	e.IPExtractor = ipExtractor(s.trusted) // for everything e serves: c.RealIP()
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	g := e.Group("/api/v1", s.auth)
 	g.GET("/services", s.services)

@@ -3,7 +3,9 @@ package main
 import (
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 )
@@ -53,4 +55,34 @@ func TestIdleAPIConnectionsCannotTakeTheRouterDown(t *testing.T) {
 		t.Fatalf("API after the idle connections went: %v", err)
 	}
 	resp.Body.Close()
+}
+
+func TestServeRefusesABadTrustedProxy(t *testing.T) {
+	data := t.TempDir()
+	cmd := exec.Command(sluiceBin, "serve", "--data", data, "--listen", "127.0.0.1:0", "--router-listen", "127.0.0.1:0",
+		"--trusted-proxies", "10.0.0.0/8,proxy.example.com")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `--trusted-proxies: "proxy.example.com" is neither a CIDR`) {
+		t.Fatalf("serve with a host name as a trusted proxy: %v %s", err, out)
+	}
+	if entries, _ := os.ReadDir(data); len(entries) != 0 {
+		t.Fatalf("serve created %d entries in its data directory before refusing", len(entries))
+	}
+}
+
+func TestParsePrefixes(t *testing.T) {
+	got, err := parsePrefixes([]string{"10.1.2.3/8", " 192.0.2.1 ", "::ffff:198.51.100.1", "2001:db8::/32", ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"10.0.0.0/8", "192.0.2.1/32", "198.51.100.1/32", "2001:db8::/32"}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i].String() != want[i] {
+			t.Errorf("[%d] = %s, want %s", i, got[i], want[i])
+		}
+	}
 }

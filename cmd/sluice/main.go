@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -63,6 +64,7 @@ type serveCmd struct {
 	APIMaxConns     int           `name:"api-max-conns" help:"Most connections the API/webhook listener holds at once (lowered to fit the file descriptor limit); more wait to be accepted." env:"SLUICE_API_MAX_CONNS" default:"64"`
 	APITimeout      time.Duration `name:"api-timeout" help:"Longest an API request may take to be read, and its answer to be written." env:"SLUICE_API_TIMEOUT" default:"10m"`
 	WebhookMaxBody  cli.Size      `name:"webhook-max-body" help:"Largest accepted webhook body, with a unit (413 beyond)." env:"SLUICE_WEBHOOK_MAX_BODY" default:"5MiB"`
+	TrustedProxies  []string      `name:"trusted-proxies" sep:"," help:"Proxies (CIDRs or addresses, comma-separated) whose X-Forwarded-For and X-Real-IP name the client; without it the client is the connection's peer." env:"SLUICE_TRUSTED_PROXIES"`
 	WebhookInflight int           `name:"webhook-inflight" help:"Most webhook bodies read at once (503 beyond)." env:"SLUICE_WEBHOOK_INFLIGHT" default:"8"`
 	RunAs           string        `help:"User builds and instances run as: a name, uid:gid, or root (only when said so). Default as root: a dedicated uid/gid 64100; otherwise sluice's own user." env:"SLUICE_RUN_AS"`
 	LogLevel        slog.Level    `help:"debug, info, warn or error." env:"SLUICE_LOG_LEVEL" default:"info"`
@@ -173,6 +175,27 @@ func adminOnly(token string) echo.MiddlewareFunc {
 	}
 }
 
+// parsePrefixes reads --trusted-proxies: CIDRs, or single addresses.
+func parsePrefixes(values []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, v := range values {
+		v = strings.TrimSpace(v)
+		if v == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(v); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(v)
+		if err != nil {
+			return nil, fmt.Errorf("--trusted-proxies: %q is neither a CIDR (like 10.0.0.0/8) nor an IP address", v)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
+}
+
 func isLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -221,6 +244,10 @@ func (s *serveCmd) Run(env *cli.Env) error {
 	s.Token = token
 	logNoFile(log)
 	allow, err := s.oidcAllow()
+	if err != nil {
+		return err
+	}
+	trustedProxies, err := parsePrefixes(s.TrustedProxies)
 	if err != nil {
 		return err
 	}
@@ -289,7 +316,8 @@ func (s *serveCmd) Run(env *cli.Env) error {
 	if err != nil {
 		return err
 	}
-	apiOpts := []api.Option{api.WithMaxUpload(int64(s.MaxUpload)), api.WithLogger(log), api.WithSecrets(secrets...)}
+	apiOpts := []api.Option{api.WithMaxUpload(int64(s.MaxUpload)), api.WithLogger(log), api.WithSecrets(secrets...),
+		api.WithTrustedProxies(trustedProxies)}
 	if s.Token != "" {
 		// --token is the admin token; repository tokens and OIDC tokens act
 		// for one repository. Without --token the API stays open (loopback).
