@@ -42,27 +42,8 @@ func TestServeAsGitHubApp(t *testing.T) {
 		"SLUICE_GITHUB_WEBHOOK_SECRET_FILE="+secretFile, "SLUICE_GITHUB_API_URL="+gh.URL(),
 		"SLUICE_PUBLIC_URL=https://sluice.example.com")
 
-	post := func(event, fixture string) {
-		t.Helper()
-		req := githubtest.Delivery(t, "http://"+s.api+"/webhooks/github", event, githubtest.Fixture(t, fixture), []byte("s3cret"))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusAccepted {
-			t.Fatalf("%s delivery answered %d", event, resp.StatusCode)
-		}
-	}
-	waitFor := func(what string, ok func() bool) {
-		t.Helper()
-		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-			if ok() {
-				return
-			}
-		}
-		t.Fatalf("timed out waiting for %s", what)
-	}
+	post := func(event, fixture string) { t.Helper(); s.deliver(event, fixture, "s3cret") }
+	waitFor := func(what string, ok func() bool) { t.Helper(); waitFor(t, what, ok) }
 	post("push", "push.json")
 	waitFor("the merge deploy", func() bool { v, _, err := s.get("hello.localhost", ""); return err == nil && v == "hello-001" })
 	post("issue_comment", "issue_comment.created.pull_request.json")
@@ -88,5 +69,83 @@ func TestServeAsGitHubApp(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("forged delivery answered %d", resp.StatusCode)
+	}
+}
+
+// deliver posts a webhook fixture signed with secret; it must be accepted.
+func (s *server) deliver(event, fixture, secret string) {
+	s.t.Helper()
+	req := githubtest.Delivery(s.t, "http://"+s.api+"/webhooks/github", event, githubtest.Fixture(s.t, fixture), []byte(secret))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		s.t.Fatalf("%s delivery answered %d", event, resp.StatusCode)
+	}
+}
+
+// waitFor polls ok until it holds, for 30 s at most.
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if ok() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// A deployed app prints the App's private key, the admin token and the
+// webhook secret (which it could read from files sluice can read): none of
+// them reaches GitHub.
+func TestServeNeverSendsItsOwnSecretsToGitHub(t *testing.T) {
+	const (
+		repo  = "Codertocat/Hello-World"
+		main  = "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
+		appID = 29310
+		admin = "admin-token-4c1f9e0b7d"
+	)
+	key, pemKey := githubtest.GenerateKey(t)
+	gh := githubtest.NewServer(t, githubtest.WithAppKey(&key.PublicKey, appID))
+	dir := t.TempDir()
+	keyFile, secretFile, tokenFile := filepath.Join(dir, "app.pem"), filepath.Join(dir, "secret"), filepath.Join(dir, "token")
+	os.WriteFile(keyFile, pemKey, 0o600)
+	os.WriteFile(secretFile, []byte("hook-s3cret\n"), 0o600)
+	os.WriteFile(tokenFile, []byte(admin+"\n"), 0o600)
+	leak := fmt.Sprintf("services:\n  hello:\n    run: cat %q %q %q; exit 1\n    timeouts: {start: 5s}\n", keyFile, secretFile, tokenFile)
+	gh.AddRepo(repo, githubtest.RepoOpts{InstallationID: 1})
+	gh.SetCommit(repo, main, map[string]string{"sluice.yaml": leak})
+	s := startServer(t, filepath.Join(dir, "data"), freePort(t), freePort(t),
+		fmt.Sprintf("SLUICE_GITHUB_APP_ID=%d", appID), "SLUICE_GITHUB_PRIVATE_KEY="+keyFile,
+		"SLUICE_GITHUB_WEBHOOK_SECRET_FILE="+secretFile, "SLUICE_TOKEN_FILE="+tokenFile, "SLUICE_GITHUB_API_URL="+gh.URL())
+	s.deliver("push", "push.json", "hook-s3cret")
+	var check githubtest.CheckRun
+	waitFor(t, "a failed check on the merge", func() bool {
+		for _, c := range gh.CheckRuns(repo) {
+			if c.HeadSHA == main && c.Conclusion == "failure" {
+				check = c
+				return true
+			}
+		}
+		return false
+	})
+	var secrets []string
+	for _, line := range strings.Split(string(pemKey), "\n") {
+		if len(line) >= 16 && !strings.HasPrefix(line, "-----") {
+			secrets = append(secrets, line)
+		}
+	}
+	secrets = append(secrets, admin, "hook-s3cret")
+	for _, r := range gh.Requests() {
+		for _, secret := range secrets {
+			if strings.Contains(string(r.Body), secret) {
+				t.Fatalf("%s %s carries %q", r.Method, r.Path, secret)
+			}
+		}
+	}
+	if !strings.Contains(check.Output.Text+check.Output.Summary, "***") {
+		t.Errorf("the check shows no redacted log:\n%s", check.Output.Text)
 	}
 }
