@@ -24,6 +24,7 @@ func TestLogsReadWithAScopedTokenHideSecrets(t *testing.T) {
 
 	y := "services:\n  web:\n    run: echo \"db=postgres://app:pw-Xy12@db/x up=$UPSTREAM t=admin-s3cret k=app-private-key-line mode=$MODE\"; exit 1\n" +
 		"    env: {UPSTREAM: Zk29-qq81-Lm, MODE: production}\n"
+	assign(t, srv, "web", "acme/web")
 	token := issue(t, authn, "acme/web", "")
 	code, b := call(t, srv, "POST", "/api/v1/services/web/versions", "application/gzip", tgz(t, map[string]string{"sluice.yaml": y}), bearer(token)...)
 	if code != 201 && code != 202 {
