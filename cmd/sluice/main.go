@@ -64,7 +64,7 @@ type serveCmd struct {
 	APIMaxConns     int           `name:"api-max-conns" help:"Most connections the API/webhook listener holds at once (lowered to fit the file descriptor limit); more wait to be accepted." env:"SLUICE_API_MAX_CONNS" default:"64"`
 	APITimeout      time.Duration `name:"api-timeout" help:"Longest an API request may take to be read, and its answer to be written." env:"SLUICE_API_TIMEOUT" default:"10m"`
 	WebhookMaxBody  cli.Size      `name:"webhook-max-body" help:"Largest accepted webhook body, with a unit (413 beyond)." env:"SLUICE_WEBHOOK_MAX_BODY" default:"5MiB"`
-	TrustedProxies  []string      `name:"trusted-proxies" sep:"," help:"Proxies (CIDRs or addresses, comma-separated) whose X-Forwarded-For and X-Real-IP name the client; without it the client is the connection's peer." env:"SLUICE_TRUSTED_PROXIES"`
+	TrustedProxies  []string      `name:"trusted-proxies" sep:"," help:"Proxies (CIDRs or addresses, comma-separated) in front of the API and the router whose X-Forwarded-For and X-Real-IP name the client; without it the client is the connection's peer and the router starts X-Forwarded-For afresh." env:"SLUICE_TRUSTED_PROXIES"`
 	WebhookInflight int           `name:"webhook-inflight" help:"Most webhook bodies read at once (503 beyond)." env:"SLUICE_WEBHOOK_INFLIGHT" default:"8"`
 	RunAs           string        `help:"User builds and instances run as: a name, uid:gid, or root (only when said so). Default as root: a dedicated uid/gid 64100; otherwise sluice's own user." env:"SLUICE_RUN_AS"`
 	LogLevel        slog.Level    `help:"debug, info, warn or error." env:"SLUICE_LOG_LEVEL" default:"info"`
@@ -300,7 +300,8 @@ func (s *serveCmd) Run(env *cli.Env) error {
 		log.Warn("connection caps lowered to fit the file descriptor limit", "nofile", nofile, "api_max_conns", budget.API, "max_conns", budget.Router)
 	}
 	rtr := router.New(s.BaseDomain, router.WithLogger(log), router.WithLimits(router.Limits{
-		MaxBodyBytes: int64(s.MaxBody), UpstreamTimeout: s.UpstreamTimeout, MaxConns: budget.Router}))
+		MaxBodyBytes: int64(s.MaxBody), UpstreamTimeout: s.UpstreamTimeout, MaxConns: budget.Router}),
+		router.WithTrustedProxies(trustedProxies))
 	eng := rollout.New(db, rt, rtr, s.BaseDomain,
 		rollout.WithLogger(log),
 		rollout.WithRouterAddr(routerLn.Addr().String()),
