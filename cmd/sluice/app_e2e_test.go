@@ -98,8 +98,10 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 }
 
 // A deployed app prints the App's private key, the admin token and the
-// webhook secret (which it could read from files sluice can read): none of
-// them reaches GitHub.
+// webhook secret: none of them reaches GitHub. Deployed code running as
+// its own user cannot read those files at all (see
+// TestDeployedCodeCannotReachSluice), so this server runs it as root, the
+// one mode where it can, to test the redaction behind that wall.
 func TestServeNeverSendsItsOwnSecretsToGitHub(t *testing.T) {
 	const (
 		repo  = "Codertocat/Hello-World"
@@ -119,7 +121,7 @@ func TestServeNeverSendsItsOwnSecretsToGitHub(t *testing.T) {
 	gh.SetCommit(repo, main, map[string]string{"sluice.yaml": leak})
 	s := startServer(t, filepath.Join(dir, "data"), freePort(t), freePort(t),
 		fmt.Sprintf("SLUICE_GITHUB_APP_ID=%d", appID), "SLUICE_GITHUB_PRIVATE_KEY="+keyFile,
-		"SLUICE_GITHUB_WEBHOOK_SECRET_FILE="+secretFile, "SLUICE_TOKEN_FILE="+tokenFile, "SLUICE_GITHUB_API_URL="+gh.URL())
+		"SLUICE_GITHUB_WEBHOOK_SECRET_FILE="+secretFile, "SLUICE_TOKEN_FILE="+tokenFile, "SLUICE_GITHUB_API_URL="+gh.URL(), "SLUICE_RUN_AS=root")
 	s.deliver("push", "push.json", "hook-s3cret")
 	var check githubtest.CheckRun
 	waitFor(t, "a failed check on the merge", func() bool {
