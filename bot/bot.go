@@ -109,6 +109,9 @@ type Bot struct {
 	lanes   lanes // deliveries being handled, by lane
 	// inflight holds a token per webhook body being read and checked.
 	inflight chan struct{}
+
+	app          *github.Client // the App itself, for missed-webhook recovery; nil: off
+	recoverEvery time.Duration
 }
 
 // Option configures a Bot.
@@ -155,6 +158,11 @@ func (b *Bot) Run(ctx context.Context) {
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	defer b.lanes.wait()
+	if b.app != nil {
+		done := make(chan struct{})
+		go func() { defer close(done); b.recoverLoop(ctx) }()
+		defer func() { <-done }()
+	}
 	for {
 		if err := b.step(ctx); err != nil && ctx.Err() == nil {
 			b.log.Error("bot step", "err", err)
@@ -163,6 +171,24 @@ func (b *Bot) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-b.wake:
+		case <-tick.C:
+		}
+	}
+}
+
+// recoverLoop runs RecoverMissed on start and every recoverEvery.
+func (b *Bot) recoverLoop(ctx context.Context) {
+	tick := time.NewTicker(b.recoverEvery)
+	defer tick.Stop()
+	for {
+		if n, err := b.RecoverMissed(ctx); err != nil && ctx.Err() == nil {
+			b.log.Warn("recover missed webhooks", "err", err)
+		} else if n > 0 {
+			b.log.Info("missed webhooks redelivered", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
 		case <-tick.C:
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -710,5 +711,96 @@ func TestDelivery(t *testing.T) {
 	c := githubtest.Delivery(t, "http://127.0.0.1:1/", "push", body, secret, githubtest.WithHeader("X-Hub-Signature-256", ""))
 	if _, ok := c.Header["X-Hub-Signature-256"]; ok {
 		t.Error("WithHeader did not remove the signature")
+	}
+}
+
+// The App's webhook deliveries: SendWebhook delivers signed and records
+// the attempt (a failure as GitHub records one); the list is newest first
+// with a cursor in the Link header; a redelivery keeps the GUID and
+// reaches the webhook before the 202 is answered.
+func TestHookDeliveries(t *testing.T) {
+	rt, s := setup(t)
+	var (
+		mu   sync.Mutex
+		got  []string
+		fail = true
+	)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if r.Header.Get("X-Hub-Signature-256") != githubtest.Sign([]byte("s"), body) {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		got = append(got, r.Header.Get("X-GitHub-Event")+" "+r.Header.Get("X-GitHub-Delivery"))
+		if fail {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer hook.Close()
+
+	lost := s.SendWebhook("push", []byte(`{"installation":{"id":1},"repository":{"id":186853002}}`))
+	if lost.StatusCode != http.StatusBadGateway || lost.Status != "failed to connect" {
+		t.Fatalf("delivery without a webhook: %+v", lost)
+	}
+	s.SetWebhook(hook.URL, []byte("s"))
+	refused := s.SendWebhook("issue_comment", []byte(`{"action":"created"}`))
+	mu.Lock()
+	fail = false
+	mu.Unlock()
+	ok := s.SendWebhook("ping", []byte(`{}`))
+	if refused.StatusCode != 500 || ok.StatusCode != 202 {
+		t.Fatalf("statuses: %d %d", refused.StatusCode, ok.StatusCode)
+	}
+
+	now := time.Now()
+	app := client(t, s, jwt(t, key(t), fmt.Sprint(appID), now.Add(-30*time.Second), now.Add(5*time.Minute)))
+	ctx := context.Background()
+	var listed []*github.HookDelivery
+	opts := &github.ListCursorOptions{PerPage: 2}
+	for pages := 0; ; pages++ {
+		ds, resp, err := app.Apps.ListHookDeliveries(ctx, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed = append(listed, ds...)
+		if resp.Cursor == "" {
+			if pages != 1 {
+				t.Fatalf("3 deliveries by 2 took %d pages", pages+1)
+			}
+			break
+		}
+		opts.Cursor = resp.Cursor
+	}
+	if len(listed) != 3 || listed[0].GetGUID() != ok.GUID || listed[2].GetGUID() != lost.GUID ||
+		listed[2].GetStatusCode() != 502 || listed[2].GetInstallationID() != 1 || listed[2].GetRepositoryID() != 186853002 {
+		t.Fatalf("listed: %v", listed)
+	}
+	_, _, err := app.Apps.RedeliverHookDelivery(ctx, lost.ID)
+	var accepted *github.AcceptedError
+	if !errors.As(err, &accepted) {
+		t.Fatalf("redelivery: %v, want 202", err)
+	}
+	mu.Lock()
+	last := got[len(got)-1]
+	mu.Unlock()
+	if last != "push "+lost.GUID {
+		t.Fatalf("redelivered as %q, want push %s", last, lost.GUID)
+	}
+	all := s.HookDeliveries()
+	if re := all[len(all)-1]; !re.Redelivery || re.GUID != lost.GUID || re.StatusCode != 202 {
+		t.Fatalf("redelivery recorded as %+v", re)
+	}
+	if _, _, err := app.Apps.RedeliverHookDelivery(ctx, 999999); err == nil {
+		t.Fatal("redelivery of an unknown id succeeded")
+	}
+	if code := do(t, s, "GET", "/app/hook/deliveries", s.InstallationToken(1), ""); code != http.StatusUnauthorized {
+		t.Fatalf("an installation token listed deliveries: %d", code)
+	}
+	if errs := rt.errors(); len(errs) != 0 {
+		t.Fatalf("unexpected test failures: %q", errs)
 	}
 }

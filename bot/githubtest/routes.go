@@ -220,12 +220,14 @@ func bodyRequired(r *route) bool {
 	return rb != nil && rb.Value != nil && rb.Value.Required
 }
 
-// routeTable lists the 22 operations; buildSpec checks it against the
+// routeTable lists the 24 operations; buildSpec checks it against the
 // description, so a typo here cannot hide.
 func routeTable() []*route {
 	return []*route{
 		{op: "apps/get-authenticated", method: "GET", tmpl: "/app", auth: authApp, handle: (*Server).getApp},
 		{op: "apps/create-installation-access-token", method: "POST", tmpl: "/app/installations/{installation_id}/access_tokens", auth: authApp, handle: (*Server).createToken},
+		{op: "apps/list-webhook-deliveries", method: "GET", tmpl: "/app/hook/deliveries", auth: authApp, handle: (*Server).listHookDeliveries},
+		{op: "apps/redeliver-webhook-delivery", method: "POST", tmpl: "/app/hook/deliveries/{delivery_id}/attempts", auth: authApp, handle: (*Server).redeliverHook},
 		{op: "apps/get-repo-installation", method: "GET", tmpl: "/repos/{owner}/{repo}/installation", auth: authApp, handle: (*Server).getRepoInstallation},
 		{op: "checks/create", method: "POST", tmpl: "/repos/{owner}/{repo}/check-runs", auth: authRepo, handle: (*Server).createCheckRun},
 		{op: "checks/get", method: "GET", tmpl: "/repos/{owner}/{repo}/check-runs/{check_run_id}", auth: authRepo, handle: (*Server).getCheckRun},

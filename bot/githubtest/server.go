@@ -52,6 +52,9 @@ type Server struct {
 	faults       []*fault
 	delay        time.Duration
 	archiveToken string
+	hooks        []*HookDelivery
+	hookURL      string
+	hookSecret   []byte
 }
 
 // Option configures NewServer.
@@ -186,6 +189,10 @@ type reply struct {
 	body   any // JSON-encoded unless raw is set
 	raw    []byte
 	header http.Header
+	// after runs without s.mu before the reply is written: work GitHub
+	// queues when it answers (a redelivery), done by the time the client
+	// has the answer, so tests need not wait for it.
+	after func()
 }
 
 func jsonReply(status int, body any) reply { return reply{status: status, body: body} }
@@ -213,6 +220,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		Authorization: r.Header.Get("Authorization"),
 	}
 	rep := s.handle(r, body, &rec)
+	if rep != nil && rep.after != nil {
+		rep.after()
+	}
 	if rep != nil {
 		s.write(w, *rep)
 		rec.Status = rep.status

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -149,5 +151,81 @@ func TestServeNeverSendsItsOwnSecretsToGitHub(t *testing.T) {
 	}
 	if !strings.Contains(check.Output.Text+check.Output.Summary, "***") {
 		t.Errorf("the check shows no redacted log:\n%s", check.Output.Text)
+	}
+}
+
+// TestMergeWhileStoppedIsRecovered stops sluice, merges (GitHub's delivery
+// fails: nobody listens), starts sluice again, and the merge is deployed
+// from the delivery sluice asked GitHub to send again.
+func TestMergeWhileStoppedIsRecovered(t *testing.T) {
+	const (
+		repo  = "Codertocat/Hello-World"
+		first = "1111111111111111111111111111111111111111"
+		merge = "6113728f27ae82c7b1a177c8d03f9e96e0adf246" // push.json's "after"
+		appID = 29310
+	)
+	key, pemKey := githubtest.GenerateKey(t)
+	gh := githubtest.NewServer(t, githubtest.WithAppKey(&key.PublicKey, appID))
+	yaml := func(greeting string) string {
+		return fmt.Sprintf("services:\n  hello:\n    run: exec %q\n    health: /healthz\n    env: {GREETING: %s}\n", helloBin, greeting)
+	}
+	gh.AddRepo(repo, githubtest.RepoOpts{InstallationID: 1})
+	gh.SetCommit(repo, first, map[string]string{"sluice.yaml": yaml("first")})
+	gh.SetCommit(repo, merge, map[string]string{"sluice.yaml": yaml("merged")})
+
+	dir := t.TempDir()
+	keyFile, secretFile := filepath.Join(dir, "app.pem"), filepath.Join(dir, "secret")
+	os.WriteFile(keyFile, pemKey, 0o600)
+	os.WriteFile(secretFile, []byte("s3cret\n"), 0o600)
+	data, api, route := filepath.Join(dir, "data"), freePort(t), freePort(t)
+	env := []string{fmt.Sprintf("SLUICE_GITHUB_APP_ID=%d", appID), "SLUICE_GITHUB_PRIVATE_KEY=" + keyFile,
+		"SLUICE_GITHUB_WEBHOOK_SECRET_FILE=" + secretFile, "SLUICE_GITHUB_API_URL=" + gh.URL()}
+	gh.SetWebhook("http://"+api+"/webhooks/github", []byte("s3cret"))
+	waitFor := func(s *server, want string) {
+		t.Helper()
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			if _, body, err := s.get("hello.localhost", ""); err == nil && strings.Contains(body, want) {
+				return
+			}
+		}
+		t.Fatalf("hello never answered %q", want)
+	}
+	push := func(sha string) []byte {
+		var p map[string]any
+		json.Unmarshal(githubtest.Fixture(t, "push.json"), &p)
+		p["after"] = sha
+		b, _ := json.Marshal(p)
+		return b
+	}
+
+	s := startServer(t, data, api, route, env...)
+	if d := gh.SendWebhook("push", push(first)); d.StatusCode != http.StatusAccepted {
+		t.Fatalf("first merge delivered with %d", d.StatusCode)
+	}
+	waitFor(s, "first")
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cmd.Wait(); err != nil {
+		t.Fatalf("sluice did not stop cleanly: %v", err)
+	}
+
+	// The test keeps serve's listening socket open between the two runs,
+	// so the kernel would queue a delivery for the next run: point GitHub
+	// at an address nobody listens on while sluice is down.
+	gh.SetWebhook("http://"+unusedAddr(t)+"/webhooks/github", []byte("s3cret"))
+	if d := gh.SendWebhook("push", push(merge)); d.StatusCode != http.StatusBadGateway {
+		t.Fatalf("a merge delivered to a stopped sluice answered %d", d.StatusCode)
+	}
+	gh.SetWebhook("http://"+api+"/webhooks/github", []byte("s3cret"))
+
+	s2 := startServer(t, data, api, route, env...)
+	waitFor(s2, "merged")
+	var redelivered bool
+	for _, d := range gh.HookDeliveries() {
+		redelivered = redelivered || (d.Redelivery && d.StatusCode == http.StatusAccepted)
+	}
+	if !redelivered {
+		t.Fatalf("deployed, but not from a redelivery: %+v", gh.HookDeliveries())
 	}
 }

@@ -123,7 +123,7 @@ func (s *serveCmd) githubBot(eng *rollout.Engine, db *store.DB, log *slog.Logger
 	}
 	secrets = append(secrets, secret, string(key))
 	return bot.New(eng, db, f, bot.Config{WebhookSecret: []byte(secret), PublicURL: s.PublicURL, Secrets: secrets,
-		MaxBody: int64(s.WebhookMaxBody), MaxInflight: s.WebhookInflight}, bot.WithLogger(log)), secrets, nil
+		MaxBody: int64(s.WebhookMaxBody), MaxInflight: s.WebhookInflight}, bot.WithLogger(log), bot.WithRecovery(f.App(), bot.DefaultRecoverEvery)), secrets, nil
 }
 
 func main() {
@@ -350,9 +350,6 @@ func (s *serveCmd) Run(env *cli.Env) error {
 	botDone := make(chan struct{})
 	if gb != nil {
 		gb.Register(e)
-		go func() { defer close(botDone); gb.Run(botCtx) }()
-	} else {
-		close(botDone)
 	}
 
 	// Past its cap the API accepts no more connections (they wait in the
@@ -364,6 +361,13 @@ func (s *serveCmd) Run(env *cli.Env) error {
 	errc := make(chan error, 2)
 	go func() { errc <- apiSrv.Serve(netutil.LimitListener(apiLn, budget.API)) }()
 	go func() { errc <- rtr.Serve(routerLn) }()
+	// The bot starts once the webhook listens: its missed-webhook recovery
+	// asks GitHub for redeliveries at once.
+	if gb != nil {
+		go func() { defer close(botDone); gb.Run(botCtx) }()
+	} else {
+		close(botDone)
+	}
 
 	c := cron.New()
 	if s.RetireAfter > 0 {
