@@ -26,6 +26,18 @@ type checkState struct {
 
 func checkName(service string) string { return "sluice / " + service }
 
+// GitHub's limits on what sluice writes (REST API documentation of check
+// runs, issue comments and deployment statuses).
+const (
+	// maxAnnotationsPerRequest is how many annotations one check run
+	// create or update may carry.
+	maxAnnotationsPerRequest = 50
+	// maxAnnotationMessage is the limit of an annotation's message (64 KB).
+	maxAnnotationMessage = 64 << 10
+	// maxStatusDescription is the limit of a deployment status description.
+	maxStatusDescription = 140
+)
+
 func environment(pr int) string {
 	if pr == 0 {
 		return "production"
@@ -215,27 +227,40 @@ func (b *Bot) sendStatic(ctx context.Context, gh *github.Client, owner, name str
 	}
 	var anns []*github.CheckRunAnnotation
 	for _, p := range s.Annotations {
-		if len(anns) == 50 { // GitHub's limit per request
-			break
-		}
 		line := max(p.Line, 1)
 		msg := p.Message
 		if p.Field != "" {
 			msg = p.Field + ": " + msg
 		}
+		msg = render.Fit(msg, maxAnnotationMessage)
 		anns = append(anns, &github.CheckRunAnnotation{Path: github.String("sluice.yaml"), StartLine: &line, EndLine: &line,
 			AnnotationLevel: github.String("failure"), Title: github.String("InvalidManifest"), Message: &msg})
+	}
+	batch := func() []*github.CheckRunAnnotation {
+		n := min(len(anns), maxAnnotationsPerRequest)
+		out := anns[:n]
+		anns = anns[n:]
+		return out
 	}
 	conclusion := s.Conclusion
 	if conclusion == "" {
 		conclusion = "failure"
 	}
+	title, summary := render.Fit(s.Title, render.MaxCheckText), render.Fit(s.Summary, render.MaxCheckText)
 	r, _, err := gh.Checks.CreateCheckRun(ctx, owner, name, github.CreateCheckRunOptions{
 		Name: s.Name, HeadSHA: it.SHA, ExternalID: &s.ExternalID, Status: github.String("completed"),
 		Conclusion: &conclusion, CompletedAt: &github.Timestamp{Time: b.now()},
-		Output: &github.CheckRunOutput{Title: &s.Title, Summary: &s.Summary, Annotations: anns}})
+		Output: &github.CheckRunOutput{Title: &title, Summary: &summary, Annotations: batch()}})
 	if err != nil {
 		return nil, err
+	}
+	// GitHub takes 50 annotations per request and adds those of each
+	// update to the run's.
+	for len(anns) > 0 {
+		if _, _, err := gh.Checks.UpdateCheckRun(ctx, owner, name, r.GetID(), github.UpdateCheckRunOptions{
+			Name: s.Name, Output: &github.CheckRunOutput{Title: &title, Summary: &summary, Annotations: batch()}}); err != nil {
+			return []rollout.Op{idOp(key, r.GetID())}, err
+		}
 	}
 	return []rollout.Op{idOp(key, r.GetID())}, nil
 }
@@ -300,6 +325,7 @@ func (b *Bot) sendDeployment(ctx context.Context, gh *github.Client, owner, name
 	if v.Reason.Code != "" {
 		desc += ": " + v.Reason.Code
 	}
+	desc = clip(desc, maxStatusDescription)
 	_, _, err = gh.Repositories.CreateDeploymentStatus(ctx, owner, name, id, &github.DeploymentStatusRequest{
 		State: &state, EnvironmentURL: &url, Description: &desc, Environment: &env, LogURL: b.detailsURL(cs.Service, it.Version)})
 	if err != nil {
@@ -452,4 +478,13 @@ func (b *Bot) tellMergedPR(e rollout.Event) ([]rollout.Op, error) {
 	}
 	return b.addPREntries(e.Origin.Repo, e.Origin.Installation, pr,
 		render.Entry{Time: b.now(), Title: "Merge deploy of " + e.Service, Body: body, OK: e.Reason == nil})
+}
+
+// clip cuts s to at most n characters, ending with "…" when cut.
+func clip(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
 }

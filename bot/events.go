@@ -56,7 +56,7 @@ func (b *Bot) onPush(ctx context.Context, d delivery) ([]rollout.Op, error) {
 	repo := p.Repository.FullName
 	if _, merr := manifestServices(archive); merr != nil {
 		log.Info("merge has an invalid sluice.yaml", "sha", p.After)
-		return []rollout.Op{b.manifestCheck(repo, p.Installation.ID, p.After, "", merr)}, nil
+		return b.manifestCheck(repo, p.Installation.ID, p.After, brokenServices("", archive), merr), nil
 	}
 	info, _ := source.Inspect(archive, source.DefaultLimits)
 	m, _ := manifest.Parse(manifest.FileName, info.Manifest)
@@ -95,7 +95,7 @@ func (b *Bot) onPush(ctx context.Context, d delivery) ([]rollout.Op, error) {
 		if re, ok := rollout.AsError(err); ok {
 			log.Warn("merge deploy refused", "service", s.Name, "err", re.Message)
 			if re.Code == rollout.ErrCodeManifest {
-				ops = append(ops, b.manifestCheck(repo, p.Installation.ID, p.After, s.Name, re))
+				ops = append(ops, b.manifestCheck(repo, p.Installation.ID, p.After, []string{s.Name}, re)...)
 			}
 			continue
 		}

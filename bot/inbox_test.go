@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -254,4 +255,41 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// A sluice.yaml with many problems, on a merge: each service it means gets
+// its own failed `sluice / <name>` check run (a required check names the
+// service), with every reported problem annotated over successive
+// requests of 50 and a summary GitHub accepts.
+func TestBrokenManifestWithManyProblemsFailsEachServicesCheck(t *testing.T) {
+	w := newWorld(t)
+	var y strings.Builder
+	y.WriteString("services:\n  web:\n    run: ./web\n")
+	for i := range 260 {
+		fmt.Fprintf(&y, "    %s%03d: 1\n", strings.Repeat("unknown_field_", 24), i)
+	}
+	y.WriteString("  worker:\n    run: ./worker\n    instances: lots\n")
+	w.gh.SetCommit(repo, mainSHA, map[string]string{"sluice.yaml": y.String()})
+	w.mergeMain()
+	cs := checksOn(w.gh, mainSHA)
+	if len(cs) != 2 || cs[0].Name != "sluice / web" || cs[1].Name != "sluice / worker" {
+		t.Fatalf("check runs: %d %v", len(cs), names(cs))
+	}
+	for _, c := range cs {
+		if c.Conclusion != "failure" || len(c.Output.Annotations) != 200 || len(c.Output.Summary) > 65535 ||
+			!strings.Contains(c.Output.Summary, "InvalidManifest") {
+			t.Fatalf("%s: %s, %d annotations, summary of %d bytes", c.Name, c.Conclusion, len(c.Output.Annotations), len(c.Output.Summary))
+		}
+	}
+	if !strings.Contains(cs[0].Output.Summary, "more problems") && !strings.Contains(cs[0].Output.Summary, "truncated") {
+		t.Fatalf("the summary does not say that problems were left out")
+	}
+}
+
+func names(cs []githubtest.CheckRun) []string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, c.Name)
+	}
+	return out
 }

@@ -15,7 +15,9 @@ import (
 	"github.com/sluicehq/sluice/bot/redact"
 	"github.com/sluicehq/sluice/bot/render"
 	"github.com/sluicehq/sluice/rollout"
+	"github.com/sluicehq/sluice/rollout/manifest"
 	"github.com/sluicehq/sluice/rollout/router"
+	"github.com/sluicehq/sluice/rollout/source"
 )
 
 func formatMatch(m map[string]string) string { return router.FormatMatch(m) }
@@ -100,17 +102,76 @@ func (b *Bot) addPREntries(repo string, inst int64, pr int, entries ...render.En
 	return []rollout.Op{rollout.Append(bucketOutbox, mustJSON(outboxItem{Kind: kindSticky, Repo: repo, Inst: inst, PR: pr}))}, nil
 }
 
-// manifestCheck queues a finished, failed check run for a manifest error,
-// with an annotation on each offending line of sluice.yaml.
-func (b *Bot) manifestCheck(repo string, inst int64, sha, service string, e *rollout.Error) rollout.Op {
-	name := "sluice"
-	if service != "" {
-		name = "sluice / " + service
+// maxReportedProblems caps the manifest problems a check run lists and
+// annotates (annotations go 50 per request).
+const maxReportedProblems = 200
+
+// manifestCheck queues a finished, failed check run for a manifest error
+// on each of services (see brokenServices), with an annotation on each
+// offending line of sluice.yaml.
+func (b *Bot) manifestCheck(repo string, inst int64, sha string, services []string, e *rollout.Error) []rollout.Op {
+	problems := e.Problems
+	var lines []string
+	for i, p := range problems {
+		if i == maxReportedProblems {
+			lines = append(lines, fmt.Sprintf("… %d more problems", len(problems)-i))
+			problems = problems[:i]
+			break
+		}
+		lines = append(lines, problemLine(p))
 	}
-	return b.staticCheck(repo, inst, sha, static{Name: name, ExternalID: "manifest:" + sha,
-		Title:       "InvalidManifest: sluice.yaml has errors",
-		Summary:     "**InvalidManifest**: sluice.yaml at " + shortSHA(sha) + " cannot be used.\n\n```\n" + redact.String(e.Message, b.cfg.Secrets) + "\n```\n\nFix the lines annotated below and push again.",
-		Annotations: e.Problems})
+	list := strings.Join(lines, "\n")
+	if len(lines) == 0 {
+		list = e.Message
+	}
+	summary := render.Fit("**InvalidManifest**: sluice.yaml at "+shortSHA(sha)+" cannot be used.\n\n```\n"+redact.String(list, b.cfg.Secrets)+
+		"\n```\n\nFix the lines annotated below and push again.", render.MaxCheckText)
+	if len(services) == 0 {
+		services = []string{""}
+	}
+	var ops []rollout.Op
+	for _, svc := range services {
+		name, external := "sluice", "manifest:"+sha
+		if svc != "" {
+			name, external = checkName(svc), "manifest:"+sha+":"+svc
+		}
+		ops = append(ops, b.staticCheck(repo, inst, sha, static{Name: name, ExternalID: external,
+			Title: "InvalidManifest: sluice.yaml has errors", Summary: summary, Annotations: problems}))
+	}
+	return ops
+}
+
+// problemLine renders a problem as "file:line:col: field: message".
+func problemLine(p rollout.Problem) string {
+	s := p.File
+	if p.Line > 0 {
+		s += fmt.Sprintf(":%d", p.Line)
+		if p.Column > 0 {
+			s += fmt.Sprintf(":%d", p.Column)
+		}
+	}
+	if s != "" {
+		s += ": "
+	}
+	if p.Field != "" {
+		s += p.Field + ": "
+	}
+	return s + p.Message
+}
+
+// brokenServices names the check runs a broken sluice.yaml fails: the
+// service a command named, or else the services the file means (recovered
+// best effort from its `services:` keys), or none (one run named
+// "sluice") when no name can be recovered.
+func brokenServices(named string, archive []byte) []string {
+	if named != "" {
+		return []string{named}
+	}
+	info, err := source.Inspect(archive, source.DefaultLimits)
+	if err != nil {
+		return nil
+	}
+	return manifest.ServiceNames(info.Manifest)
 }
 
 // staticCheck queues a finished check run with fixed output.

@@ -52,7 +52,7 @@ func (b *Bot) sourceService(ctx context.Context, p *prCmd, c command.Command) (s
 	if merr != nil {
 		out := failed(render.Failure(shortSHA(p.head), rollout.Reason{Code: rollout.CodeInvalidManifest, Detail: merr.Message,
 			Suggestion: "Fix sluice.yaml at the lines shown, push, and run the command again."}))
-		out.ops = append(out.ops, b.manifestCheck(p.repo, p.inst, p.head, c.Service, merr))
+		out.ops = append(out.ops, b.manifestCheck(p.repo, p.inst, p.head, brokenServices(c.Service, archive), merr)...)
 		return "", &out, nil
 	}
 	svc, problem := chooseService(c.Service, names, "declared in sluice.yaml")
@@ -80,7 +80,7 @@ func (b *Bot) deployHead(ctx context.Context, p *prCmd, svc string) (rollout.Ver
 		if re, ok := rollout.AsError(err); ok {
 			out := failed(re.Message)
 			if re.Code == rollout.ErrCodeManifest {
-				out.ops = append(out.ops, b.manifestCheck(p.repo, p.inst, p.head, svc, re))
+				out.ops = append(out.ops, b.manifestCheck(p.repo, p.inst, p.head, []string{svc}, re)...)
 			}
 			return v, &out, nil
 		}

@@ -804,3 +804,53 @@ func TestHookDeliveries(t *testing.T) {
 		t.Fatalf("unexpected test failures: %q", errs)
 	}
 }
+
+// The fake refuses, as GitHub does, text over GitHub's published limits —
+// and the test that sent it fails.
+func TestTextOverGitHubsLimitsIsRefused(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		send func(c *github.Client, n int) error
+		max  int
+	}{
+		{"check run summary", func(c *github.Client, n int) error {
+			_, _, err := c.Checks.CreateCheckRun(ctx, owner, name, github.CreateCheckRunOptions{Name: "sluice / hello", HeadSHA: headSHA,
+				Output: &github.CheckRunOutput{Title: github.String("t"), Summary: github.String(strings.Repeat("é", n))}})
+			return err
+		}, 65535},
+		{"comment body", func(c *github.Client, n int) error {
+			_, _, err := c.Issues.CreateComment(ctx, owner, name, 1, &github.IssueComment{Body: github.String(strings.Repeat("é", n))})
+			return err
+		}, 65536},
+		{"deployment status description", func(c *github.Client, n int) error {
+			d, _, err := c.Repositories.CreateDeployment(ctx, owner, name, &github.DeploymentRequest{Ref: github.String(headSHA),
+				RequiredContexts: &[]string{}})
+			if err != nil {
+				return err
+			}
+			_, _, err = c.Repositories.CreateDeploymentStatus(ctx, owner, name, d.GetID(), &github.DeploymentStatusRequest{
+				State: github.String("success"), Description: github.String(strings.Repeat("é", n))})
+			return err
+		}, 140},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rt, s := setup(t)
+			c := client(t, s, s.InstallationToken(1))
+			if err := tc.send(c, tc.max); err != nil {
+				t.Fatalf("at the limit: %v", err)
+			}
+			if errs := rt.errors(); len(errs) != 0 {
+				t.Fatalf("at the limit the test failed: %q", errs)
+			}
+			err := tc.send(c, tc.max+1)
+			var er *github.ErrorResponse
+			if !errors.As(err, &er) || er.Response.StatusCode != http.StatusUnprocessableEntity {
+				t.Fatalf("over the limit: %v, want 422", err)
+			}
+			if errs := rt.errors(); len(errs) != 1 {
+				t.Fatalf("over the limit the test must fail once, got %q", errs)
+			}
+		})
+	}
+}

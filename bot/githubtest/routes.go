@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -194,9 +195,32 @@ func (s *spec) validate(req *http.Request, body []byte, r *route, params map[str
 // a non-conforming one. A check run update must carry the run's name:
 // go-github always sends "name", so an update built without it would
 // blank the name.
+//
+// GitHub also refuses text over its published limits that the description
+// leaves out: a comment body over 65,536 characters and a deployment
+// status description over 140 (check run summaries and texts over 65,535
+// the description itself refuses).
 var strictRules = map[string]func(body []byte) error{
-	"checks/create": requireName,
-	"checks/update": requireName,
+	"checks/create":                  requireName,
+	"checks/update":                  requireName,
+	"issues/create-comment":          maxField("body", 65536),
+	"issues/update-comment":          maxField("body", 65536),
+	"repos/create-deployment-status": maxField("description", 140),
+}
+
+// maxField refuses a body whose string field is longer than max
+// characters.
+func maxField(field string, max int) func(body []byte) error {
+	return func(body []byte) error {
+		var b map[string]any
+		if err := json.Unmarshal(body, &b); err != nil {
+			return fmt.Errorf("decode body: %w", err)
+		}
+		if s, ok := b[field].(string); ok && utf8.RuneCountInString(s) > max {
+			return fmt.Errorf("%q is %d characters; GitHub allows at most %d", field, utf8.RuneCountInString(s), max)
+		}
+		return nil
+	}
 }
 
 func requireName(body []byte) error {

@@ -203,3 +203,9 @@ func openFenceAtEnd(s string) string {
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
+
+// Fit returns s cut to at most limit bytes (GitHub's limits are in
+// characters, never more than bytes) as the check run and comment
+// renderers cut their text: at a line boundary, closing an open code
+// fence, with a last line saying it was cut. s is returned when it fits.
+func Fit(s string, limit int) string { return truncate(s, limit) }

@@ -50,3 +50,24 @@ func TestForks(t *testing.T) {
 		}
 	}
 }
+
+func TestServiceNamesOfABrokenFile(t *testing.T) {
+	cases := []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"bad values", "services:\n  web:\n    instances: lots\n  worker:\n    run: ./w\n    bogus: 1\n", []string{"web", "worker"}},
+		{"bad name skipped", "services:\n  Web_1:\n    run: x\n  api:\n    run: y\n", []string{"api"}},
+		{"no services", "service:\n  web: {}\n", nil},
+		{"services not a mapping", "services: [web]\n", nil},
+		{"not yaml", "services:\n  web: [\n", nil},
+		{"empty", "", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := ServiceNames([]byte(tc.yaml)); strings.Join(got, ",") != strings.Join(tc.want, ",") {
+				t.Fatalf("ServiceNames = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

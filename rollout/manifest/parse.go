@@ -627,3 +627,33 @@ func editDistance(a, b string) int {
 	}
 	return prev[len(b)]
 }
+
+// ServiceNames recovers, best effort, the names of the services a
+// sluice.yaml declares even when Parse refuses it: the keys under the
+// top-level `services:` mapping that are valid service names, in file
+// order. It returns nil when the file is not YAML or has no such mapping.
+// Reports use it so that a broken file still fails the check run of each
+// service it means (`sluice / web`), not an anonymous one.
+func ServiceNames(data []byte) []string {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil || len(doc.Content) == 0 {
+		return nil
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return nil
+	}
+	var names []string
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if root.Content[i].Value != "services" || root.Content[i+1].Kind != yaml.MappingNode {
+			continue
+		}
+		svcs := root.Content[i+1]
+		for j := 0; j+1 < len(svcs.Content); j += 2 {
+			if k := svcs.Content[j]; k.Kind == yaml.ScalarNode && serviceNameRE.MatchString(k.Value) && !slices.Contains(names, k.Value) {
+				names = append(names, k.Value)
+			}
+		}
+	}
+	return names
+}
