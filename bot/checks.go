@@ -126,18 +126,47 @@ func (b *Bot) detailsURL(service, version string) *string {
 	return &u
 }
 
-// findCheckRun finds a check run of ours on sha by name and external id.
+// findCheckRun finds a check run of ours on sha by name and external id:
+// every run of that name (filter=all; GitHub lists only the newest per
+// name by default), over every page.
 func findCheckRun(ctx context.Context, gh *github.Client, owner, name, sha, check, external string) (int64, error) {
-	res, _, err := gh.Checks.ListCheckRunsForRef(ctx, owner, name, sha, &github.ListCheckRunsOptions{CheckName: &check, ListOptions: github.ListOptions{PerPage: 100}})
-	if err != nil {
-		return 0, err
-	}
-	for _, r := range res.CheckRuns {
-		if r.GetExternalID() == external {
-			return r.GetID(), nil
+	opts := &github.ListCheckRunsOptions{CheckName: &check, Filter: github.String("all"), ListOptions: github.ListOptions{PerPage: 100}}
+	for {
+		res, resp, err := gh.Checks.ListCheckRunsForRef(ctx, owner, name, sha, opts)
+		if err != nil {
+			return 0, err
 		}
+		for _, r := range res.CheckRuns {
+			if r.GetExternalID() == external {
+				return r.GetID(), nil
+			}
+		}
+		if resp == nil || resp.NextPage == 0 {
+			return 0, nil
+		}
+		opts.Page = resp.NextPage
 	}
-	return 0, nil
+}
+
+// findDeployment finds the deployment of version on sha in env, over
+// every page.
+func findDeployment(ctx context.Context, gh *github.Client, owner, name, sha, env, version string) (int64, error) {
+	opts := &github.DeploymentsListOptions{SHA: sha, Environment: env, ListOptions: github.ListOptions{PerPage: 100}}
+	for {
+		ds, resp, err := gh.Repositories.ListDeployments(ctx, owner, name, opts)
+		if err != nil {
+			return 0, err
+		}
+		for _, d := range ds {
+			if d.GetDescription() == version {
+				return d.GetID(), nil
+			}
+		}
+		if resp == nil || resp.NextPage == 0 {
+			return 0, nil
+		}
+		opts.Page = resp.NextPage
+	}
 }
 
 func (b *Bot) knownID(key string) (int64, error) {
@@ -284,14 +313,8 @@ func (b *Bot) sendDeployment(ctx context.Context, gh *github.Client, owner, name
 	}
 	var ops []rollout.Op
 	if id == 0 {
-		ds, _, err := gh.Repositories.ListDeployments(ctx, owner, name, &github.DeploymentsListOptions{SHA: cs.SHA, Environment: env})
-		if err != nil {
+		if id, err = findDeployment(ctx, gh, owner, name, cs.SHA, env, it.Version); err != nil {
 			return nil, err
-		}
-		for _, d := range ds {
-			if d.GetDescription() == it.Version {
-				id = d.GetID()
-			}
 		}
 	}
 	if id == 0 {
@@ -370,6 +393,9 @@ func isFinal(s rollout.Status) bool {
 }
 
 func (b *Bot) onEngineEvent(ctx context.Context, e rollout.Event) ([]rollout.Op, error) {
+	if e.Kind == rollout.EventVersionStatus && e.Version != "" && (e.Op == "stop" || e.Op == "retire" || e.Op == "start") {
+		return b.deploymentChanged(e)
+	}
 	if e.Origin.Repo == "" || e.Version == "" || (b.cfg.Repo != "" && e.Origin.Repo != b.cfg.Repo) {
 		return nil, nil
 	}
@@ -415,6 +441,20 @@ func (b *Bot) onEngineEvent(ctx context.Context, e rollout.Event) ([]rollout.Op,
 			render.Entry{Time: b.now(), Title: "Redeploy of " + e.Version, Body: body, OK: e.Reason == nil})
 	}
 	return nil, nil
+}
+
+// deploymentChanged queues the deployment status of a version GitHub
+// knows that was stopped (closed PR, retired: `inactive`) or started again
+// (rollback: `success`), whoever stopped or started it.
+func (b *Bot) deploymentChanged(e rollout.Event) ([]rollout.Op, error) {
+	var cs checkState
+	if ok, err := getJSON(b.journal, bucketChecks, e.Version, &cs); err != nil || !ok {
+		return nil, err
+	}
+	if b.cfg.Repo != "" && cs.Repo != b.cfg.Repo {
+		return nil, nil
+	}
+	return []rollout.Op{rollout.Append(bucketOutbox, mustJSON(outboxItem{Kind: kindDeployment, Repo: cs.Repo, Inst: cs.Inst, Version: e.Version, Service: e.Service}))}, nil
 }
 
 // runFollowup finishes what a command started once its version is ready.

@@ -17,6 +17,7 @@ import (
 	"github.com/sluicehq/sluice/bot"
 	"github.com/sluicehq/sluice/bot/ghapp"
 	"github.com/sluicehq/sluice/bot/githubtest"
+	"github.com/sluicehq/sluice/bot/render"
 	"github.com/sluicehq/sluice/rollout"
 )
 
@@ -292,4 +293,89 @@ func names(cs []githubtest.CheckRun) []string {
 		out = append(out, c.Name)
 	}
 	return out
+}
+
+// deploymentState is the latest status of the deployment of environment env.
+func (w *world) deploymentState(env string) string {
+	w.t.Helper()
+	state := ""
+	for _, d := range w.gh.Deployments(repo) {
+		if d.Environment != env {
+			continue
+		}
+		sts := w.gh.DeploymentStatuses(repo, d.ID)
+		state = "none"
+		if len(sts) > 0 {
+			state = sts[len(sts)-1].State
+		}
+	}
+	return state
+}
+
+// A PR version stopped by the PR closing, or retired for idling, shows
+// its GitHub deployment inactive; started again by a rollback, success.
+func TestStoppedVersionsDeploymentsGoInactive(t *testing.T) {
+	w := newWorld(t)
+	w.mergeMain()
+	w.say("/deploy", "Codertocat")
+	if got := w.deploymentState("pr-1"); got != "success" {
+		t.Fatalf("pr-1 deployment after /deploy: %s", got)
+	}
+	if _, err := w.eng.Retire(context.Background(), "hello", 0, rollout.Origin{Via: "sluice", Actor: "retire", Principal: rollout.AdminPrincipal}); err != nil {
+		t.Fatal(err)
+	}
+	w.sync()
+	if st := w.status(); st.Versions[1].Status != rollout.StatusStopped {
+		t.Fatalf("not retired: %s", st.Versions[1].Status)
+	}
+	if got := w.deploymentState("pr-1"); got != "inactive" {
+		t.Fatalf("pr-1 deployment of a retired version: %s", got)
+	}
+	w.say("/rollback hello-002", "Codertocat")
+	if got := w.deploymentState("pr-1"); got != "success" {
+		t.Fatalf("pr-1 deployment of a version started again: %s", got)
+	}
+	w.say("/abort", "Codertocat")
+	w.say("/rollback hello-001", "Codertocat")
+	var pr map[string]any
+	json.Unmarshal(githubtest.Fixture(t, "pull_request.closed.merged.json"), &pr)
+	pr["number"] = 1
+	pr["pull_request"].(map[string]any)["merged"] = false
+	b, _ := json.Marshal(pr)
+	w.deliver("pull_request", b)
+	w.sync()
+	if st := w.status(); st.Versions[1].Status != rollout.StatusStopped {
+		t.Fatalf("closing the PR did not stop its version: %s (%+v)", st.Versions[1].Status, st.Policy)
+	}
+	if got := w.deploymentState("pr-1"); got != "inactive" {
+		t.Fatalf("pr-1 deployment after the PR closed: %s", got)
+	}
+}
+
+// A person's comment that starts with sluice's marker is never taken for
+// the sticky comment: sluice writes its own and leaves theirs alone.
+func TestStickyCommentIsOnlySluicesOwn(t *testing.T) {
+	w := newWorld(t)
+	w.mergeMain()
+	mine := w.gh.AddComment(repo, 1, githubtest.Comment{ID: 9001, User: "Codertocat", Body: render.Marker + "\nmy notes"})
+	w.say("/status", "Codertocat")
+	var sluices int
+	for _, c := range w.gh.Comments(repo, 1) {
+		switch {
+		case c.ID == mine.ID && (c.Edits != 0 || c.Body != mine.Body):
+			t.Fatalf("sluice overwrote a person's comment: %q", c.Body)
+		case c.User == w.gh.BotLogin() && strings.HasPrefix(c.Body, render.Marker):
+			sluices++
+		}
+	}
+	if sluices != 1 {
+		t.Fatalf("sluice's sticky comments: %d", sluices)
+	}
+	// A later command edits sluice's comment, not the person's.
+	w.say("/help", "Codertocat")
+	for _, c := range w.gh.Comments(repo, 1) {
+		if c.ID == mine.ID && c.Edits != 0 {
+			t.Fatalf("sluice edited a person's comment")
+		}
+	}
 }

@@ -261,7 +261,7 @@ func (b *Bot) sendSticky(ctx context.Context, gh *github.Client, owner, name str
 	if st.CommentID == 0 {
 		// Find it again before creating it: a crash after the create but
 		// before recording its id must not make a second one.
-		id, err := findSticky(ctx, gh, owner, name, it.PR)
+		id, err := findSticky(ctx, gh, owner, name, it.PR, b.selfLogin())
 		if err != nil {
 			return nil, err
 		}
@@ -280,7 +280,24 @@ func (b *Bot) sendSticky(ctx context.Context, gh *github.Client, owner, name str
 	if err != nil {
 		return nil, err
 	}
-	return b.recordSticky(key, c.GetID()), nil
+	ops := b.recordSticky(key, c.GetID())
+	if login := c.GetUser().GetLogin(); login != "" && login != b.selfLogin() {
+		ops = append(ops, rollout.Put(bucketIDs, selfLoginKey, []byte(login)))
+	}
+	return ops, nil
+}
+
+// selfLoginKey (in bucketIDs) holds the login sluice writes on GitHub as
+// ("<app>[bot]", or the workflow token's bot), learnt from the first
+// sticky comment it created.
+const selfLoginKey = "self-login"
+
+func (b *Bot) selfLogin() string {
+	data, err := b.journal.Get(bucketIDs, selfLoginKey)
+	if err != nil {
+		return ""
+	}
+	return string(data)
 }
 
 // recordSticky stores the sticky comment id (under the state lock, since
@@ -302,7 +319,11 @@ func (b *Bot) recordSticky(key string, id int64) []rollout.Op {
 	return nil
 }
 
-func findSticky(ctx context.Context, gh *github.Client, owner, name string, pr int) (int64, error) {
+// findSticky finds sluice's sticky comment on a PR: one that starts with
+// the marker and that sluice wrote — a bot account's, and self's when
+// sluice knows its login — so a person's comment quoting the marker is
+// never taken over.
+func findSticky(ctx context.Context, gh *github.Client, owner, name string, pr int, self string) (int64, error) {
 	opts := &github.IssueListCommentsOptions{ListOptions: github.ListOptions{PerPage: 100}}
 	for {
 		cs, resp, err := gh.Issues.ListComments(ctx, owner, name, pr, opts)
@@ -310,7 +331,9 @@ func findSticky(ctx context.Context, gh *github.Client, owner, name string, pr i
 			return 0, err
 		}
 		for _, c := range cs {
-			if strings.HasPrefix(c.GetBody(), render.Marker) {
+			u := c.GetUser()
+			ours := u.GetType() == "Bot" && strings.HasSuffix(u.GetLogin(), "[bot]") && (self == "" || u.GetLogin() == self)
+			if ours && strings.HasPrefix(c.GetBody(), render.Marker) {
 				return c.GetID(), nil
 			}
 		}
