@@ -30,6 +30,12 @@ const (
 	// CodeStartFailed: the run command could not be started at all (for
 	// example the shell is missing).
 	CodeStartFailed = "StartFailed"
+	// CodeImagePullFailed: the container image could not be pulled (it does
+	// not exist, or the cluster may not read it).
+	CodeImagePullFailed = "ImagePullFailed"
+	// CodeUnschedulable: no node could take the version's pods (resources,
+	// node selectors, taints).
+	CodeUnschedulable = "Unschedulable"
 )
 
 // Failure is the error a runtime returns when a version cannot be built or
@@ -65,6 +71,16 @@ type Spec struct {
 	Instances    int
 	BuildTimeout time.Duration
 	StartTimeout time.Duration
+
+	// Where the source came from and where to place it, for runtimes that
+	// run images rather than build commands (kubernetes); local ignores
+	// them. SHA is the commit ("" for an upload), PR the pull request (0:
+	// none), Image the image template of sluice.yaml's kubernetes block and
+	// Namespace its namespace ("" : the runtime's default).
+	SHA       string
+	PR        int
+	Image     string
+	Namespace string
 }
 
 // Runtime builds and runs versions. Implementations must be safe for

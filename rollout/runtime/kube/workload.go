@@ -32,6 +32,8 @@ const (
 	revisionHistory = 3
 )
 
+var deploymentType = metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"}
+
 // Workload is one generation of one version, as the kube runtime runs it.
 type Workload struct {
 	Service    string
@@ -150,7 +152,7 @@ func Build(w Workload, owner types.UID) (Objects, error) {
 	}
 	maxUnavailable, maxSurge := intstr.FromInt32(0), intstr.FromString("100%")
 	dep := &appsv1.Deployment{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+		TypeMeta:   deploymentType,
 		ObjectMeta: objectMeta(w.Version, w.Namespace, lbl, ann, "", ""),
 		Spec: appsv1.DeploymentSpec{
 			Replicas: &replicas,
