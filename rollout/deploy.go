@@ -42,6 +42,7 @@ func (e *Engine) Deploy(ctx context.Context, req DeployRequest) (Version, error)
 	if err != nil {
 		return Version{}, err
 	}
+	cfg.Commit = commitOf(req.Origin)
 	digest, err := source.Digest(req.Archive, e.limits)
 	if err != nil {
 		return Version{}, invalid(ErrCodeInvalidSource, "%v", err)
@@ -155,7 +156,23 @@ func configOf(s manifest.Service) Config {
 		Sticky:       s.Sticky,
 		MaxBodyBytes: s.MaxBodyBytes,
 		Canary:       canaryOf(s.Canary),
+		Kubernetes:   placementOf(s.Kubernetes),
 	})
+}
+
+func placementOf(k *manifest.Kubernetes) *KubePlacement {
+	if k == nil {
+		return nil
+	}
+	return &KubePlacement{Image: k.Image, Namespace: k.Namespace}
+}
+
+// commitOf is the commit SHA an origin's source came from, "" for uploads.
+func commitOf(o Origin) string {
+	if o.Ref == "upload" {
+		return ""
+	}
+	return o.Ref
 }
 
 func canaryOf(c *manifest.Canary) *CanaryPlan {
@@ -178,12 +195,17 @@ func specOf(v Version, cfg Config, gen int, archive []byte) runtime.Spec {
 	if st <= 0 {
 		st = 60 * time.Second
 	}
-	return runtime.Spec{
+	spec := runtime.Spec{
 		Service: v.Service, Version: v.Name, Generation: gen,
 		Archive: archive, BaseGeneration: v.Generation,
 		Build: cfg.Build, Run: cfg.Run, Health: health, Env: cfg.Env, Instances: max(cfg.Instances, 1),
 		BuildTimeout: bt, StartTimeout: st,
+		SHA: cfg.Commit, PR: v.CreatedBy.PR,
 	}
+	if k := cfg.Kubernetes; k != nil {
+		spec.Image, spec.Namespace = k.Image, k.Namespace
+	}
+	return spec
 }
 
 // StepBuilt is the Message of the EventVersionStep recorded when a

@@ -23,6 +23,15 @@ type Router interface {
 	Stats(version string) router.Stats
 }
 
+// DataPlane carries a service's policy to routing outside sluice's own
+// router: on the kubernetes runtime, the service's Gateway API HTTPRoute.
+type DataPlane interface {
+	// ApplyPolicy makes the data plane route service by p and returns once
+	// it does. On error it still routes by the previous policy; an error
+	// matching router.ErrInvalidPolicy means p cannot be expressed there.
+	ApplyPolicy(ctx context.Context, service string, p Policy) error
+}
+
 // Scheduler runs the engine's background work (builds, starts, drains).
 // The default runs each func on its own goroutine; tests may run them
 // synchronously.
@@ -54,6 +63,7 @@ type Engine struct {
 	store  Store
 	rt     runtime.Runtime
 	router Router
+	plane  DataPlane // nil: the router is the only data plane
 	log    *slog.Logger
 	now    func() time.Time
 	sched  Scheduler
@@ -108,6 +118,11 @@ func WithRouterAddr(addr string) Option {
 
 // WithSourceLimits bounds uploaded archives (default source.DefaultLimits).
 func WithSourceLimits(l source.Limits) Option { return func(e *Engine) { e.limits = l } }
+
+// WithDataPlane makes every policy change wait for d to apply it before it
+// is committed; a change d refuses fails and changes nothing (default: none,
+// sluice's router is the data plane).
+func WithDataPlane(d DataPlane) Option { return func(e *Engine) { e.plane = d } }
 
 // WithDrainGrace bounds how long stopping instances wait for in-flight
 // requests (default DefaultDrainGrace).

@@ -38,6 +38,9 @@ const (
 	ErrCodeStartFailed    = "start_failed"
 	ErrCodeWrongRepo      = "wrong_repository"
 	ErrCodeForbidden      = "forbidden"
+	// ErrCodeDataPlane: the data plane (a gateway) refused the new policy
+	// or did not confirm it; the previous policy still routes.
+	ErrCodeDataPlane = "data_plane_rejected"
 )
 
 // Error is a user-facing refusal of an operation. Message is written for a

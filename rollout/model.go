@@ -72,6 +72,21 @@ type Config struct {
 	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
 	// Canary is the automatic canary plan from sluice.yaml; nil when none.
 	Canary *CanaryPlan `json:"canary,omitempty"`
+	// Kubernetes is the placement on the kubernetes runtime (sluice.yaml's
+	// kubernetes block); nil when none.
+	Kubernetes *KubePlacement `json:"kubernetes,omitempty"`
+	// Commit is the commit SHA the generation's source came from ("" for an
+	// upload); runtimes that run images name the image after it.
+	Commit string `json:"commit,omitempty"`
+}
+
+// KubePlacement is where and from which image a version runs on the
+// kubernetes runtime.
+type KubePlacement struct {
+	// Image is a template executed with {{.SHA}}, {{.Version}}, {{.Service}}.
+	Image string `json:"image"`
+	// Namespace is "" for the runtime's default.
+	Namespace string `json:"namespace,omitempty"`
 }
 
 // CanaryPlan moves traffic to a new version in steps (percentages, the

@@ -62,6 +62,17 @@ func (e *Engine) Recover(ctx context.Context) error {
 	if err := e.publish(); err != nil {
 		return err
 	}
+	if e.plane != nil {
+		// A crash between applying a policy and committing it leaves the
+		// data plane ahead of the store: the stored policy wins.
+		e.sched.Go(func() {
+			for _, s := range svcs {
+				if err := e.plane.ApplyPolicy(e.ctx, s.Name, s.Policy); err != nil {
+					e.log.Error("reapply stored policy", "service", s.Name, "err", err)
+				}
+			}
+		})
+	}
 	for _, v := range toStart {
 		e.sched.Go(func() { e.startAfterRecover(v) })
 	}

@@ -46,6 +46,7 @@ func (e *Engine) Redeploy(ctx context.Context, service, version string, req Rede
 		if base, err = e.configFromSource(service, req.Archive); err != nil {
 			return Version{}, err
 		}
+		base.Commit = commitOf(req.Origin)
 	}
 	cfg, err := applyOverrides(base, req)
 	if err != nil {

@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -217,10 +218,12 @@ func validatePolicy(service string, p Policy, vs []Version) error {
 	return nil
 }
 
-// commitPolicy validates p against the service's versions, updates the
-// stable history and the versions' idle times, commits it all with a
-// policy event (plus extra events) in one transaction, then publishes the
-// new routing table. On error nothing is committed.
+// commitPolicy validates p against the service's versions, has the data
+// plane apply it (when there is one: the change counts only once the data
+// plane confirms it), updates the stable history and the versions' idle
+// times, commits it all with a policy event (plus extra events) in one
+// transaction, then publishes the new routing table. On error nothing is
+// committed.
 func (e *Engine) commitPolicy(svc *Service, vs []Version, p Policy, op string, origin Origin, extra ...Event) error {
 	if p.Split == nil {
 		p.Split = map[string]int{}
@@ -235,6 +238,14 @@ func (e *Engine) commitPolicy(svc *Service, vs []Version, p Policy, op string, o
 	}
 	if err := validatePolicy(svc.Name, p, vs); err != nil {
 		return err
+	}
+	if e.plane != nil {
+		if err := e.plane.ApplyPolicy(e.ctx, svc.Name, p); err != nil {
+			if errors.Is(err, router.ErrInvalidPolicy) {
+				return invalid(ErrCodeInvalidPolicy, "%v", err)
+			}
+			return conflict(ErrCodeDataPlane, "the new policy of %s was not applied, the previous one still routes: %v", svc.Name, err)
+		}
 	}
 	now := e.now().UTC()
 	if len(p.Split) == 1 {
