@@ -37,13 +37,15 @@ import (
 	"github.com/sluicehq/sluice/internal/fds"
 	"github.com/sluicehq/sluice/rollout"
 	"github.com/sluicehq/sluice/rollout/router"
+	"github.com/sluicehq/sluice/rollout/runtime"
+	"github.com/sluicehq/sluice/rollout/runtime/kube"
 	"github.com/sluicehq/sluice/rollout/runtime/local"
 	"github.com/sluicehq/sluice/rollout/source"
 	"github.com/sluicehq/sluice/store"
 )
 
 type app struct {
-	Serve        serveCmd  `cmd:"" help:"Run the sluice server: API, router and the local runtime."`
+	Serve        serveCmd  `cmd:"" help:"Run the sluice server: API, router and a runtime (local or kubernetes)."`
 	Action       actionCmd `cmd:"" help:"Run as the GitHub Action's step: inputs from INPUT_* and the runner's GITHUB_* variables."`
 	cli.Commands `embed:""`
 }
@@ -68,6 +70,11 @@ type serveCmd struct {
 	WebhookInflight int           `name:"webhook-inflight" help:"Most webhook bodies read at once (503 beyond)." env:"SLUICE_WEBHOOK_INFLIGHT" default:"8"`
 	RunAs           string        `help:"User builds and instances run as: a name, uid:gid, or root (only when said so). Default as root: a dedicated uid/gid 64100; otherwise sluice's own user." env:"SLUICE_RUN_AS"`
 	LogLevel        slog.Level    `help:"debug, info, warn or error." env:"SLUICE_LOG_LEVEL" default:"info"`
+
+	Runtime    string `help:"Where versions run: local (processes on this machine) or kubernetes (Deployments, traffic through a Gateway API HTTPRoute)." env:"SLUICE_RUNTIME" enum:"local,kubernetes" default:"local"`
+	Kubeconfig string `help:"kubernetes runtime: kubeconfig file; empty means in-cluster when in a pod, else $KUBECONFIG or ~/.kube/config." env:"SLUICE_KUBECONFIG"`
+	Gateway    string `help:"kubernetes runtime: the Gateway (namespace/name) services' HTTPRoutes attach to." env:"SLUICE_GATEWAY"`
+	Namespace  string `help:"kubernetes runtime: namespace of services whose sluice.yaml names none." env:"SLUICE_NAMESPACE" default:"default"`
 
 	GitHubAppID             int64    `name:"github-app-id" help:"GitHub App id; without it the App is off." env:"SLUICE_GITHUB_APP_ID"`
 	GitHubPrivateKey        string   `name:"github-private-key" type:"path" help:"File with the App's private key (PEM)." env:"SLUICE_GITHUB_PRIVATE_KEY"`
@@ -230,6 +237,36 @@ func listen(addr string) (net.Listener, error) {
 	return ln, nil
 }
 
+// runtime builds the runtime --runtime names, the engine options it needs
+// and what to call before the engine closes.
+func (s *serveCmd) runtime(data string, log *slog.Logger) (runtime.Runtime, []rollout.Option, func(), error) {
+	if s.Runtime != "kubernetes" {
+		runAs, err := local.ParseRunAs(s.RunAs, os.Geteuid())
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		rt, err := local.New(data, local.WithLogger(log), local.WithRunAs(runAs))
+		return rt, nil, func() {}, err
+	}
+	if s.Gateway == "" {
+		return nil, nil, nil, fmt.Errorf("--runtime kubernetes needs --gateway namespace/name (SLUICE_GATEWAY): the Gateway services' HTTPRoutes attach to")
+	}
+	gw, err := kube.ParseGateway(s.Gateway)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("--gateway: %w", err)
+	}
+	c, err := kube.Connect(s.Kubeconfig)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var k *kube.Kube
+	tr := kube.NewTraffic(c, gw, s.BaseDomain, func(svc string) string { return k.Namespace(svc) })
+	k = kube.New(c, kube.WithNamespace(s.Namespace), kube.WithLogger(log), kube.WithVersionRoutes(tr))
+	log.Info("kubernetes runtime", "gateway", s.Gateway, "namespace", s.Namespace)
+	// Versions on the cluster keep serving while sluice is away.
+	return k, []rollout.Option{rollout.WithDataPlane(tr)}, k.Release, nil
+}
+
 // Run wires the server together and serves until SIGTERM or SIGINT.
 func (s *serveCmd) Run(env *cli.Env) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: s.LogLevel}))
@@ -273,19 +310,15 @@ func (s *serveCmd) Run(env *cli.Env) error {
 	if err := tightenDir(data, false); err != nil {
 		return err
 	}
+	rt, engOpts, release, err := s.runtime(data, log)
+	if err != nil {
+		return err
+	}
 	db, err := store.Open(filepath.Join(data, "sluice.db"))
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	runAs, err := local.ParseRunAs(s.RunAs, os.Geteuid())
-	if err != nil {
-		return err
-	}
-	rt, err := local.New(data, local.WithLogger(log), local.WithRunAs(runAs))
-	if err != nil {
-		return err
-	}
 	// The API and the router share this process's file descriptors: each
 	// gets its share, so a flood of connections to one cannot starve the other.
 	budget := fds.Budget{API: s.APIMaxConns, Router: s.MaxConns}
@@ -302,11 +335,11 @@ func (s *serveCmd) Run(env *cli.Env) error {
 	rtr := router.New(s.BaseDomain, router.WithLogger(log), router.WithLimits(router.Limits{
 		MaxBodyBytes: int64(s.MaxBody), UpstreamTimeout: s.UpstreamTimeout, MaxConns: budget.Router}),
 		router.WithTrustedProxies(trustedProxies))
-	eng := rollout.New(db, rt, rtr, s.BaseDomain,
+	eng := rollout.New(db, rt, rtr, s.BaseDomain, append([]rollout.Option{
 		rollout.WithLogger(log),
 		rollout.WithRouterAddr(routerLn.Addr().String()),
 		rollout.WithDrainGrace(s.DrainGrace),
-		rollout.WithSourceLimits(source.DefaultLimits))
+		rollout.WithSourceLimits(source.DefaultLimits)}, engOpts...)...)
 	if err := eng.Recover(env.Ctx); err != nil {
 		return err
 	}
@@ -403,6 +436,7 @@ func (s *serveCmd) Run(env *cli.Env) error {
 	}
 	stopBot()
 	<-botDone
+	release()
 	if err := eng.Close(sctx); err != nil {
 		log.Warn("stop instances", "err", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -36,6 +37,9 @@ type Kube struct {
 	poll      time.Duration
 	log       *slog.Logger
 
+	routes   *Traffic    // nil: versions get no route of their own
+	released atomic.Bool // set by Release: Stop leaves versions running
+
 	mu         sync.Mutex
 	namespaces map[string]string // service → namespace its versions were last placed in
 }
@@ -51,6 +55,10 @@ func WithNamespace(ns string) Option { return func(k *Kube) { k.namespace = ns }
 
 // WithPoll sets how often Start looks at the rollout (default DefaultPoll).
 func WithPoll(d time.Duration) Option { return func(k *Kube) { k.poll = d } }
+
+// WithVersionRoutes makes Start write each ready version's own HTTPRoute
+// (its version URL, see VersionRoute) through t.
+func WithVersionRoutes(t *Traffic) Option { return func(k *Kube) { k.routes = t } }
 
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(k *Kube) { k.log = l } }
@@ -133,6 +141,11 @@ func (k *Kube) Start(ctx context.Context, spec runtime.Spec, _ func()) (runtime.
 	}
 	log := k.log.With("service", w.Service, "version", w.Version)
 	fail := k.waitReady(ctx, w, dep)
+	if fail == nil && k.routes != nil {
+		if err := k.routes.ApplyVersionRoute(ctx, w.Service, w.Version); err != nil {
+			log.Error("write version route", "err", err)
+		}
+	}
 	if fail == nil {
 		log.Info("version ready", "generation", w.Generation)
 		return &group{k: k, ns: w.Namespace, version: w.Version, gen: w.Generation, replicas: max(w.Replicas, 1)}, nil
@@ -349,7 +362,7 @@ func (g *group) Instances() []runtime.Instance {
 func (g *group) Stop(ctx context.Context, _ time.Duration) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.stopped {
+	if g.stopped || g.k.released.Load() {
 		return nil
 	}
 	live := &appsv1.Deployment{}
@@ -392,6 +405,12 @@ func (k *Kube) Logs(version string, max int) (string, error) {
 	}
 	return out, nil
 }
+
+// Release is called when sluice shuts down: from then on, stopping a group
+// leaves its version running, since versions on a cluster keep serving
+// while sluice is away and the next start adopts them. Retiring a version
+// (a Stop before Release) scales it to zero.
+func (k *Kube) Release() { k.released.Store(true) }
 
 // Cleanup does nothing: versions on a cluster outlive sluice on purpose, and
 // Start adopts their objects again on restart.

@@ -26,8 +26,8 @@ import (
 // Deployment, a pod or a gateway would report progress, the test writes that
 // status itself, as the controller would, and says so.
 var (
-	restConfig *rest.Config
-	k8s        client.Client
+	testREST *rest.Config
+	k8s      client.Client
 )
 
 func TestMain(m *testing.M) {
@@ -75,7 +75,7 @@ func run(m *testing.M) int {
 		fmt.Println(err)
 		return 1
 	}
-	restConfig = cfg
+	testREST = cfg
 	k8s, err = client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		fmt.Println("client:", err)
@@ -89,7 +89,7 @@ func run(m *testing.M) int {
 func countingClient(t *testing.T) (client.Client, *atomic.Int64) {
 	t.Helper()
 	n := new(atomic.Int64)
-	cfg := rest.CopyConfig(restConfig)
+	cfg := rest.CopyConfig(testREST)
 	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return countWrites{rt, n} }
 	c, err := client.New(cfg, client.Options{Scheme: k8s.Scheme()})
 	if err != nil {
