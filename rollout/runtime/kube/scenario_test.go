@@ -1,0 +1,317 @@
+package kube
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/sluicehq/sluice/rollout"
+	"github.com/sluicehq/sluice/rollout/router"
+	"github.com/sluicehq/sluice/store"
+)
+
+// controllers plays, for one namespace, what a cluster would run: the
+// Deployment controller with its ReplicaSets and the kubelet (a Deployment
+// rolls out, or its pods fail the way the test asked), and the gateway
+// controller (a route is accepted, or refused while noRegex is set and the
+// route uses a RegularExpression match). It runs until the test ends.
+type controllers struct {
+	t  *testing.T
+	ns string
+
+	mu      sync.Mutex
+	fail    map[string]corev1.PodStatus // "<version>/<generation>" → the pod status to show instead of rolling out
+	noRegex bool
+	played  map[string]bool
+}
+
+func startControllers(t *testing.T, ns string) *controllers {
+	c := &controllers{t: t, ns: ns, fail: map[string]corev1.PodStatus{}, played: map[string]bool{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			c.step(ctx)
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	return c
+}
+
+func (c *controllers) failGeneration(version string, gen int, st corev1.PodStatus) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fail[version+"/"+strconv.Itoa(gen)] = st
+}
+
+func (c *controllers) setNoRegex(v bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.noRegex = v
+}
+
+func (c *controllers) step(ctx context.Context) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var deps appsv1.DeploymentList
+	if err := k8s.List(ctx, &deps, client.InNamespace(c.ns)); err != nil {
+		return
+	}
+	for i := range deps.Items {
+		d := &deps.Items[i]
+		gen := d.Spec.Template.Annotations[AnnotationGeneration]
+		key := d.Name + "/" + gen
+		if st, bad := c.fail[key]; bad {
+			if !c.played[key] {
+				c.played[key] = true
+				p := &corev1.Pod{
+					ObjectMeta: metav1.ObjectMeta{GenerateName: d.Name + "-", Namespace: c.ns, Labels: d.Spec.Template.Labels,
+						Annotations: map[string]string{AnnotationGeneration: gen}},
+					Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: ContainerName, Image: d.Spec.Template.Spec.Containers[0].Image}}},
+				}
+				if err := k8s.Create(ctx, p); err == nil {
+					p.Status = st
+					_ = k8s.Status().Update(ctx, p)
+				}
+			}
+			continue
+		}
+		n := int32(1)
+		if d.Spec.Replicas != nil {
+			n = *d.Spec.Replicas
+		}
+		want := appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n}
+		if !equality.Semantic.DeepEqual(d.Status, want) {
+			d.Status = want
+			_ = k8s.Status().Update(ctx, d)
+		}
+	}
+	var routes gwv1.HTTPRouteList
+	if err := k8s.List(ctx, &routes, client.InNamespace(c.ns)); err != nil {
+		return
+	}
+	for i := range routes.Items {
+		rt := &routes.Items[i]
+		if len(rt.Status.Parents) > 0 && rt.Status.Parents[0].Conditions[0].ObservedGeneration == rt.Generation {
+			continue
+		}
+		accepted, reason, msg := metav1.ConditionTrue, "Accepted", "Route is accepted"
+		if c.noRegex && strings.Contains(dump(rt.Spec), "RegularExpression") {
+			accepted, reason, msg = metav1.ConditionFalse, "UnsupportedValue", "RegularExpression query parameter matches are not supported by this gateway"
+		}
+		gwNS := gwv1.Namespace(testGateway.Namespace)
+		rt.Status.Parents = []gwv1.RouteParentStatus{{
+			ParentRef: gwv1.ParentReference{Namespace: &gwNS, Name: gwv1.ObjectName(testGateway.Name)}, ControllerName: "example.com/gateway-controller",
+			Conditions: []metav1.Condition{
+				{Type: "Accepted", Status: accepted, Reason: reason, Message: msg, ObservedGeneration: rt.Generation, LastTransitionTime: metav1.Now()},
+				{Type: "ResolvedRefs", Status: metav1.ConditionTrue, Reason: "ResolvedRefs", ObservedGeneration: rt.Generation, LastTransitionTime: metav1.Now()},
+			},
+		}}
+		_ = k8s.Status().Update(ctx, rt)
+	}
+}
+
+// archive is a source tree holding only sluice.yaml for service hello.
+func archive(t *testing.T, image string) []byte {
+	t.Helper()
+	manifest := fmt.Sprintf("services:\n  hello:\n    run: ./app\n    health: /healthz\n    env: {GREETING: hi}\n    instances: 2\n    timeouts: {start: 1m}\n    kubernetes: {image: %q}\n", image)
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	for _, f := range []struct{ name, body string }{{"sluice.yaml", manifest}, {"main.go", "package main\n"}} {
+		if err := tw.WriteHeader(&tar.Header{Name: "src/" + f.name, Mode: 0o644, Size: int64(len(f.body)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(tw, f.body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := gz.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestScenario runs the engine on this runtime through the scenario
+// (deploy full, canary at 0%, 90/10, a rule, predict, promote, rollback, a
+// failing and a succeeding in-place redeploy, an image that cannot be
+// pulled, a crash-looping version, a route the gateway rejects) and checks
+// the HTTPRoute after each step. Pods and gateway are played by controllers.
+func TestScenario(t *testing.T) {
+	t.Parallel()
+	ns := namespace(t)
+	ctl := startControllers(t, ns)
+	db, err := store.Open(filepath.Join(t.TempDir(), "sluice.db"), store.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	tr := newTraffic(k8s, ns)
+	k := New(k8s, WithNamespace(ns), WithPoll(20*time.Millisecond), WithVersionRoutes(tr), WithLogger(slog.New(slog.DiscardHandler)))
+	eng := rollout.New(db, k, router.New("apps.example.com"), "apps.example.com", rollout.WithDataPlane(tr), rollout.WithLogger(slog.New(slog.DiscardHandler)))
+	ctx := context.Background()
+	if err := eng.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { k.Release(); _ = eng.Close(ctx) }()
+	origin := func(sha string) rollout.Origin { return rollout.Origin{Via: "test", Ref: sha, PR: 12} }
+	at := Placement{Namespace: ns, Gateway: testGateway, BaseDomain: "apps.example.com"}
+
+	deploy := func(image, sha string, strategy rollout.Strategy) rollout.Version {
+		t.Helper()
+		v, err := eng.Deploy(ctx, rollout.DeployRequest{Service: "hello", Archive: archive(t, image), Strategy: strategy, Origin: origin(sha)})
+		if err != nil {
+			t.Fatalf("deploy: %v", err)
+		}
+		eng.Wait()
+		return v
+	}
+	version := func(name string) rollout.VersionStatus {
+		t.Helper()
+		st, err := eng.Status(ctx, "hello")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range st.Versions {
+			if v.Name == name {
+				return v
+			}
+		}
+		t.Fatalf("no version %s", name)
+		return rollout.VersionStatus{}
+	}
+	// routeIs checks the stored HTTPRoute field by field against the
+	// translation of the policy sluice has committed, and that policy
+	// against want.
+	routeIs := func(step string, want router.Policy) {
+		t.Helper()
+		st, err := eng.Status(ctx, "hello")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !equality.Semantic.DeepEqual(st.Policy.Split, want.Split) || len(st.Policy.Rules) != len(want.Rules) {
+			t.Fatalf("%s: committed policy %+v; want %+v", step, st.Policy, want)
+		}
+		desired, err := ServiceRoute("hello", want, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		live := &gwv1.HTTPRoute{}
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "hello"}, live); err != nil {
+			t.Fatalf("%s: get route: %v", step, err)
+		}
+		if !equality.Semantic.DeepDerivative(desired.Spec, live.Spec) || len(live.Spec.Rules) != len(desired.Spec.Rules) {
+			t.Fatalf("%s: route\n%s\nwant\n%s", step, dump(live.Spec), dump(desired.Spec))
+		}
+	}
+
+	v1 := deploy("registry.example/hello:{{.SHA}}", "aaa111", rollout.StrategyFull)
+	if got := version(v1.Name); got.Status != rollout.StatusNormal {
+		t.Fatalf("full deploy: %s %+v", got.Status, got.Reason)
+	}
+	routeIs("deploy full", router.Policy{Split: map[string]int{v1.Name: 100}})
+	d := &appsv1.Deployment{}
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: v1.Name}, d); err != nil {
+		t.Fatal(err)
+	}
+	if img := d.Spec.Template.Spec.Containers[0].Image; img != "registry.example/hello:aaa111" || d.Annotations[AnnotationPR] != "12" {
+		t.Errorf("deployment image %q annotations %v", img, d.Annotations)
+	}
+	vr := &gwv1.HTTPRoute{}
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: v1.Name}, vr); err != nil || string(vr.Spec.Hostnames[0]) != v1.Name+".hello.apps.example.com" {
+		t.Errorf("version route: %v %v", err, vr.Spec.Hostnames)
+	}
+
+	v2 := deploy("registry.example/hello:{{.SHA}}", "bbb222", rollout.StrategyCanary)
+	routeIs("canary at 0%", router.Policy{Split: map[string]int{v1.Name: 100}})
+
+	split := map[string]int{v1.Name: 90, v2.Name: 10}
+	if _, err := eng.Traffic(ctx, "hello", rollout.TrafficRequest{Split: split}, origin("")); err != nil {
+		t.Fatalf("traffic: %v", err)
+	}
+	routeIs("split 90/10", router.Policy{Split: split})
+
+	beta := rollout.Rule{Version: v2.Name, Match: map[string]string{"env": "beta*"}}
+	if _, err := eng.Route(ctx, "hello", beta, origin("")); err != nil {
+		t.Fatalf("route: %v", err)
+	}
+	routeIs("route env=beta*", router.Policy{Rules: []router.Rule{beta}, Split: split})
+	if p, err := eng.Predict(ctx, "hello", "env=beta-2"); err != nil || p.Version != v2.Name || p.Rule != 1 {
+		t.Errorf("predict env=beta-2: %+v %v", p, err)
+	}
+
+	// A gateway without regular expressions refuses the next rule: the
+	// change fails with its message, the route and the policy stay.
+	ctl.setNoRegex(true)
+	_, err = eng.Route(ctx, "hello", rollout.Rule{Version: v2.Name, Match: map[string]string{"env": "gamma*"}}, origin(""))
+	if e, ok := rollout.AsError(err); !ok || e.Code != rollout.ErrCodeDataPlane || !strings.Contains(e.Message, "not supported by this gateway") {
+		t.Fatalf("route rejected by the gateway: %v", err)
+	}
+	routeIs("after the rejection", router.Policy{Rules: []router.Rule{beta}, Split: split})
+	ctl.setNoRegex(false)
+
+	if _, err := eng.Promote(ctx, "hello", v2.Name, false, origin("")); err != nil {
+		t.Fatalf("promote: %v", err)
+	}
+	routeIs("promote", router.Policy{Split: map[string]int{v2.Name: 100}})
+	if _, err := eng.Rollback(ctx, "hello", "", origin("")); err != nil {
+		t.Fatalf("rollback: %v", err)
+	}
+	routeIs("rollback", router.Policy{Split: map[string]int{v1.Name: 100}})
+
+	// In-place redeploys of v1: one whose pods crash, then one that works.
+	ctl.failGeneration(v1.Name, 2, waiting("CrashLoopBackOff", "back-off", &corev1.ContainerStateTerminated{ExitCode: 1, Message: "bad GREETING"}))
+	if _, err := eng.Redeploy(ctx, "hello", v1.Name, rollout.RedeployRequest{Env: map[string]string{"GREETING": "broken"}, Origin: origin("")}); err != nil {
+		t.Fatalf("redeploy: %v", err)
+	}
+	eng.Wait()
+	if got := version(v1.Name); got.Status != rollout.StatusDeployFailed || got.Reason.Code != "ProcessExited" || !strings.Contains(got.Reason.Detail, "bad GREETING") {
+		t.Fatalf("failing redeploy: %s %+v", got.Status, got.Reason)
+	}
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: v1.Name}, d); err != nil || d.Spec.Template.Annotations[AnnotationGeneration] != "1" {
+		t.Fatalf("after the failed redeploy the template is generation %q (%v); want 1", d.Spec.Template.Annotations[AnnotationGeneration], err)
+	}
+	if _, err := eng.Redeploy(ctx, "hello", v1.Name, rollout.RedeployRequest{Env: map[string]string{"GREETING": "hello"}, Origin: origin("")}); err != nil {
+		t.Fatalf("redeploy: %v", err)
+	}
+	eng.Wait()
+	if got := version(v1.Name); got.Status != rollout.StatusNormal || got.Generation != 3 {
+		t.Fatalf("succeeding redeploy: %s gen %d %+v", got.Status, got.Generation, got.Reason)
+	}
+	routeIs("after the redeploys", router.Policy{Split: map[string]int{v1.Name: 100}})
+
+	// An image that cannot be pulled, then a version that crash-loops.
+	ctl.failGeneration("hello-003", 1, waiting("ImagePullBackOff", "not found", nil))
+	v3 := deploy("registry.example/missing:{{.SHA}}", "ccc333", rollout.StrategyFull)
+	if got := version(v3.Name); got.Status != rollout.StatusFailed || got.Reason.Code != "ImagePullFailed" {
+		t.Fatalf("unpullable image: %s %+v", got.Status, got.Reason)
+	}
+	ctl.failGeneration("hello-004", 1, waiting("CrashLoopBackOff", "back-off", &corev1.ContainerStateTerminated{ExitCode: 2, Message: "panic: boom"}))
+	v4 := deploy("registry.example/hello:{{.SHA}}", "ddd444", rollout.StrategyFull)
+	if got := version(v4.Name); got.Status != rollout.StatusFailed || got.Reason.Code != "ProcessExited" || !strings.Contains(got.Reason.Detail, "panic: boom") {
+		t.Fatalf("crash loop: %s %+v", got.Status, got.Reason)
+	}
+	routeIs("after the failed deploys", router.Policy{Split: map[string]int{v1.Name: 100}})
+}
