@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -388,8 +389,13 @@ func (g *group) Stop(ctx context.Context, _ time.Duration) error {
 func (k *Kube) Logs(version string, max int) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// Versions are named "<service>-NNN".
+	service := version
+	if i := strings.LastIndexByte(version, '-'); i > 0 {
+		service = version[:i]
+	}
 	var pods corev1.PodList
-	if err := k.c.List(ctx, &pods, client.MatchingLabels{LabelVersion: version}); err != nil {
+	if err := k.c.List(ctx, &pods, client.InNamespace(k.Namespace(service)), client.MatchingLabels{LabelVersion: version}); err != nil {
 		return "", fmt.Errorf("list pods of %s: %w", version, err)
 	}
 	var out string
