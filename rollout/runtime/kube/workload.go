@@ -132,6 +132,10 @@ func Build(w Workload, owner types.UID) (Objects, error) {
 			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
 				Path: w.Health, Port: intstr.FromString(portName),
 			}},
+			// The API server's defaults, written out so that a live
+			// object compares equal to a desired one.
+			TimeoutSeconds:   1,
+			SuccessThreshold: 1,
 			PeriodSeconds:    2,
 			FailureThreshold: 3,
 		},

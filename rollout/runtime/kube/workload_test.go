@@ -57,6 +57,8 @@ func TestBuildObjects(t *testing.T) {
 					}}},
 					ReadinessProbe: &corev1.Probe{
 						ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("http")}},
+						TimeoutSeconds:   1,
+						SuccessThreshold: 1,
 						PeriodSeconds:    2,
 						FailureThreshold: 3,
 					},
