@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sluicehq/sluice/rollout/runtime"
@@ -157,7 +158,7 @@ func (k *Kube) Start(ctx context.Context, spec runtime.Spec, _ func()) (runtime.
 	if prev != nil {
 		err = k.revert(undo, prev)
 	} else {
-		err = k.scale(undo, w.Namespace, w.Version, w.Service, 0)
+		err = k.scale(undo, w.Namespace, w.Version, 0)
 	}
 	if err != nil {
 		log.Error("undo failed start", "err", err)
@@ -234,18 +235,22 @@ func managedAnnotations(a map[string]string) map[string]string {
 	return out
 }
 
-// scale sets a version's replicas with an apply that owns only that field.
-func (k *Kube) scale(ctx context.Context, ns, version, service string, replicas int32) error {
-	d := &appsv1.Deployment{
-		TypeMeta:   deploymentType,
-		ObjectMeta: objectMeta(version, ns, labels(service, version), nil, "", ""),
-		Spec:       appsv1.DeploymentSpec{Replicas: &replicas},
+// scale sets a version's replicas with a merge patch of that one field. (An
+// apply naming only replicas would tell the API server that sluice no
+// longer manages the rest of the Deployment, which it would then remove.)
+func (k *Kube) scale(ctx context.Context, ns, version string, replicas int32) error {
+	d := &appsv1.Deployment{}
+	if err := k.c.Get(ctx, client.ObjectKey{Namespace: ns, Name: version}, d); err != nil {
+		return fmt.Errorf("get deployment %s: %w", version, err)
 	}
-	live := &appsv1.Deployment{}
-	_, err := apply(ctx, k.c, d, live, func() bool {
-		return live.Spec.Replicas != nil && *live.Spec.Replicas == replicas
-	})
-	return err
+	if d.Spec.Replicas != nil && *d.Spec.Replicas == replicas {
+		return nil
+	}
+	patch := client.RawPatch(types.MergePatchType, fmt.Appendf(nil, `{"spec":{"replicas":%d}}`, replicas))
+	if err := k.c.Patch(ctx, d, patch, client.FieldOwner(FieldManager)); err != nil {
+		return fmt.Errorf("scale deployment %s to %d: %w", version, replicas, err)
+	}
+	return nil
 }
 
 // waitReady polls until the rollout of w is complete or diagnose finds a
@@ -375,7 +380,7 @@ func (g *group) Stop(ctx context.Context, _ time.Duration) error {
 		return fmt.Errorf("get deployment %s: %w", g.version, err)
 	}
 	if live.Annotations[AnnotationGeneration] == strconv.Itoa(g.gen) {
-		if err := g.k.scale(ctx, g.ns, g.version, live.Labels[LabelService], 0); err != nil {
+		if err := g.k.scale(ctx, g.ns, g.version, 0); err != nil {
 			return err
 		}
 	}

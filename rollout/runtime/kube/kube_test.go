@@ -392,8 +392,8 @@ func TestStopScalesToZeroAndStartScalesBackUp(t *testing.T) {
 	if err := g2.Stop(context.Background(), time.Second); err != nil {
 		t.Fatalf("stop generation 2: %v", err)
 	}
-	if d := deployment(t, ns, 2); *d.Spec.Replicas != 0 {
-		t.Fatalf("retired version has %d replicas; want 0", *d.Spec.Replicas)
+	if d := deployment(t, ns, 2); *d.Spec.Replicas != 0 || d.Spec.Template.Spec.Containers[0].Image != "registry.example/hello:abc123" {
+		t.Fatalf("retired version has %d replicas and template %+v; want 0 and the template kept", *d.Spec.Replicas, d.Spec.Template.Spec)
 	}
 	// Rollback to it: started again, scaled back up.
 	ch := startAsync(k, testSpec(ns, 2))
