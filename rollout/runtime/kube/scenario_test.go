@@ -63,6 +63,26 @@ func (c *controllers) failGeneration(version string, gen int, st corev1.PodStatu
 	c.fail[version+"/"+strconv.Itoa(gen)] = st
 }
 
+// recover plays the ReplicaSet controller after a revert: the failed
+// generation's pods go away and the generation may roll out next time.
+func (c *controllers) recover(version string, gen int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	key := version + "/" + strconv.Itoa(gen)
+	delete(c.fail, key)
+	delete(c.played, key)
+	var pods corev1.PodList
+	if err := k8s.List(context.Background(), &pods, client.InNamespace(c.ns), client.MatchingLabels{LabelVersion: version}); err != nil {
+		c.t.Errorf("list pods: %v", err)
+		return
+	}
+	for i := range pods.Items {
+		if pods.Items[i].Annotations[AnnotationGeneration] == strconv.Itoa(gen) {
+			_ = k8s.Delete(context.Background(), &pods.Items[i], client.GracePeriodSeconds(0))
+		}
+	}
+}
+
 func (c *controllers) setNoRegex(v bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -176,7 +196,9 @@ func TestScenario(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { k.Release(); _ = eng.Close(ctx) }()
-	origin := func(sha string) rollout.Origin { return rollout.Origin{Via: "test", Ref: sha, PR: 12} }
+	origin := func(sha string) rollout.Origin {
+		return rollout.Origin{Via: "test", Ref: sha, PR: 12, Principal: rollout.Principal{Admin: true}}
+	}
 	at := Placement{Namespace: ns, Gateway: testGateway, BaseDomain: "apps.example.com"}
 
 	deploy := func(image, sha string, strategy rollout.Strategy) rollout.Version {
@@ -275,7 +297,8 @@ func TestScenario(t *testing.T) {
 	if _, err := eng.Promote(ctx, "hello", v2.Name, false, origin("")); err != nil {
 		t.Fatalf("promote: %v", err)
 	}
-	routeIs("promote", router.Policy{Split: map[string]int{v2.Name: 100}})
+	// Rules to the promoted version stay.
+	routeIs("promote", router.Policy{Rules: []router.Rule{beta}, Split: map[string]int{v2.Name: 100}})
 	if _, err := eng.Rollback(ctx, "hello", "", origin("")); err != nil {
 		t.Fatalf("rollback: %v", err)
 	}
@@ -293,11 +316,12 @@ func TestScenario(t *testing.T) {
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: v1.Name}, d); err != nil || d.Spec.Template.Annotations[AnnotationGeneration] != "1" {
 		t.Fatalf("after the failed redeploy the template is generation %q (%v); want 1", d.Spec.Template.Annotations[AnnotationGeneration], err)
 	}
+	ctl.recover(v1.Name, 2)
 	if _, err := eng.Redeploy(ctx, "hello", v1.Name, rollout.RedeployRequest{Env: map[string]string{"GREETING": "hello"}, Origin: origin("")}); err != nil {
 		t.Fatalf("redeploy: %v", err)
 	}
 	eng.Wait()
-	if got := version(v1.Name); got.Status != rollout.StatusNormal || got.Generation != 3 {
+	if got := version(v1.Name); got.Status != rollout.StatusNormal || got.Generation != 2 {
 		t.Fatalf("succeeding redeploy: %s gen %d %+v", got.Status, got.Generation, got.Reason)
 	}
 	routeIs("after the redeploys", router.Policy{Split: map[string]int{v1.Name: 100}})
