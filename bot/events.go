@@ -231,9 +231,20 @@ func (b *Bot) onCheckRun(ctx context.Context, d delivery) ([]rollout.Op, error) 
 	}
 	origin := rollout.Origin{Via: "check_run", Actor: p.Sender.Login, Ref: cs.SHA, PR: cs.PR, Repo: cs.Repo, Installation: p.Installation.ID,
 		Principal: rollout.ServicePrincipal(cs.Repo)}
-	var body string
+	var (
+		body string
+		ops  []rollout.Op
+	)
 	switch {
 	case p.Action == "rerequested":
+		why, refusal, err := b.rerunForkRefusal(ctx, gh, p.Installation.ID, cs)
+		if err != nil {
+			return nil, err
+		}
+		if why != "" {
+			body, ops = "Re-run refused: "+why, refusal
+			break
+		}
 		archive, err := fetchTarball(ctx, gh, owner, name, cs.SHA)
 		if err != nil {
 			return nil, err
@@ -268,7 +279,8 @@ func (b *Bot) onCheckRun(ctx context.Context, d delivery) ([]rollout.Op, error) 
 		}
 	}
 	if cs.PR == 0 {
-		return nil, nil
+		return ops, nil
 	}
-	return b.addPREntries(cs.Repo, p.Installation.ID, cs.PR, render.Entry{Time: b.now(), Title: "Check run: " + p.Action, Body: body, OK: true})
+	more, err := b.addPREntries(cs.Repo, p.Installation.ID, cs.PR, render.Entry{Time: b.now(), Title: "Check run: " + p.Action, Body: body, OK: true})
+	return append(ops, more...), err
 }

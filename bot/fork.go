@@ -158,3 +158,29 @@ func (b *Bot) refuseFork(p *prCmd, why string) outcome {
 		Conclusion: "neutral", Title: "Not built: pull request from a fork", Summary: why}))
 	return out
 }
+
+// rerunForkRefusal applies rule 1 to "Re-run" on the check run of a pull
+// request's version (check_run.rerequested): when the pull request comes
+// from a fork, the base repository's default branch must still say
+// `forks: allow`, since the opt-in may have been withdrawn after the
+// version was built. Rule 2 holds already: a re-run builds the version's
+// own commit, which a maintainer's comment let through. It returns "" when
+// the re-run may build, or why not and the ops that report it (a neutral
+// check run "sluice" on that commit). An error means GitHub could not be
+// asked; the delivery is retried.
+func (b *Bot) rerunForkRefusal(ctx context.Context, gh *github.Client, inst int64, cs checkState) (string, []rollout.Op, error) {
+	if cs.PR == 0 {
+		return "", nil, nil // a merge's version: the default branch is no fork
+	}
+	owner, name := splitRepo(cs.Repo)
+	p := &prCmd{repo: cs.Repo, owner: owner, name: name, inst: inst, pr: cs.PR, gh: gh}
+	if _, err := b.headSHA(ctx, p); err != nil || p.fork == "" {
+		return "", nil, err
+	}
+	why, err := b.forksAllowed(ctx, p)
+	if err != nil || why == "" {
+		return "", nil, err
+	}
+	p.head = cs.SHA // the re-run is of this commit, wherever the head is now
+	return why, b.refuseFork(p, why).ops, nil
+}

@@ -199,3 +199,73 @@ func TestForkPullRequestAfterOptInBuildsOnlyTheHeadTheCommenterSaw(t *testing.T)
 		t.Fatalf("versions from %v, want the new head %s third", refs, movedSHA)
 	}
 }
+
+// rerun delivers check_run.rerequested ("Re-run") on the check of version,
+// built from sha, pressed by login.
+func (w *world) rerun(version, sha, login string) {
+	w.t.Helper()
+	var ev map[string]any
+	if err := json.Unmarshal(githubtest.Fixture(w.t, "check_run.rerequested.json"), &ev); err != nil {
+		w.t.Fatal(err)
+	}
+	cr := ev["check_run"].(map[string]any)
+	cr["external_id"], cr["head_sha"], cr["name"] = version, sha, "sluice / hello"
+	ev["sender"].(map[string]any)["login"] = login
+	b, _ := json.Marshal(ev)
+	if code := w.deliver("check_run", b); code != http.StatusAccepted {
+		w.t.Fatalf("check_run answered %d", code)
+	}
+	w.sync()
+}
+
+// TestRerunOfAForkVersionAsksTheBaseAgain: "Re-run" on the check of a
+// fork's version builds the fork again only while the base repository's
+// default branch still says `forks: allow`; once the opt-in is withdrawn
+// the re-run is refused, nothing is fetched or built, and the pull request
+// and a neutral check run say why.
+func TestRerunOfAForkVersionAsksTheBaseAgain(t *testing.T) {
+	w := forkWorld(t, true)
+	w.mergeMain()
+	at := w.forkEvent("opened", forkSHA)
+	w.sayOnFork("/deploy", "Codertocat", at.Add(time.Second))
+	if refs := w.versionsFrom(); len(refs) != 2 || refs[1] != forkSHA {
+		t.Fatalf("versions from %v, want the fork's head second", refs)
+	}
+	fork := w.status().Versions[1].Name
+
+	// While the base opts in, a maintainer's re-run builds the fork again.
+	w.rerun(fork, forkSHA, "Codertocat")
+	if refs := w.versionsFrom(); len(refs) != 3 || refs[2] != forkSHA {
+		t.Fatalf("re-run with forks: allow: versions from %v, want a third from %s", refs, forkSHA)
+	}
+
+	// The base withdraws the opt-in; the same button now builds nothing.
+	withdrawn := "0123456789abcdef0123456789abcdef01234567"
+	w.gh.SetCommit(repo, withdrawn, map[string]string{"sluice.yaml": appYAML(t), "README.md": "main\n"})
+	w.gh.SetBranch(repo, "main", withdrawn)
+	tarballs := func() int {
+		n := 0
+		for _, r := range w.gh.Requests() {
+			if strings.Contains(r.Path, "/tarball/"+forkSHA) {
+				n++
+			}
+		}
+		return n
+	}
+	fetchedBefore, before := tarballs(), w.status()
+	w.rerun(fork, forkSHA, "Codertocat")
+	if after := w.status(); len(after.Versions) != len(before.Versions) || tarballs() != fetchedBefore {
+		t.Fatalf("re-run after the opt-in was withdrawn: %d versions (was %d), tarball fetched %d times (was %d)",
+			len(after.Versions), len(before.Versions), tarballs(), fetchedBefore)
+	}
+	if s := w.forkSticky(); !strings.Contains(s, "Re-run refused") || !strings.Contains(s, "forks: allow") {
+		t.Fatalf("the pull request is not told why:\n%s", s)
+	}
+	var neutral bool
+	for _, c := range checksOn(w.gh, forkSHA) {
+		neutral = neutral || c.Name == "sluice" && c.Conclusion == "neutral" && strings.Contains(c.Output.Summary, "forks: allow")
+	}
+	if !neutral {
+		t.Fatalf("no neutral check run naming forks: allow on %s: %+v", forkSHA, checksOn(w.gh, forkSHA))
+	}
+}
