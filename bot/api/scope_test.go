@@ -2,23 +2,19 @@ package api_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/json"
 	"log/slog"
-	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
 	"github.com/labstack/echo/v4"
 
 	"github.com/sluicehq/sluice/bot/api"
 	"github.com/sluicehq/sluice/bot/auth"
+	"github.com/sluicehq/sluice/bot/auth/authtest"
 	"github.com/sluicehq/sluice/internal/enginetest"
 	"github.com/sluicehq/sluice/rollout"
 )
@@ -326,36 +322,8 @@ func TestOpenAndAdminOnlyModes(t *testing.T) {
 // ID token for aud from repo, triggered by actor.
 func oidcIssuer(t *testing.T) (*httptest.Server, func(aud, repo, actor string) string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var iss *httptest.Server
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
-		_ = json.NewEncoder(w).Encode(map[string]any{"issuer": iss.URL, "jwks_uri": iss.URL + "/jwks",
-			"id_token_signing_alg_values_supported": []string{"ES256"}})
-	})
-	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, r *http.Request) {
-		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k", Algorithm: "ES256", Use: "sig"}}})
-	})
-	iss = httptest.NewServer(mux)
-	t.Cleanup(iss.Close)
-	return iss, func(aud, repo, actor string) string {
-		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "k"}}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		now := time.Now()
-		payload, _ := json.Marshal(map[string]any{"iss": iss.URL, "aud": aud, "sub": "repo:" + repo + ":ref:refs/heads/main",
-			"repository": repo, "actor": actor, "iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix()})
-		jws, err := signer.Sign(payload)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, _ := jws.CompactSerialize()
-		return s
-	}
+	is := authtest.NewIssuer(t)
+	return is.Server, is.ActionsToken
 }
 
 func TestOIDCTokenScopesToItsRepository(t *testing.T) {
