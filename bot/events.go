@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/sluicehq/sluice/bot/redact"
 	"github.com/sluicehq/sluice/bot/render"
 	"github.com/sluicehq/sluice/rollout"
 	"github.com/sluicehq/sluice/rollout/manifest"
@@ -37,7 +38,10 @@ type pushEvent struct {
 }
 
 // onPush deploys each service of the default branch's new head with its
-// on_merge strategy.
+// on_merge strategy. A service the engine refuses to change (another
+// repository's, say) is not deployed, and a failed check run
+// "sluice / <service>" on the commit says why: the push has no pull
+// request to reply on.
 func (b *Bot) onPush(ctx context.Context, d delivery) ([]rollout.Op, error) {
 	var p pushEvent
 	if err := json.Unmarshal(d.Body, &p); err != nil {
@@ -66,7 +70,7 @@ func (b *Bot) onPush(ctx context.Context, d delivery) ([]rollout.Op, error) {
 	var ops []rollout.Op
 	for _, s := range m.Services {
 		var err error
-		if st, err := b.eng.Status(ctx, s.Name); err == nil && s.OnMerge != manifest.OnMergeNone {
+		if st, err := b.eng.Status(ctx, s.Name); err == nil && st.Repo == repo && s.OnMerge != manifest.OnMergeNone {
 			if v, ok := stableVersion(st); ok && v.Digest == digest && v.Status == rollout.StatusNormal {
 				// The merge's tree is what the stable version already
 				// serves (a promoted PR): nothing to build.
@@ -96,6 +100,12 @@ func (b *Bot) onPush(ctx context.Context, d delivery) ([]rollout.Op, error) {
 			log.Warn("merge deploy refused", "service", s.Name, "err", re.Message)
 			if re.Code == rollout.ErrCodeManifest {
 				ops = append(ops, b.manifestCheck(repo, p.Installation.ID, p.After, []string{s.Name}, re)...)
+			} else {
+				// Nothing was built; the failed check says why (another
+				// repository's service, a version that is not normal …).
+				ops = append(ops, b.staticCheck(repo, p.Installation.ID, p.After, static{Name: checkName(s.Name),
+					ExternalID: "refused:" + s.Name + ":" + p.After, Title: "Not deployed: " + re.Code,
+					Summary: redact.String(re.Message, b.cfg.Secrets)}))
 			}
 			continue
 		}
