@@ -343,6 +343,13 @@ func (e *Engine) Events(service string, after uint64, limit int) ([]Event, error
 	return e.store.Events(service, after, limit)
 }
 
+// LatestEvents returns the newest limit events of one service (all when
+// "") with Seq less than before (any when 0), oldest first: the page a
+// person reading the history wants first.
+func (e *Engine) LatestEvents(service string, before uint64, limit int) ([]Event, error) {
+	return e.store.LatestEvents(service, before, limit)
+}
+
 // Logs returns the tail of a version's build and run logs.
 func (e *Engine) Logs(service, version string, max int) (string, error) {
 	if _, err := e.version(service, version); err != nil {

@@ -24,4 +24,8 @@ type Store interface {
 	// Events returns up to limit events of service (all services when ""),
 	// with Seq greater than after, oldest first.
 	Events(service string, after uint64, limit int) ([]Event, error)
+	// LatestEvents returns the newest limit events of service (all
+	// services when "") with Seq less than before (any when 0), oldest
+	// first.
+	LatestEvents(service string, before uint64, limit int) ([]Event, error)
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -391,53 +392,74 @@ func appendEvent(log, idx *bbolt.Bucket, e rollout.Event) (uint64, error) {
 // limit <= 0 means DefaultEventsLimit. To page, pass the last Seq seen as
 // after.
 func (db *DB) Events(service string, after uint64, limit int) ([]rollout.Event, error) {
+	if after == math.MaxUint64 {
+		return []rollout.Event{}, nil
+	}
+	return db.events(service, limit, func(c *bbolt.Cursor) ([]byte, func() ([]byte, []byte)) {
+		k, _ := c.Seek(u64Key(after + 1))
+		return k, c.Next
+	})
+}
+
+// LatestEvents returns the newest limit events with Seq less than before
+// (any Seq when before is 0), of every service when service is "", else
+// only that service's; the page is oldest first, like Events. limit <= 0
+// means DefaultEventsLimit. To page back, pass the first Seq seen as
+// before.
+func (db *DB) LatestEvents(service string, before uint64, limit int) ([]rollout.Event, error) {
+	if before == 1 {
+		return []rollout.Event{}, nil
+	}
+	evs, err := db.events(service, limit, func(c *bbolt.Cursor) ([]byte, func() ([]byte, []byte)) {
+		if before == 0 {
+			k, _ := c.Last()
+			return k, c.Prev
+		}
+		// Seek lands on the first key >= before, or past the end.
+		if k, _ := c.Seek(u64Key(before)); k == nil {
+			k, _ = c.Last()
+			return k, c.Prev
+		}
+		k, _ := c.Prev()
+		return k, c.Prev
+	})
+	slices.Reverse(evs)
+	return evs, err
+}
+
+// events walks the log (or service's index of it) from the key first
+// returns, with the step it returns, collecting up to limit events.
+func (db *DB) events(service string, limit int, walk func(*bbolt.Cursor) (first []byte, step func() ([]byte, []byte))) ([]rollout.Event, error) {
 	if limit <= 0 {
 		limit = DefaultEventsLimit
 	}
 	out := []rollout.Event{}
-	if after == math.MaxUint64 {
-		return out, nil
-	}
-	start := u64Key(after + 1)
 	err := db.bolt.View(func(tx *bbolt.Tx) error {
 		log, err := topBucket(tx, bucketEvents)
 		if err != nil {
 			return err
 		}
-		decode := func(k, v []byte) error {
+		b := log
+		if service != "" {
+			idx, err := topBucket(tx, bucketEventsByService)
+			if err != nil {
+				return err
+			}
+			if b = idx.Bucket([]byte(service)); b == nil {
+				return nil
+			}
+		}
+		k, step := walk(b.Cursor())
+		for ; k != nil && len(out) < limit; k, _ = step() {
+			v := log.Get(k)
+			if v == nil {
+				return fmt.Errorf("event %d indexed but missing: %w", binary.BigEndian.Uint64(k), errCorrupt)
+			}
 			var e rollout.Event
 			if err := json.Unmarshal(v, &e); err != nil {
 				return fmt.Errorf("decode event %d: %w", binary.BigEndian.Uint64(k), err)
 			}
 			out = append(out, e)
-			return nil
-		}
-		if service == "" {
-			c := log.Cursor()
-			for k, v := c.Seek(start); k != nil && len(out) < limit; k, v = c.Next() {
-				if err := decode(k, v); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-		idx, err := topBucket(tx, bucketEventsByService)
-		if err != nil {
-			return err
-		}
-		b := idx.Bucket([]byte(service))
-		if b == nil {
-			return nil
-		}
-		c := b.Cursor()
-		for k, _ := c.Seek(start); k != nil && len(out) < limit; k, _ = c.Next() {
-			v := log.Get(k)
-			if v == nil {
-				return fmt.Errorf("event %d indexed but missing: %w", binary.BigEndian.Uint64(k), errCorrupt)
-			}
-			if err := decode(k, v); err != nil {
-				return err
-			}
 		}
 		return nil
 	})

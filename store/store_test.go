@@ -526,6 +526,49 @@ func TestEvents(t *testing.T) {
 	}
 }
 
+func TestLatestEvents(t *testing.T) {
+	t.Parallel()
+	db, _ := openTemp(t)
+	// Seq: 1 a, 2 b, 3 a, 4 global, 5 b, 6 a, 7 a
+	for _, s := range []string{"a", "b", "a", "", "b", "a", "a"} {
+		if err := db.Commit(nil, nil, []rollout.Event{event(s, "", rollout.EventPolicy)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		service string
+		before  uint64
+		limit   int
+		want    []uint64
+	}{
+		{"all", "", 0, 0, []uint64{1, 2, 3, 4, 5, 6, 7}},
+		{"newest three", "", 0, 3, []uint64{5, 6, 7}},
+		{"three before 5", "", 5, 3, []uint64{2, 3, 4}},
+		{"before past the end", "", 100, 2, []uint64{6, 7}},
+		{"before the first", "", 1, 0, []uint64{}},
+		{"service a newest two", "a", 0, 2, []uint64{6, 7}},
+		{"service a before 6 (an a seq)", "a", 6, 5, []uint64{1, 3}},
+		{"service a before 5 (not an a seq)", "a", 5, 1, []uint64{3}},
+		{"service b", "b", 0, 10, []uint64{2, 5}},
+		{"unknown service", "zzz", 0, 0, []uint64{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			evs, err := db.LatestEvents(tc.service, tc.before, tc.limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := []uint64{}
+			for _, e := range evs {
+				got = append(got, e.Seq)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("seqs = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestEventsDefaultLimit(t *testing.T) {
 	t.Parallel()
 	db, _ := openTemp(t)

@@ -38,6 +38,7 @@ type Engine interface {
 	Retire(ctx context.Context, service string, olderThan time.Duration, origin rollout.Origin) ([]string, error)
 	StopVersion(ctx context.Context, service, version string, origin rollout.Origin) error
 	Events(service string, after uint64, limit int) ([]rollout.Event, error)
+	LatestEvents(service string, before uint64, limit int) ([]rollout.Event, error)
 	SetRepo(ctx context.Context, service, repo string, origin rollout.Origin) (rollout.ServiceStatus, error)
 	Logs(service, version string, max int) (string, error)
 	VersionURL(service, version string) string
@@ -559,16 +560,35 @@ func (s *server) retire(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string][]string{"stopped": stopped})
 }
 
+// events answers a page of the history log, oldest first within the
+// page. With ?after=SEQ it pages forward from there (what a follower of the
+// log wants); otherwise it is the newest events, or the newest with Seq
+// below ?before=SEQ (what a person reading the history wants first).
 func (s *server) events(c echo.Context) error {
-	var after uint64
-	limit := 100
-	if q := c.QueryParam("after"); q != "" {
+	seq := func(name string) (uint64, error) {
+		q := c.QueryParam(name)
+		if q == "" {
+			return 0, nil
+		}
 		v, err := strconv.ParseUint(q, 10, 64)
 		if err != nil {
-			return fail(http.StatusBadRequest, "invalid_parameter", "after must be an event sequence number")
+			return 0, fail(http.StatusBadRequest, "invalid_parameter", "%s must be an event sequence number", name)
 		}
-		after = v
+		return v, nil
 	}
+	after, err := seq("after")
+	if err != nil {
+		return err
+	}
+	before, err := seq("before")
+	if err != nil {
+		return err
+	}
+	_, forward := c.QueryParams()["after"]
+	if forward && before != 0 {
+		return fail(http.StatusBadRequest, "invalid_parameter", "give after or before, not both")
+	}
+	limit := 100
 	if q := c.QueryParam("limit"); q != "" {
 		v, err := strconv.Atoi(q)
 		if err != nil || v <= 0 || v > 1000 {
@@ -582,7 +602,12 @@ func (s *server) events(c echo.Context) error {
 			return err
 		}
 	}
-	evs, err := s.eng.Events(svc, after, limit)
+	var evs []rollout.Event
+	if forward {
+		evs, err = s.eng.Events(svc, after, limit)
+	} else {
+		evs, err = s.eng.LatestEvents(svc, before, limit)
+	}
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,8 @@ import (
 type Env struct {
 	Ctx    context.Context
 	Stdout io.Writer
+	// Stderr gets hints beside the answer (how to see more); nil discards them.
+	Stderr io.Writer
 }
 
 // ClientFlags are the flags every client command takes.
@@ -472,17 +474,33 @@ func (c *ServicesCmd) Run(env *Env) error {
 	return nil
 }
 
-// HistoryCmd: sluice history SERVICE
+// HistoryCmd: sluice history SERVICE [--limit N] [--before SEQ | --after SEQ]
+//
+// Without --after it shows the newest events, oldest first as they
+// happened, and says how to see the ones before them.
 type HistoryCmd struct {
 	ClientFlags
-	Service string `arg:""`
-	Limit   int    `default:"50"`
+	Service string  `arg:""`
+	Limit   int     `default:"50" help:"How many events to show (1 to 1000)."`
+	Before  uint64  `help:"Show the events before this sequence number (the first column), to page back."`
+	After   *uint64 `help:"Show the oldest events after this sequence number instead of the newest (0: from the start)."`
 }
 
 // Run prints the history log.
 func (c *HistoryCmd) Run(env *Env) error {
+	if c.Limit < 1 || c.Limit > 1000 {
+		return fmt.Errorf("--limit must be between 1 and 1000, got %d", c.Limit)
+	}
 	var raw []byte
 	q := url.Values{"limit": {strconv.Itoa(c.Limit)}}
+	switch {
+	case c.After != nil && c.Before != 0:
+		return fmt.Errorf("give --before or --after, not both")
+	case c.After != nil:
+		q.Set("after", strconv.FormatUint(*c.After, 10))
+	case c.Before != 0:
+		q.Set("before", strconv.FormatUint(c.Before, 10))
+	}
 	if err := c.client().do(env.Ctx, http.MethodGet, pathf("/services/%s/events", c.Service), q, nil, "", &raw); err != nil {
 		return err
 	}
@@ -510,6 +528,9 @@ func (c *HistoryCmd) Run(env *Env) error {
 			who += ":" + e.Origin.Actor
 		}
 		fmt.Fprintf(env.Stdout, "%4d %s %-9s %-14s %s\n", e.Seq, e.Time.Local().Format(time.DateTime), e.Op, who, e.Message)
+	}
+	if c.After == nil && len(out.Events) == c.Limit && out.Events[0].Seq > 1 && env.Stderr != nil {
+		fmt.Fprintf(env.Stderr, "older events: sluice history %s --before %d\n", c.Service, out.Events[0].Seq)
 	}
 	return nil
 }

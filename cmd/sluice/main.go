@@ -143,7 +143,7 @@ func main() {
 		kong.UsageOnError())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := k.Run(&cli.Env{Ctx: ctx, Stdout: os.Stdout})
+	err := k.Run(&cli.Env{Ctx: ctx, Stdout: os.Stdout, Stderr: os.Stderr})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sluice:", err)
 		os.Exit(1)
