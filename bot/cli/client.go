@@ -2,10 +2,12 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/sluicehq/sluice/bot/remote"
@@ -16,15 +18,44 @@ import (
 // client of the API, as the CLI: changes are recorded with via "cli" and
 // the local user name.
 type Client struct {
-	api *remote.Engine
+	api    *remote.Engine
+	server string
+	token  bool
+	bad    error // a --server that cannot work, said on the first call
 }
 
-func newClient(server, token string) *Client { return &Client{api: remote.New(server, token)} }
+func newClient(server, token string) *Client {
+	return &Client{api: remote.New(server, token), server: server, token: token != "", bad: checkServer(server)}
+}
 
-// do sends one request; see remote.Engine.Call.
+// checkServer says what is wrong with a --server value, or nil.
+func checkServer(server string) error {
+	u, err := url.Parse(server)
+	if err != nil || u.Scheme == "" || u.Host == "" || u.Opaque != "" {
+		guess := "http://" + strings.TrimPrefix(server, "//")
+		return &codedError{"invalid_server", fmt.Errorf("--server %q is not a URL: give the scheme too, e.g. --server %s (or SLUICE_SERVER)", server, guess)}
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return &codedError{"invalid_server", fmt.Errorf("--server %q: the scheme must be http or https", server)}
+	}
+	return nil
+}
+
+// do sends one request; see remote.Engine.Call. Errors a user can fix
+// from the command line say how.
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, body any, ctype string, out any) error {
+	if c.bad != nil {
+		return c.bad
+	}
 	origin := &rollout.Origin{Via: "cli", Actor: os.Getenv("USER")}
-	return c.api.Call(ctx, method, path, query, body, ctype, origin, out)
+	err := c.api.Call(ctx, method, path, query, body, ctype, origin, out)
+	switch {
+	case errors.Is(err, remote.ErrRouter):
+		return &codedError{"router_port", fmt.Errorf("%s is sluice's router port, which serves the services, not the API: point --server (SLUICE_SERVER) at the address serve's --listen names (by default http://127.0.0.1:8080)", c.server)}
+	case errors.Is(err, remote.ErrRefused) && !c.token:
+		return &codedError{"token_required", fmt.Errorf("the sluice server at %s needs a token: pass --token TOKEN or set SLUICE_TOKEN (the admin token, or one from `sluice token create`)", c.server)}
+	}
+	return err
 }
 
 func pathf(format string, parts ...string) string {

@@ -133,7 +133,12 @@ func apiError(status int, data []byte) error {
 		} `json:"error"`
 	}
 	if json.Unmarshal(data, &body) != nil || body.Error.Message == "" {
-		return fmt.Errorf("sluice server answered %d: %s", status, strings.TrimSpace(string(data)))
+		text := strings.TrimSpace(string(data))
+		if status == http.StatusNotFound && strings.HasPrefix(text, "sluice: unknown ") {
+			// The router's own refusal of a host it does not serve.
+			return fmt.Errorf("sluice server answered %d %q: %w", status, text, ErrRouter)
+		}
+		return fmt.Errorf("sluice server answered %d: %s", status, text)
 	}
 	kind := rollout.KindInvalid
 	switch status {
@@ -146,18 +151,32 @@ func apiError(status int, data []byte) error {
 		// bot answers that politely, like a local refusal.
 		kind = rollout.KindForbidden
 	case http.StatusUnauthorized:
-		return &refused{fmt.Sprintf("sluice server refused the credential (%d): %s", status, body.Error.Message)}
+		return &refused{msg: fmt.Sprintf("sluice server refused the credential (%d): %s", status, body.Error.Message), code: body.Error.Code}
 	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable:
 		return fmt.Errorf("sluice server answered %d: %s", status, body.Error.Message)
 	}
 	return &rollout.Error{Kind: kind, Code: body.Error.Code, Message: body.Error.Message, Problems: body.Error.Problems}
 }
 
+// ErrRouter is what an answer from sluice's router, rather than its API,
+// wraps: the server address names the router's port.
+var ErrRouter = errors.New("this address is sluice's router (the services' traffic), not its API")
+
+// ErrRefused is what a refused credential (401) wraps.
+var ErrRefused = errors.New("credential refused")
+
 // refused is a credential the server will not take: retrying with it is
 // useless, which Permanent tells the bot.
-type refused struct{ msg string }
+type refused struct{ msg, code string }
 
 func (e *refused) Error() string { return e.msg }
+
+// Unwrap makes errors.Is(err, ErrRefused) true.
+func (e *refused) Unwrap() error { return ErrRefused }
+
+// Code is the API's code for the refusal ("unauthorized" when no
+// credential was sent).
+func (e *refused) Code() string { return e.code }
 
 // Permanent reports true.
 func (e *refused) Permanent() bool { return true }

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -138,16 +139,60 @@ func main() {
 	// namespace's init.
 	local.RunNamespaceInit()
 	var a app
-	k := kong.Parse(&a, kong.Name("sluice"),
-		kong.Description("sluice runs a team's services and moves traffic between their versions."),
-		kong.UsageOnError())
+	parser, err := kong.New(&a, kong.Name("sluice"),
+		kong.Description("sluice runs a team's services and moves traffic between their versions."))
+	if err != nil {
+		panic(err) // the command tree itself is wrong
+	}
+	k, err := parser.Parse(os.Args[1:])
+	if err != nil {
+		// The error first, then one line of usage: the whole help would
+		// push the error off the screen.
+		var pe *kong.ParseError
+		errors.As(err, &pe)
+		fail(cli.Usage(err), slices.Contains(os.Args[1:], "--json"), pe)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := k.Run(&cli.Env{Ctx: ctx, Stdout: os.Stdout, Stderr: os.Stderr})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "sluice:", err)
-		os.Exit(1)
+	if err := k.Run(&cli.Env{Ctx: ctx, Stdout: os.Stdout, Stderr: os.Stderr}); err != nil {
+		stop()
+		fail(err, jsonFlag(k), nil)
 	}
+}
+
+// fail reports err on stderr, as JSON when asked (--json), with the short
+// usage of the command for a parse error, and exits: 2 for usage errors, 1
+// for the rest.
+func fail(err error, asJSON bool, pe *kong.ParseError) {
+	code := 1
+	if pe != nil {
+		code = 2
+	}
+	if asJSON {
+		os.Stderr.Write(cli.ErrorJSON(err))
+		os.Exit(code)
+	}
+	fmt.Fprintln(os.Stderr, "sluice:", err)
+	if pe != nil {
+		path := "sluice"
+		if sel := pe.Context.Selected(); sel != nil {
+			fmt.Fprintf(os.Stderr, "usage: sluice %s\n", sel.Summary())
+			path += " " + sel.Path()
+		}
+		fmt.Fprintf(os.Stderr, "run '%s --help' for more\n", path)
+	}
+	os.Exit(code)
+}
+
+// jsonFlag says whether the command that ran was given --json.
+func jsonFlag(k *kong.Context) bool {
+	for _, f := range k.Flags() {
+		if f.Name == "json" {
+			v, _ := k.FlagValue(f).(bool)
+			return v
+		}
+	}
+	return false
 }
 
 // oidcAllow reads --oidc-allow and checks that OIDC, when asked for, can
