@@ -89,8 +89,14 @@ type Prediction struct {
 	Rule  int               `json:"rule"`
 	Match map[string]string `json:"match,omitempty"`
 	// Split lists the candidates when no rule matched.
-	Split  []router.Weight `json:"split,omitempty"`
-	Reason string          `json:"reason"`
+	Split  []Share `json:"split,omitempty"`
+	Reason string  `json:"reason"`
+}
+
+// Share is one version's weight in a split, in whole percent.
+type Share struct {
+	Version string `json:"version"`
+	Percent int    `json:"percent"`
 }
 
 // Predict answers which version a request with query (a URL query string,
@@ -114,7 +120,9 @@ func (e *Engine) Predict(ctx context.Context, service, query string) (Prediction
 		p.Reason = fmt.Sprintf("rule %d matched (%s)", d.Rule+1, router.FormatMatch(r.Match))
 		return p, nil
 	}
-	p.Split = c.Split()
+	for _, w := range c.Split() {
+		p.Split = append(p.Split, Share{Version: w.Version, Percent: w.Percent})
+	}
 	switch len(p.Split) {
 	case 0:
 		p.Reason = "no rule matched and the split is empty: the service has no version taking traffic"

@@ -535,7 +535,8 @@ func (c *HistoryCmd) Run(env *Env) error {
 	return nil
 }
 
-// LogsCmd: sluice logs SERVICE VERSION
+// LogsCmd: sluice logs SERVICE VERSION; with --json the logs are
+// {"service", "version", "logs"}.
 type LogsCmd struct {
 	ClientFlags
 	Service string `arg:""`
@@ -549,6 +550,13 @@ func (c *LogsCmd) Run(env *Env) error {
 	if err := c.client().do(env.Ctx, http.MethodGet, pathf("/services/%s/versions/%s/logs", c.Service, c.Version),
 		url.Values{"bytes": {strconv.Itoa(c.Bytes)}}, nil, "", &raw); err != nil {
 		return err
+	}
+	if c.JSON {
+		b, err := json.Marshal(map[string]string{"service": c.Service, "version": c.Version, "logs": string(raw)})
+		if err != nil {
+			return fmt.Errorf("encode logs: %w", err)
+		}
+		return printJSON(env.Stdout, b)
 	}
 	_, err := env.Stdout.Write(raw)
 	return err

@@ -125,10 +125,10 @@ func TestGoldenPrediction(t *testing.T) {
 			Match: map[string]string{"user": "{alice,bob}", "region": "eu"}}},
 		{"third rule", rollout.Prediction{Query: "x=1", Version: "hello-005", Rule: 3, Match: map[string]string{"x": "?"}}},
 		{"random split", rollout.Prediction{Query: "env=prod",
-			Split:  []router.Weight{{Version: "hello-003", Percent: 90}, {Version: "hello-004", Percent: 10}},
+			Split:  []rollout.Share{{Version: "hello-003", Percent: 90}, {Version: "hello-004", Percent: 10}},
 			Reason: "no rule matched; split: random among hello-003 90%, hello-004 10%"}},
 		{"single version", rollout.Prediction{Query: "env", Version: "hello-003",
-			Split: []router.Weight{{Version: "hello-003", Percent: 100}}}},
+			Split: []rollout.Share{{Version: "hello-003", Percent: 100}}}},
 		{"no version", rollout.Prediction{Query: "",
 			Reason: "no rule matched and the split is empty: the service has no version taking traffic"}},
 	}

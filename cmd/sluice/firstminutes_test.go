@@ -164,3 +164,98 @@ func TestJSONErrors(t *testing.T) {
 		})
 	}
 }
+
+// snakeKeys reports the object keys in a JSON document that are not
+// snake_case, with their paths. Keys of maps the user named (env, match,
+// split) are values, not field names, and are skipped.
+func snakeKeys(path string, v any, bad *[]string) {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			p := path + "." + k
+			if k != strings.ToLower(k) || strings.ContainsAny(k, "- ") {
+				*bad = append(*bad, p)
+			}
+			if k == "env" || k == "match" || (k == "split" && path != ".prediction") {
+				continue
+			}
+			snakeKeys(p, x, bad)
+		}
+	case []any:
+		for _, x := range v {
+			snakeKeys(path+"[]", x, bad)
+		}
+	}
+}
+
+func TestJSONIsSnakeCaseEverywhere(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, t.TempDir(), freePort(t), freePort(t), "SLUICE_TOKEN=s3cret")
+	cli := func(args ...string) string {
+		t.Helper()
+		out, errs, code := run(t, append(args, "--json", "--server", "http://"+s.api, "--token", "s3cret")...)
+		if code != 0 {
+			t.Fatalf("sluice %s: exit %d: %s", strings.Join(args, " "), code, errs)
+		}
+		return out
+	}
+	src := fastSource(t, "")
+	v1 := cli("deploy", "hello", "--source", src, "--wait")
+	var name struct{ Name string }
+	json.Unmarshal([]byte(v1), &name)
+	v2 := cli("deploy", "hello", "--source", src, "--wait", "--strategy", "canary")
+	var name2 struct{ Name string }
+	json.Unmarshal([]byte(v2), &name2)
+	cli("token", "create", "--repo", "acme/web")
+	outputs := map[string]string{
+		"deploy":     v1,
+		"traffic":    cli("traffic", "hello", name.Name+"=50", name2.Name+"=50"),
+		"route":      cli("route", "hello", name2.Name, "env=beta"),
+		"prediction": cli("predict", "hello", "env=prod"),
+		"status":     cli("status", "hello"),
+		"services":   cli("services"),
+		"history":    cli("history", "hello"),
+		"logs":       cli("logs", "hello", name.Name),
+		"tokens":     cli("token", "list"),
+		"retire":     cli("retire", "hello", "--older-than", "1h"),
+	}
+	for what, out := range outputs {
+		var doc any
+		if err := json.Unmarshal([]byte(out), &doc); err != nil {
+			t.Errorf("%s --json is not JSON: %v\n%s", what, err, out)
+			continue
+		}
+		var bad []string
+		snakeKeys("."+what, doc, &bad)
+		if len(bad) > 0 {
+			slices.Sort(bad)
+			t.Errorf("%s --json has keys that are not snake_case: %v", what, bad)
+		}
+	}
+	var st struct {
+		Versions []struct {
+			Instances []struct {
+				Addr string `json:"addr"`
+				PID  int    `json:"pid"`
+			} `json:"instances"`
+		} `json:"versions"`
+	}
+	json.Unmarshal([]byte(outputs["status"]), &st)
+	if len(st.Versions) == 0 || len(st.Versions[0].Instances) == 0 || st.Versions[0].Instances[0].Addr == "" {
+		t.Errorf("status --json has no instances[].addr:\n%s", outputs["status"])
+	}
+	var p struct {
+		Split []struct {
+			Version string `json:"version"`
+			Percent int    `json:"percent"`
+		} `json:"split"`
+	}
+	json.Unmarshal([]byte(outputs["prediction"]), &p)
+	if len(p.Split) != 2 || p.Split[0].Version == "" || p.Split[0].Percent != 50 {
+		t.Errorf("predict --json split = %+v, want two versions at 50%%:\n%s", p.Split, outputs["prediction"])
+	}
+	var logs struct{ Logs string }
+	if json.Unmarshal([]byte(outputs["logs"]), &logs); !strings.Contains(logs.Logs, "listening") {
+		t.Errorf("logs --json has no logs:\n%s", outputs["logs"])
+	}
+}

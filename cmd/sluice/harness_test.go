@@ -282,7 +282,7 @@ type statusView struct {
 			Run       string            `json:"run"`
 		} `json:"config"`
 		Instances []struct {
-			PID int `json:"PID"`
+			PID int `json:"pid"`
 		} `json:"instances"`
 	} `json:"versions"`
 	Policy struct {

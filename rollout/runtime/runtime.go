@@ -118,8 +118,8 @@ type Group interface {
 
 // Instance is one running process of a version.
 type Instance struct {
-	Addr     string // host:port the instance listens on
-	Up       bool   // false while crashed and waiting to restart
-	PID      int
-	Restarts int
+	Addr     string `json:"addr"` // host:port the instance listens on
+	Up       bool   `json:"up"`   // false while crashed and waiting to restart
+	PID      int    `json:"pid"`
+	Restarts int    `json:"restarts"`
 }
