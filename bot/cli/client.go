@@ -53,7 +53,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	case errors.Is(err, remote.ErrRouter):
 		return &codedError{"router_port", fmt.Errorf("%s is sluice's router port, which serves the services, not the API: point --server (SLUICE_SERVER) at the address serve's --listen names (by default http://127.0.0.1:8080)", c.server)}
 	case errors.Is(err, remote.ErrRefused) && !c.token:
-		return &codedError{"token_required", fmt.Errorf("the sluice server at %s needs a token: pass --token TOKEN or set SLUICE_TOKEN (the admin token, or one from `sluice token create`)", c.server)}
+		return &codedError{"token_required", fmt.Errorf("%w; the server at %s needs a token: pass --token TOKEN or set SLUICE_TOKEN (the admin token, or one from `sluice token create`)", err, c.server)}
 	}
 	return err
 }
