@@ -454,6 +454,13 @@ func TestEveryFrontDoorRefusesAForeignRepository(t *testing.T) {
 			"redeploy (push, on_merge: redeploy)": func() string { return d.actionPush(shaBRedo2) },
 		},
 	}
+	// B's head back at the commit hello-001 was built from: "already runs"
+	// is no answer once hello is A's.
+	doorOps["PR comment"]["deploy (the head of B's own old version)"] = func() string {
+		d.gh.SetPR(repoB, prB, shaBOld, "evil")
+		defer d.gh.SetPR(repoB, prB, shaBHead, "evil")
+		return d.prComment("/deploy hello")
+	}
 	for op, cmd := range commands {
 		doorOps["PR comment"][op] = func() string { return d.prComment(cmd) }
 		doorOps["Action event mode"][op] = func() string { return d.actionComment(cmd) }

@@ -97,7 +97,9 @@ func (b *Bot) runDeploy(ctx context.Context, p *prCmd, c command.Command) (outco
 	// The head already has a live version: say so rather than build the
 	// same commit twice (this also makes a re-handled delivery harmless;
 	// "Re-run" on the check run deploys a commit again on purpose).
-	if st, err := b.eng.Status(ctx, svc); err == nil {
+	// Only for a service of this repository: another repository's service
+	// (one reassigned since) is the engine's to refuse.
+	if st, err := b.eng.Status(ctx, svc); err == nil && st.Repo == p.repo {
 		if v, ok := prVersion(st, p, p.head); ok && (v.Status == rollout.StatusNormal || v.Status == rollout.StatusCreating) {
 			return outcome{ok: true, entry: render.Entry{Body: fmt.Sprintf("%s already runs %s (%s) at %s.", v.Name, shortSHA(p.head), v.Status, v.URL)}}, nil
 		}
