@@ -10,6 +10,7 @@
 //
 //	meta/
 //	    schema                      → uint64 big-endian: the schema version
+//	    id                          → 16 hex digits: the file's identity (schema 4)
 //	services/
 //	    <service name>/
 //	        record                  → JSON rollout.Service
@@ -55,4 +56,15 @@
 // also records its version, so a failure leaves the file at the last
 // completed step. A file whose schema is newer than this code knows is
 // refused (ErrSchemaTooNew) rather than guessed at.
+//
+// # Safety
+//
+// The file holds every service's environment, secrets included: it is
+// created 0600 and restricted to 0600 on open. Open walks every bucket
+// before use, so a damaged file is reported once, at start, as ErrCorrupt
+// naming `bbolt check` and the backup (WithBackup keeps sluice.db.bak, a
+// copy taken at each successful open before migrations), and never as a
+// panic while serving. An empty file is refused (ErrEmpty) when the caller
+// knows the store held data (WithExpectData): bbolt would otherwise
+// initialize it, and sluice would forget every service without a word.
 package store

@@ -1,7 +1,9 @@
 package store
 
 import (
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,7 +26,11 @@ var migrations = []migration{
 	{version: 1, name: "create buckets", apply: createBuckets},
 	{version: 2, name: "index events by service", apply: indexEventsByService},
 	{version: 3, name: "create token buckets", apply: createTokenBuckets},
+	{version: 4, name: "assign the store id", apply: assignID},
 }
+
+// idSchema is the first schema whose files carry meta/id.
+const idSchema = 4
 
 // latestSchema is the schema version this code writes.
 func latestSchema() int { return migrations[len(migrations)-1].version }
@@ -66,6 +72,39 @@ func indexEventsByService(tx *bbolt.Tx) error {
 		}
 		return b.Put(k, []byte{})
 	})
+}
+
+// assignID gives the file its identity, meta/id: 16 random hex digits.
+func assignID(tx *bbolt.Tx) error {
+	meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+	if err != nil {
+		return fmt.Errorf("create bucket %s: %w", bucketMeta, err)
+	}
+	if meta.Get(keyID) != nil {
+		return nil
+	}
+	var id [8]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return fmt.Errorf("draw store id: %w", err)
+	}
+	if err := meta.Put(keyID, []byte(hex.EncodeToString(id[:]))); err != nil {
+		return fmt.Errorf("write store id: %w", err)
+	}
+	return nil
+}
+
+// readID returns meta/id.
+func readID(b *bbolt.DB) (string, error) {
+	var id string
+	err := b.View(func(tx *bbolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil || meta.Get(keyID) == nil {
+			return fmt.Errorf("read store id: %w", errCorrupt)
+		}
+		id = string(meta.Get(keyID))
+		return nil
+	})
+	return id, err
 }
 
 // migrate brings db to the last version of ms, one transaction per step,

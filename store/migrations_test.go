@@ -263,3 +263,32 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 		return nil
 	})
 }
+
+func TestMigration4AssignsTheStoreID(t *testing.T) {
+	t.Parallel()
+	path := rawFile(t, func(tx *bbolt.Tx) error { // a schema 3 file, as sluice left it before ids
+		for _, m := range migrations[:3] {
+			if err := m.apply(tx); err != nil {
+				return err
+			}
+		}
+		return writeSchema(tx, 3)
+	})
+	db, err := Open(path, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := db.ID()
+	if len(id) != 16 || !db.PredatesID() {
+		t.Errorf("after migration 4: ID %q, PredatesID %v; want 16 hex digits, true", id, db.PredatesID())
+	}
+	db.Close()
+	db, err = Open(path, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if db.ID() != id || db.PredatesID() {
+		t.Errorf("reopened: ID %q, PredatesID %v; want %q, false", db.ID(), db.PredatesID(), id)
+	}
+}

@@ -41,6 +41,7 @@ var (
 	bucketVersions        = []byte("versions")
 	bucketNames           = []byte("names")
 	keySchema             = []byte("schema")
+	keyID                 = []byte("id")
 	keyRecord             = []byte("record")
 )
 
@@ -49,6 +50,8 @@ var (
 type DB struct {
 	bolt *bbolt.DB
 	path string
+	id   string // meta/id
+	from int    // schema version the file had when opened
 }
 
 var _ rollout.Store = (*DB)(nil)
@@ -59,6 +62,8 @@ type Option func(*options)
 type options struct {
 	lockTimeout time.Duration
 	logger      *slog.Logger
+	evidence    string // WithExpectData
+	backup      bool   // WithBackup
 }
 
 // WithLockTimeout sets how long Open waits for another process to release
@@ -85,19 +90,41 @@ func WithLogger(l *slog.Logger) Option {
 // Open opens the bbolt file at path, creating it if needed, takes its
 // exclusive lock (waiting at most the lock timeout, then failing with
 // ErrLocked) and applies pending migrations. A file whose schema is newer
-// than this code fails with ErrSchemaTooNew. Errors name the file. The
-// caller must Close the DB to release the lock.
+// than this code fails with ErrSchemaTooNew.
+//
+// Before trusting the file Open restricts it to its owner (0600, with a
+// warning when it was looser), refuses one that cannot be read
+// (ErrUnreadable) or, under WithExpectData, is empty (ErrEmpty), and reads
+// every bucket, key and value: a damaged file fails with ErrCorrupt, as one
+// line that names `bbolt check` and the backup, never as a panic. Errors
+// name the file. The caller must Close the DB to release the lock.
 func Open(path string, opts ...Option) (*DB, error) {
 	o := options{lockTimeout: DefaultLockTimeout, logger: slog.Default()}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	b, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: o.lockTimeout})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("open store %s: gave up after %s: %w", path, o.lockTimeout, ErrLocked)
-	}
-	if err != nil {
+	if err := preflight(path, o); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	b, err := openBolt(path, &bbolt.Options{Timeout: o.lockTimeout})
+	var pe errPanic
+	switch {
+	case errors.Is(err, bolterrors.ErrTimeout):
+		return nil, fmt.Errorf("open store %s: gave up after %s: %w", path, o.lockTimeout, ErrLocked)
+	case errors.As(err, &pe) || (err != nil && isCorruption(err)):
+		return nil, fmt.Errorf("open store %s: %w", path, corrupt(path, err))
+	case err != nil:
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if err := walk(b); err != nil {
+		_ = b.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, corrupt(path, err))
+	}
+	if o.backup {
+		if err := backup(b, path, o.logger); err != nil {
+			_ = b.Close()
+			return nil, fmt.Errorf("open store %s: %w", path, err)
+		}
 	}
 	from, to, err := migrate(b, migrations)
 	if err != nil {
@@ -107,7 +134,12 @@ func Open(path string, opts ...Option) (*DB, error) {
 	if from != to {
 		o.logger.Info("store schema migrated", "path", path, "from", from, "to", to)
 	}
-	return &DB{bolt: b, path: path}, nil
+	db := &DB{bolt: b, path: path, from: from}
+	if db.id, err = readID(b); err != nil {
+		_ = b.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return db, nil
 }
 
 // Close releases the file and its lock. Using the DB afterwards fails.
@@ -117,6 +149,18 @@ func (db *DB) Close() error {
 	}
 	return nil
 }
+
+// ID returns the identity of this store file: drawn at random when the
+// file is created (or first opened by a sluice that knows ids) and never
+// changed. A runtime keys what it keeps on disk by it, so a store started
+// afresh never meets a build of a previous store's version of the same
+// name.
+func (db *DB) ID() string { return db.id }
+
+// PredatesID reports whether the file held data before it was given its
+// ID in this Open: what a runtime kept for it until now is keyed by
+// version name alone, and belongs to it.
+func (db *DB) PredatesID() bool { return db.from > 0 && db.from < idSchema }
 
 // SchemaVersion returns the schema version recorded in the file.
 func (db *DB) SchemaVersion() (int, error) {

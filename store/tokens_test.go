@@ -40,8 +40,8 @@ func TestMigration3CreatesTokenBuckets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, err := db.SchemaVersion(); err != nil || v != 3 {
-		t.Errorf("SchemaVersion = %d, %v; want 3", v, err)
+	if v, err := db.SchemaVersion(); err != nil || v != latestSchema() {
+		t.Errorf("SchemaVersion = %d, %v; want %d", v, err, latestSchema())
 	}
 	if toks, err := db.Tokens(); err != nil || len(toks) != 0 {
 		t.Errorf("Tokens on a migrated file = %v, %v; want none", toks, err)

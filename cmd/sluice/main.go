@@ -284,14 +284,22 @@ func listen(addr string) (net.Listener, error) {
 
 // runtime builds the runtime --runtime names, the engine options it needs
 // and what to call before the engine closes.
-func (s *serveCmd) runtime(data string, log *slog.Logger) (runtime.Runtime, []rollout.Option, func(), error) {
+func (s *serveCmd) runtime(data string, db *store.DB, log *slog.Logger) (runtime.Runtime, []rollout.Option, func(), error) {
 	if s.Runtime != "kubernetes" {
 		runAs, err := local.ParseRunAs(s.RunAs, os.Geteuid())
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		rt, err := local.New(data, local.WithLogger(log), local.WithRunAs(runAs))
-		return rt, nil, func() {}, err
+		rt, err := local.New(data, local.WithLogger(log), local.WithRunAs(runAs), local.WithStoreID(db.ID()))
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if db.PredatesID() {
+			if _, err := rt.AdoptUnkeyed(); err != nil {
+				return nil, nil, nil, err
+			}
+		}
+		return rt, nil, func() {}, nil
 	}
 	if s.Gateway == "" {
 		return nil, nil, nil, fmt.Errorf("--runtime kubernetes needs --gateway namespace/name (SLUICE_GATEWAY): the Gateway services' HTTPRoutes attach to")
@@ -310,6 +318,16 @@ func (s *serveCmd) runtime(data string, log *slog.Logger) (runtime.Runtime, []ro
 	log.Info("kubernetes runtime", "gateway", s.Gateway, "namespace", s.Namespace)
 	// Versions on the cluster keep serving while sluice is away.
 	return k, []rollout.Option{rollout.WithDataPlane(tr)}, k.Release, nil
+}
+
+// earlierData says what in data shows that a store was kept there before
+// (the local runtime's version directories), or "" when nothing does.
+func earlierData(data string) string {
+	entries, err := os.ReadDir(filepath.Join(data, "versions"))
+	if err != nil || len(entries) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s holds %d entries (builds and logs of earlier versions)", filepath.Join(data, "versions"), len(entries))
 }
 
 // Run wires the server together and serves until SIGTERM or SIGINT.
@@ -355,15 +373,16 @@ func (s *serveCmd) Run(env *cli.Env) error {
 	if err := tightenDir(data, false); err != nil {
 		return err
 	}
-	rt, engOpts, release, err := s.runtime(data, log)
-	if err != nil {
-		return err
-	}
-	db, err := store.Open(filepath.Join(data, "sluice.db"))
+	db, err := store.Open(filepath.Join(data, "sluice.db"), store.WithLogger(log), store.WithBackup(),
+		store.WithExpectData(earlierData(data)))
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	rt, engOpts, release, err := s.runtime(data, db, log)
+	if err != nil {
+		return err
+	}
 	// The API and the router share this process's file descriptors: each
 	// gets its share, so a flood of connections to one cannot starve the other.
 	budget := fds.Budget{API: s.APIMaxConns, Router: s.MaxConns}

@@ -3,11 +3,15 @@
 //
 // It owns the on-disk layout under its data directory:
 //
-//	<dataDir>/versions/<version>/gen-<N>/src    work directory of generation N (source + build output)
-//	<dataDir>/versions/<version>/gen-<N>/built  marker written once generation N is fully built
-//	<dataDir>/versions/<version>/logs/build.log build output of every generation, appended
-//	<dataDir>/versions/<version>/logs/run-<N>-<i>.log output of instance i of generation N
-//	<dataDir>/home                              HOME of children running as another user
+//	<dataDir>/versions/<store>/<version>/gen-<N>/src    work directory of generation N (source + build output)
+//	<dataDir>/versions/<store>/<version>/gen-<N>/built  marker written once generation N is fully built
+//	<dataDir>/versions/<store>/<version>/logs/build.log build output of every generation, appended
+//	<dataDir>/versions/<store>/<version>/logs/run-<N>-<i>.log output of instance i of generation N
+//	<dataDir>/home                                      HOME of children running as another user
+//
+// <store> is the WithStoreID key (absent without it): version names are
+// unique within one store only, so a store started afresh must not find a
+// previous store's build under the same name.
 //
 // Builds and instances run as the WithRunAs identity (the data directory,
 // the logs and sluice's files stay out of their reach) and, when sluice is

@@ -87,6 +87,8 @@ type Local struct {
 	backoffMax time.Duration
 	client     *http.Client
 
+	storeID string // WithStoreID: the key of versions/<storeID>/
+
 	runAs *RunAs // nil: children run as sluice's own user, without namespaces
 	exe   string // this program, re-executed as the init of a child's namespaces
 	ns    bool   // children start in new PID and mount namespaces
@@ -147,6 +149,17 @@ func WithRunAs(r RunAs) Option {
 	return func(l *Local) { l.runAs = &r }
 }
 
+// WithStoreID keys the version directories by id, the identity of the
+// store whose versions this Local runs: they live under
+// versions/<id>/<version>/ instead of versions/<version>/. Version names
+// are unique within one store only; a store started afresh names its first
+// version like the previous store did, and must not find, and serve, that
+// version's build. id must be a single path element of letters, digits,
+// '-' and '_'; New refuses anything else.
+func WithStoreID(id string) Option {
+	return func(l *Local) { l.storeID = id }
+}
+
 // New returns a Local that keeps work directories and logs under dataDir,
 // creating it if needed. dataDir is made absolute (symlinks resolved): it is
 // also the SLUICE_OWNER marker, so two sluices must not share it.
@@ -183,6 +196,12 @@ func New(dataDir string, opts ...Option) (*Local, error) {
 	}
 	for _, o := range opts {
 		o(l)
+	}
+	if err := checkStoreID(l.storeID); err != nil {
+		return nil, fmt.Errorf("create local runtime: %w", err)
+	}
+	if err := os.MkdirAll(l.versionsRoot(), 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
 	}
 	if err := l.isolate(); err != nil {
 		return nil, err
@@ -226,8 +245,24 @@ func checkVersion(version string) error {
 	return nil
 }
 
+// checkStoreID accepts "" (no key) and ids made of letters, digits, '-'
+// and '_'.
+func checkStoreID(id string) error {
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return fmt.Errorf("invalid store id %q", id)
+		}
+	}
+	return nil
+}
+
+// versionsRoot holds the version directories of this Local's store.
+func (l *Local) versionsRoot() string {
+	return filepath.Join(l.dataDir, "versions", l.storeID)
+}
+
 func (l *Local) versionDir(version string) string {
-	return filepath.Join(l.dataDir, "versions", version)
+	return filepath.Join(l.versionsRoot(), version)
 }
 
 func (l *Local) genDir(version string, gen int) string {
@@ -342,4 +377,50 @@ func (l *Local) releasePorts(ports []int) {
 	for _, p := range ports {
 		delete(l.ports, p)
 	}
+}
+
+// AdoptUnkeyed moves version directories kept before WithStoreID
+// (versions/<version>/, recognised by their logs/ or gen-<N>/ entries)
+// under versions/<store id>/, and returns how many it moved. Call it once,
+// before Cleanup and any Start, and only when the store's data predates its
+// id: then those versions are that store's. Without a store id it does
+// nothing. Directories keyed by any id are left alone.
+func (l *Local) AdoptUnkeyed() (int, error) {
+	if l.storeID == "" {
+		return 0, nil
+	}
+	parent := filepath.Join(l.dataDir, "versions")
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		return 0, fmt.Errorf("adopt version directories: %w", err)
+	}
+	n := 0
+	for _, e := range entries {
+		if !e.IsDir() || !isVersionDir(filepath.Join(parent, e.Name())) {
+			continue
+		}
+		if err := os.Rename(filepath.Join(parent, e.Name()), l.versionDir(e.Name())); err != nil {
+			return n, fmt.Errorf("adopt version directory %s: %w", e.Name(), err)
+		}
+		n++
+	}
+	if n > 0 {
+		l.log.Info("version directories moved under the store id", "moved", n, "store_id", l.storeID)
+	}
+	return n, nil
+}
+
+// isVersionDir reports whether dir looks like a version directory: it has
+// a logs/ or a gen-<N>/ entry.
+func isVersionDir(dir string) bool {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		if e.IsDir() && (e.Name() == "logs" || strings.HasPrefix(e.Name(), "gen-")) {
+			return true
+		}
+	}
+	return false
 }
