@@ -69,6 +69,7 @@ type serveCmd struct {
 	WebhookMaxBody  cli.Size      `name:"webhook-max-body" help:"Largest accepted webhook body, with a unit (413 beyond)." env:"SLUICE_WEBHOOK_MAX_BODY" default:"5MiB"`
 	TrustedProxies  []string      `name:"trusted-proxies" sep:"," help:"Proxies (CIDRs or addresses, comma-separated) in front of the API and the router whose X-Forwarded-For and X-Real-IP name the client; without it the client is the connection's peer and the router starts X-Forwarded-For afresh." env:"SLUICE_TRUSTED_PROXIES"`
 	WebhookInflight int           `name:"webhook-inflight" help:"Most webhook bodies read at once (503 beyond)." env:"SLUICE_WEBHOOK_INFLIGHT" default:"8"`
+	PortRange       string        `name:"port-range" help:"local runtime: ports instances listen on, MIN-MAX; keep it clear of the kernel's ephemeral ports (net.ipv4.ip_local_port_range) and of other servers." env:"SLUICE_PORT_RANGE" default:"20000-29999"`
 	RunAs           string        `help:"User builds and instances run as: a name, uid:gid, or root (only when said so). Default as root: a dedicated uid/gid 64100; otherwise sluice's own user." env:"SLUICE_RUN_AS"`
 	LogLevel        slog.Level    `help:"debug, info, warn or error." env:"SLUICE_LOG_LEVEL" default:"info"`
 
@@ -284,22 +285,18 @@ func listen(addr string) (net.Listener, error) {
 
 // runtime builds the runtime --runtime names, the engine options it needs
 // and what to call before the engine closes.
-func (s *serveCmd) runtime(data string, db *store.DB, log *slog.Logger) (runtime.Runtime, []rollout.Option, func(), error) {
+func (s *serveCmd) runtime(data string, log *slog.Logger) (runtime.Runtime, []rollout.Option, func(), error) {
 	if s.Runtime != "kubernetes" {
 		runAs, err := local.ParseRunAs(s.RunAs, os.Geteuid())
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		rt, err := local.New(data, local.WithLogger(log), local.WithRunAs(runAs), local.WithStoreID(db.ID()))
+		lo, hi, err := local.ParsePortRange(s.PortRange)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, fmt.Errorf("--port-range: %w", err)
 		}
-		if db.PredatesID() {
-			if _, err := rt.AdoptUnkeyed(); err != nil {
-				return nil, nil, nil, err
-			}
-		}
-		return rt, nil, func() {}, nil
+		rt, err := local.New(data, local.WithLogger(log), local.WithRunAs(runAs), local.WithPortRange(lo, hi))
+		return rt, nil, func() {}, err
 	}
 	if s.Gateway == "" {
 		return nil, nil, nil, fmt.Errorf("--runtime kubernetes needs --gateway namespace/name (SLUICE_GATEWAY): the Gateway services' HTTPRoutes attach to")
@@ -318,6 +315,20 @@ func (s *serveCmd) runtime(data string, db *store.DB, log *slog.Logger) (runtime
 	log.Info("kubernetes runtime", "gateway", s.Gateway, "namespace", s.Namespace)
 	// Versions on the cluster keep serving while sluice is away.
 	return k, []rollout.Option{rollout.WithDataPlane(tr)}, k.Release, nil
+}
+
+// keyVersions keys the local runtime's version directories by the store's
+// id, taking over the unkeyed ones of a store that predates ids.
+func keyVersions(l *local.Local, db *store.DB) error {
+	if err := l.SetStoreID(db.ID()); err != nil {
+		return err
+	}
+	if db.PredatesID() {
+		if _, err := l.AdoptUnkeyed(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // earlierData says what in data shows that a store was kept there before
@@ -351,6 +362,9 @@ func (s *serveCmd) Run(env *cli.Env) error {
 	if err != nil {
 		return err
 	}
+	if _, _, err := local.ParsePortRange(s.PortRange); err != nil {
+		return fmt.Errorf("--port-range: %w", err)
+	}
 	// Listen before anything else: with port 0 or an inherited socket the
 	// router's real address is known only now, and service URLs carry it.
 	apiLn, err := listen(s.Listen)
@@ -373,15 +387,21 @@ func (s *serveCmd) Run(env *cli.Env) error {
 	if err := tightenDir(data, false); err != nil {
 		return err
 	}
+	expect := earlierData(data) // before the runtime creates its directories
+	rt, engOpts, release, err := s.runtime(data, log)
+	if err != nil {
+		return err
+	}
 	db, err := store.Open(filepath.Join(data, "sluice.db"), store.WithLogger(log), store.WithBackup(),
-		store.WithExpectData(earlierData(data)))
+		store.WithExpectData(expect))
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	rt, engOpts, release, err := s.runtime(data, db, log)
-	if err != nil {
-		return err
+	if l, ok := rt.(*local.Local); ok {
+		if err := keyVersions(l, db); err != nil {
+			return err
+		}
 	}
 	// The API and the router share this process's file descriptors: each
 	// gets its share, so a flood of connections to one cannot starve the other.

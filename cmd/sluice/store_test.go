@@ -12,9 +12,10 @@ import (
 
 // serveOnce runs `sluice serve` on data and returns its output and
 // whether it exited on its own (it is expected to refuse to start).
-func serveOnce(t *testing.T, data string) (string, error) {
+func serveOnce(t *testing.T, data string, args ...string) (string, error) {
 	t.Helper()
-	cmd := exec.Command(sluiceBin, "serve", "--data", data, "--listen", "127.0.0.1:0", "--router-listen", "127.0.0.1:0")
+	traversable(t, data)
+	cmd := exec.Command(sluiceBin, append([]string{"serve", "--data", data, "--listen", "127.0.0.1:0", "--router-listen", "127.0.0.1:0"}, args...)...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	out, err := cmd.CombinedOutput()
 	return string(out), err
@@ -141,5 +142,19 @@ func TestServeAfterAStoreResetBuildsAfresh(t *testing.T) {
 	}
 	if _, body, err := s.get("hello.localhost", ""); err != nil || !strings.Contains(body, "new-build") {
 		t.Errorf("hello-001 of the new store answers %q, %v; want its own build (new-build)", body, err)
+	}
+}
+
+// TestServeRefusesABadPortRange: a --port-range serve cannot use stops it
+// with a message naming the flag, before anything is stored.
+func TestServeRefusesABadPortRange(t *testing.T) {
+	t.Parallel()
+	data := t.TempDir()
+	out, err := serveOnce(t, data, "--port-range", "30000-20000")
+	if err == nil || !strings.Contains(lastLine(out), "--port-range") {
+		t.Fatalf("serve with --port-range 30000-20000: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(data, "sluice.db")); err == nil {
+		t.Error("the refused serve created a store")
 	}
 }

@@ -21,6 +21,9 @@ const (
 	// CodePortNotListening: an instance kept running but nothing accepted
 	// connections on $PORT before the start timeout.
 	CodePortNotListening = "PortNotListening"
+	// CodePortNotAllowed: an instance listened on a port other than the
+	// $PORT it was given (local runtime).
+	CodePortNotAllowed = "PortNotAllowed"
 	// CodeHealthCheckFailed: the health path answered, but never with 2xx,
 	// before the start timeout.
 	CodeHealthCheckFailed = "HealthCheckFailed"

@@ -9,7 +9,7 @@
 //	<dataDir>/versions/<store>/<version>/logs/run-<N>-<i>.log output of instance i of generation N
 //	<dataDir>/home                                      HOME of children running as another user
 //
-// <store> is the WithStoreID key (absent without it): version names are
+// <store> is the SetStoreID key (absent without it): version names are
 // unique within one store only, so a store started afresh must not find a
 // previous store's build under the same name.
 //

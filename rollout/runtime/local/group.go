@@ -236,6 +236,15 @@ func (g *group) supervise(inst *instance) {
 				return
 			}
 			if r.healthy {
+				if why, _ := portViolation(np.pid, inst.port); why != "" {
+					log.Error("restarted instance killed: it listens where it may not", "pid", np.pid, "reason", why)
+					_ = appendFile(inst.logPath, "==== sluice: restarted instance killed: "+why+"; an instance may listen only on $PORT\n")
+					kctx, kcancel := context.WithTimeout(g.ctx, 10*time.Second)
+					_ = terminate(kctx, []*proc{np}, 0)
+					kcancel()
+					delay, next = backoffStep(backoff, g.l.backoffMin, g.l.backoffMax, 0)
+					continue
+				}
 				if !g.setUp(inst, true, np) {
 					return
 				}

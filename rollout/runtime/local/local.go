@@ -31,6 +31,9 @@ const (
 	DefaultBuildTimeout = 10 * time.Minute
 	// DefaultStartTimeout applies when Spec.StartTimeout is zero.
 	DefaultStartTimeout = 60 * time.Second
+	// DefaultWatchInterval is how often a running instance's listening
+	// sockets are checked.
+	DefaultWatchInterval = 2 * time.Second
 )
 
 // Names of the environment variables the runtime sets for its children.
@@ -87,15 +90,19 @@ type Local struct {
 	backoffMax time.Duration
 	client     *http.Client
 
-	storeID string // WithStoreID: the key of versions/<storeID>/
+	storeID string // SetStoreID: the key of versions/<storeID>/
 
 	runAs *RunAs // nil: children run as sluice's own user, without namespaces
 	exe   string // this program, re-executed as the init of a child's namespaces
 	ns    bool   // children start in new PID and mount namespaces
 
-	mu       sync.Mutex
-	genLocks map[string]*sync.Mutex // "<version>/<gen>" → serializes Build of one generation
-	ports    map[int]bool           // ports handed to live groups
+	portMin, portMax int           // WithPortRange
+	watchEvery       time.Duration // WithWatchInterval
+
+	mu         sync.Mutex
+	genLocks   map[string]*sync.Mutex // "<version>/<gen>" → serializes Build of one generation
+	ports      map[int]bool           // ports handed to live groups
+	portCursor int                    // where the next port search starts, as an offset into the range
 }
 
 var _ runtime.Runtime = (*Local)(nil)
@@ -138,6 +145,17 @@ func WithRestartBackoff(min, max time.Duration) Option {
 	}
 }
 
+// WithWatchInterval sets how often the listening sockets of running
+// instances are checked (see package doc); d <= 0 keeps
+// DefaultWatchInterval.
+func WithWatchInterval(d time.Duration) Option {
+	return func(l *Local) {
+		if d > 0 {
+			l.watchEvery = d
+		}
+	}
+}
+
 // WithRunAs makes builds and instances run as r. An identity other than
 // sluice's own needs sluice to run as root; New then makes the data
 // directory traverse-only and refuses one r cannot reach. When sluice runs
@@ -147,17 +165,6 @@ func WithRestartBackoff(min, max time.Duration) Option {
 // children run as sluice's own user, without namespaces.
 func WithRunAs(r RunAs) Option {
 	return func(l *Local) { l.runAs = &r }
-}
-
-// WithStoreID keys the version directories by id, the identity of the
-// store whose versions this Local runs: they live under
-// versions/<id>/<version>/ instead of versions/<version>/. Version names
-// are unique within one store only; a store started afresh names its first
-// version like the previous store did, and must not find, and serve, that
-// version's build. id must be a single path element of letters, digits,
-// '-' and '_'; New refuses anything else.
-func WithStoreID(id string) Option {
-	return func(l *Local) { l.storeID = id }
 }
 
 // New returns a Local that keeps work directories and logs under dataDir,
@@ -191,17 +198,17 @@ func New(dataDir string, opts ...Option) (*Local, error) {
 			},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		genLocks: map[string]*sync.Mutex{},
-		ports:    map[int]bool{},
+		genLocks:   map[string]*sync.Mutex{},
+		ports:      map[int]bool{},
+		portMin:    DefaultPortMin,
+		portMax:    DefaultPortMax,
+		watchEvery: DefaultWatchInterval,
 	}
 	for _, o := range opts {
 		o(l)
 	}
-	if err := checkStoreID(l.storeID); err != nil {
+	if err := l.checkPortRange(); err != nil {
 		return nil, fmt.Errorf("create local runtime: %w", err)
-	}
-	if err := os.MkdirAll(l.versionsRoot(), 0o700); err != nil {
-		return nil, fmt.Errorf("create data directory: %w", err)
 	}
 	if err := l.isolate(); err != nil {
 		return nil, err
@@ -337,40 +344,6 @@ func (l *Local) childEnv(specEnv map[string]string, extra map[string]string) []s
 	return out
 }
 
-// allocPorts reserves n distinct free ports on 127.0.0.1 that no live group
-// of this Local uses. The listeners stay open until all n are chosen so the
-// kernel cannot hand out the same port twice.
-func (l *Local) allocPorts(n int) ([]int, error) {
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			_ = ln.Close()
-		}
-	}()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var ports []int
-	for attempts := 0; len(ports) < n; attempts++ {
-		if attempts > 100+n {
-			return nil, errors.New("allocate ports: no free port found")
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("allocate port: %w", err)
-		}
-		lns = append(lns, ln)
-		p := ln.Addr().(*net.TCPAddr).Port
-		if l.ports[p] {
-			continue
-		}
-		ports = append(ports, p)
-	}
-	for _, p := range ports {
-		l.ports[p] = true
-	}
-	return ports, nil
-}
-
 func (l *Local) releasePorts(ports []int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -379,7 +352,32 @@ func (l *Local) releasePorts(ports []int) {
 	}
 }
 
-// AdoptUnkeyed moves version directories kept before WithStoreID
+// SetStoreID keys the version directories by id, the identity of the store
+// whose versions this Local runs: they live under versions/<id>/<version>/
+// instead of versions/<version>/. Version names are unique within one store
+// only; a store started afresh names its first version like the previous
+// store did, and must not find, and serve, that version's build. id must be
+// a single path element of letters, digits, '-' and '_'. Call it once,
+// right after New, before any other method.
+func (l *Local) SetStoreID(id string) error {
+	if err := checkStoreID(id); err != nil {
+		return fmt.Errorf("key version directories: %w", err)
+	}
+	l.storeID = id
+	mode := os.FileMode(0o700)
+	if l.switches() {
+		mode = 0o711
+	}
+	if err := os.MkdirAll(l.versionsRoot(), mode); err != nil {
+		return fmt.Errorf("key version directories: %w", err)
+	}
+	if err := os.Chmod(l.versionsRoot(), mode); err != nil {
+		return fmt.Errorf("key version directories: %w", err)
+	}
+	return nil
+}
+
+// AdoptUnkeyed moves version directories kept before SetStoreID
 // (versions/<version>/, recognised by their logs/ or gen-<N>/ entries)
 // under versions/<store id>/, and returns how many it moved. Call it once,
 // before Cleanup and any Start, and only when the store's data predates its

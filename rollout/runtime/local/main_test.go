@@ -42,6 +42,9 @@ func TestMain(m *testing.M) {
 //	silent     accept connections, never answer
 //	crash      like serve, exit 4 after LOCALTEST_CRASH_AFTER; with
 //	           LOCALTEST_STATE only the first time (the file marks it)
+//	extraport  like serve, and also listen on a second, free port, printing
+//	           "extra port N": at once, or with LOCALTEST_EXTRA=request on
+//	           GET /open
 //
 // LOCALTEST_PIDFILE appends the pid; LOCALTEST_IGNORE_TERM ignores SIGTERM.
 func runApp(mode string) int {
@@ -56,8 +59,8 @@ func runApp(mode string) int {
 		}
 	}
 	addr := "127.0.0.1:" + os.Getenv("PORT")
+	mux := http.NewServeMux()
 	serve := func(health int) int {
-		mux := http.NewServeMux()
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(health) })
 		mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 			for _, k := range []string{"GREETING", "PORT", "SLUICE_VERSION", "SLUICE_OWNER"} {
@@ -96,6 +99,22 @@ func runApp(mode string) int {
 			}
 			held = append(held, c)
 		}
+	case "extraport":
+		open := func() {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				fmt.Println("extra listen:", err)
+				return
+			}
+			fmt.Println("extra port", ln.Addr().(*net.TCPAddr).Port)
+			go func() { _ = http.Serve(ln, http.NotFoundHandler()) }()
+		}
+		if os.Getenv("LOCALTEST_EXTRA") == "request" {
+			mux.HandleFunc("/open", func(http.ResponseWriter, *http.Request) { open() })
+		} else {
+			open()
+		}
+		return serve(http.StatusOK)
 	case "crash":
 		state := os.Getenv("LOCALTEST_STATE")
 		if state == "" || createOnce(state) {

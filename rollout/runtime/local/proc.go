@@ -173,6 +173,7 @@ func waitGone(ctx context.Context, procs []*proc) bool {
 // procStat is the part of /proc/<pid>/stat the runtime needs.
 type procStat struct {
 	state byte
+	ppid  int
 	pgrp  int
 }
 
@@ -194,11 +195,12 @@ func readStat(pid int) (procStat, bool) {
 	if len(f) < 3 || len(f[0]) != 1 {
 		return procStat{}, false
 	}
-	pgrp, err := strconv.Atoi(f[2])
-	if err != nil {
+	ppid, err1 := strconv.Atoi(f[1])
+	pgrp, err2 := strconv.Atoi(f[2])
+	if err1 != nil || err2 != nil {
 		return procStat{}, false
 	}
-	return procStat{state: f[0][0], pgrp: pgrp}, true
+	return procStat{state: f[0][0], ppid: ppid, pgrp: pgrp}, true
 }
 
 // scanProcs calls fn for each pid in /proc until fn returns false. It

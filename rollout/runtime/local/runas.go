@@ -113,7 +113,7 @@ func (l *Local) prepareDataDir() error {
 	if l.switches() {
 		mode = 0o711
 	}
-	for _, d := range []string{l.dataDir, filepath.Join(l.dataDir, "versions"), l.versionsRoot()} {
+	for _, d := range []string{l.dataDir, filepath.Join(l.dataDir, "versions")} {
 		if err := os.Chmod(d, mode); err != nil {
 			return fmt.Errorf("restrict data directory: %w", err)
 		}

@@ -155,6 +155,18 @@ func (l *Local) Start(ctx context.Context, spec runtime.Spec, notify func()) (ru
 		return nil, f
 	}
 
+	for _, inst := range g.insts {
+		if why, code := portViolation(inst.p.pid, inst.port); why != "" {
+			g.abort(ctx)
+			log.Warn("start failed", "instance", inst.idx, "port", inst.port, "code", code, "reason", why)
+			return nil, &runtime.Failure{
+				Code: code,
+				Detail: withTail(fmt.Sprintf("Instance %d (run command `%s`) passed its health check, but %s.", inst.idx, spec.Run, why),
+					"its log ("+filepath.Base(inst.logPath)+")", readTail(inst.logPath, inst.p.logOff, tailLines, tailBytes)),
+				Suggestion: "An instance may listen only on the port in the PORT environment variable: remove other listeners (debug or metrics servers, a second app) from the run command, or run them as services of their own.",
+			}
+		}
+	}
 	g.mu.Lock()
 	for _, inst := range g.insts {
 		inst.up = true
@@ -165,6 +177,8 @@ func (l *Local) Start(ctx context.Context, spec runtime.Spec, notify func()) (ru
 		g.wg.Add(1)
 		go g.supervise(inst)
 	}
+	g.wg.Add(1)
+	go g.watch()
 	log.Info("instances healthy", "instances", len(g.insts))
 	return g, nil
 }

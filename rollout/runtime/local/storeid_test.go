@@ -12,9 +12,6 @@ func TestStoreIDKeysVersionDirectories(t *testing.T) {
 	t.Parallel()
 	data := t.TempDir()
 	quiet := WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if _, err := New(data, quiet, WithStoreID("../x")); err == nil {
-		t.Error("New accepted the store id ../x")
-	}
 	// A version built before store ids, and one of another store.
 	old := filepath.Join(data, "versions", "hello-001")
 	for _, d := range []string{filepath.Join(old, "gen-1", "src"), filepath.Join(data, "versions", "feedfacefeedface", "hello-001", "logs")} {
@@ -25,8 +22,14 @@ func TestStoreIDKeysVersionDirectories(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(old, "gen-1", "built"), []byte("x\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	l, err := New(data, quiet, WithStoreID("0123456789abcdef"))
+	l, err := New(data, quiet)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetStoreID("../x"); err == nil {
+		t.Error("SetStoreID accepted ../x")
+	}
+	if err := l.SetStoreID("0123456789abcdef"); err != nil {
 		t.Fatal(err)
 	}
 	if l.built("hello-001", 1) {
