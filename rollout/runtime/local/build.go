@@ -65,6 +65,10 @@ func (l *Local) Build(ctx context.Context, spec runtime.Spec) error {
 	if err := os.MkdirAll(l.genDir(spec.Version, spec.Generation), 0o711); err != nil {
 		return fmt.Errorf("create work directory: %w", err)
 	}
+	if err := l.markService(spec.Service, spec.Version); err != nil {
+		return err
+	}
+	l.rotate(filepath.Join(l.logDir(spec.Version), "build.log"))
 	src := l.srcDir(spec.Version, spec.Generation)
 	if err := os.RemoveAll(src); err != nil {
 		return fmt.Errorf("remove partial work directory: %w", err)

@@ -9,6 +9,12 @@
 //	<dataDir>/versions/<store>/<version>/logs/run-<N>-<i>.log output of instance i of generation N
 //	<dataDir>/home                                      HOME of children running as another user
 //
+// Logs are rotated past the log limit (one old copy, <log>.1); a
+// successful Start removes the version's older generations that run no
+// instances and the service's version directories beyond the newest
+// WithKeepVersions, except those with instances running. The version
+// directory's "service" file names its service.
+//
 // <store> is the SetStoreID key (absent without it): version names are
 // unique within one store only, so a store started afresh must not find a
 // previous store's build under the same name.

@@ -31,6 +31,7 @@ type group struct {
 	insts    []*instance
 	stopping bool
 	released bool
+	live     bool // counted in Local.live
 }
 
 // instance is one supervised process slot; its port never changes.
@@ -150,6 +151,9 @@ func (g *group) releasePorts() {
 	if !g.released {
 		g.released = true
 		g.l.releasePorts(g.ports)
+		if g.live {
+			g.l.setLive(g.spec.Version, g.spec.Generation, -1)
+		}
 	}
 }
 

@@ -174,6 +174,7 @@ func (g *group) watch() {
 		case <-t.C:
 		}
 		for _, inst := range g.insts {
+			g.l.rotate(inst.logPath)
 			g.mu.Lock()
 			p, up := inst.p, inst.up
 			g.mu.Unlock()

@@ -98,11 +98,14 @@ type Local struct {
 
 	portMin, portMax int           // WithPortRange
 	watchEvery       time.Duration // WithWatchInterval
+	keep             int           // WithKeepVersions
+	logLimit         int64         // WithLogLimit
 
 	mu         sync.Mutex
 	genLocks   map[string]*sync.Mutex // "<version>/<gen>" → serializes Build of one generation
 	ports      map[int]bool           // ports handed to live groups
 	portCursor int                    // where the next port search starts, as an offset into the range
+	live       map[string]int         // liveKey → started groups not yet stopped
 }
 
 var _ runtime.Runtime = (*Local)(nil)
@@ -203,6 +206,9 @@ func New(dataDir string, opts ...Option) (*Local, error) {
 		portMin:    DefaultPortMin,
 		portMax:    DefaultPortMax,
 		watchEvery: DefaultWatchInterval,
+		keep:       DefaultKeepVersions,
+		logLimit:   DefaultLogLimit,
+		live:       map[string]int{},
 	}
 	for _, o := range opts {
 		o(l)

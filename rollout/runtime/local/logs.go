@@ -12,12 +12,17 @@ import (
 
 // Logs returns the ends of version's build log and of the run logs of its
 // newest started generation (one per instance), each under a label line
-// "==> <file> <==". The result is at most max bytes (max <= 0: no limit),
-// shared fairly between the logs, each cut at a line start. A version with
+// "==> <file> <==". The result is at most max bytes,
+// shared fairly between the logs, each cut at a line start; max <= 0 or
+// above MaxLogsBytes means MaxLogsBytes. Rotated copies (<name>.1) are not
+// read. A version with
 // no logs yields an error wrapping fs.ErrNotExist. Safe for concurrent use.
 func (l *Local) Logs(version string, max int) (string, error) {
 	if err := checkVersion(version); err != nil {
 		return "", fmt.Errorf("read logs: %w", err)
+	}
+	if max <= 0 || max > MaxLogsBytes {
+		max = MaxLogsBytes
 	}
 	dir := l.logDir(version)
 	entries, err := os.ReadDir(dir)

@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -42,6 +43,7 @@ func TestMain(m *testing.M) {
 //	silent     accept connections, never answer
 //	crash      like serve, exit 4 after LOCALTEST_CRASH_AFTER; with
 //	           LOCALTEST_STATE only the first time (the file marks it)
+//	chatty     like serve, printing a line of 500 bytes every 5ms
 //	extraport  like serve, and also listen on a second, free port, printing
 //	           "extra port N": at once, or with LOCALTEST_EXTRA=request on
 //	           GET /open
@@ -99,6 +101,15 @@ func runApp(mode string) int {
 			}
 			held = append(held, c)
 		}
+	case "chatty":
+		go func() {
+			line := strings.Repeat("x", 499)
+			for i := 0; ; i++ {
+				fmt.Println(line)
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+		return serve(http.StatusOK)
 	case "extraport":
 		open := func() {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")

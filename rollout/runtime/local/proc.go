@@ -238,6 +238,9 @@ func readTail(path string, off int64, n, maxBytes int) string {
 		return ""
 	}
 	start := off
+	if start > st.Size() { // the log was rotated since off
+		start = 0
+	}
 	cut := false
 	if st.Size()-start > int64(maxBytes) {
 		start = st.Size() - int64(maxBytes)

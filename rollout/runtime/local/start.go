@@ -177,8 +177,13 @@ func (l *Local) Start(ctx context.Context, spec runtime.Spec, notify func()) (ru
 		g.wg.Add(1)
 		go g.supervise(inst)
 	}
+	g.mu.Lock()
+	g.live = true
+	g.mu.Unlock()
+	l.setLive(spec.Version, spec.Generation, 1)
 	g.wg.Add(1)
 	go g.watch()
+	l.prune(spec.Service, spec.Version, spec.Generation)
 	log.Info("instances healthy", "instances", len(g.insts))
 	return g, nil
 }
