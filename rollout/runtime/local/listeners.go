@@ -70,7 +70,7 @@ func listening(pid int) ([]int, bool) {
 const tcpListen = "0A"
 
 // listenPorts returns the local ports of the LISTEN sockets in a
-// /proc/net/tcp-format table whose inode is in inodes.
+// /proc/net/tcp-format table whose inode is in inodes (any, when nil).
 func listenPorts(table string, inodes map[string]bool) ([]int, error) {
 	f, err := os.Open(table)
 	if err != nil {
@@ -83,7 +83,7 @@ func listenPorts(table string, inodes map[string]bool) ([]int, error) {
 	for sc.Scan() {
 		// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
 		fl := strings.Fields(sc.Text())
-		if len(fl) < 10 || fl[3] != tcpListen || !inodes[fl[9]] {
+		if len(fl) < 10 || fl[3] != tcpListen || (inodes != nil && !inodes[fl[9]]) {
 			continue
 		}
 		_, hexPort, ok := strings.Cut(fl[1], ":")
@@ -130,6 +130,20 @@ func family(pid int) []int {
 	return out
 }
 
+// anyListens reports whether some socket of this network namespace listens
+// on port.
+func anyListens(port int) bool {
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		ports, _ := listenPorts(table, nil)
+		for _, p := range ports {
+			if p == port {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // portViolation checks that the instance on port, led by pid, listens on
 // port and on nothing else. It returns "" when it does (or when /proc
 // cannot tell), else what is wrong, for a user to read, and the failure
@@ -154,7 +168,7 @@ func portViolation(pid, port int) (string, string) {
 		return fmt.Sprintf("it listens on port %s besides its own $PORT %d", extra[0], port), runtime.CodePortNotAllowed
 	case len(extra) > 1:
 		return fmt.Sprintf("it listens on ports %s besides its own $PORT %d", strings.Join(extra, ", "), port), runtime.CodePortNotAllowed
-	case !own:
+	case !own && anyListens(port):
 		return fmt.Sprintf("another process, not this instance, listens on its $PORT %d", port), runtime.CodePortNotListening
 	}
 	return "", ""

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -177,5 +178,40 @@ func TestParsePortRange(t *testing.T) {
 		if (err == nil) != tc.ok || min != tc.min || max != tc.max {
 			t.Errorf("ParsePortRange(%q) = %d, %d, %v; want %d, %d, ok %v", tc.in, min, max, err, tc.min, tc.max, tc.ok)
 		}
+	}
+}
+
+// TestPortHeldByAnotherProcessIsNotTheInstances: when something else
+// answers on an instance's $PORT (a neighbour that bound it), the instance
+// does not pass for healthy; an instance with no listener at all is not a
+// port violation (its health check judges it).
+func TestPortHeldByAnotherProcessIsNotTheInstances(t *testing.T) {
+	t.Parallel()
+	child := exec.Command("sleep", "30")
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = child.Process.Kill(); _ = child.Wait() })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	why, code := portViolation(child.Process.Pid, port)
+	if code != runtime.CodePortNotListening || !strings.Contains(why, "another process") || !strings.Contains(why, strconv.Itoa(port)) {
+		t.Errorf("portViolation with the port held elsewhere = %q, %q; want %s naming port %d", why, code, runtime.CodePortNotListening, port)
+	}
+	ln.Close()
+	if why, code := portViolation(child.Process.Pid, port); why != "" {
+		t.Errorf("portViolation with nothing listening = %q, %q; want none", why, code)
+	}
+	// Our own process listens on the port: no violation.
+	ln, err = net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if why, _ := portViolation(os.Getpid(), ln.Addr().(*net.TCPAddr).Port); strings.Contains(why, "another process") {
+		t.Errorf("portViolation of the listener's own process = %q", why)
 	}
 }
