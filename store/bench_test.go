@@ -71,3 +71,29 @@ func BenchmarkEventsPage(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkOpen measures Open of a store holding 20,000 events and 1,000
+// versions: the consistency walk, the backup and the migration check.
+func BenchmarkOpen(b *testing.B) {
+	db, path := openTemp(b)
+	vs := make([]rollout.Version, 1000)
+	evs := make([]rollout.Event, 0, 20000)
+	for i := range vs {
+		vs[i] = version("hello", i+1)
+	}
+	for i := 0; i < 20000; i++ {
+		evs = append(evs, event("hello", "hello-001", rollout.EventVersionStatus))
+	}
+	if err := db.Commit(nil, vs, evs); err != nil {
+		b.Fatal(err)
+	}
+	db.Close()
+	for b.Loop() {
+		db, err := Open(path, quiet, WithBackup())
+		if err != nil {
+			b.Fatal(err)
+		}
+		db.Close()
+	}
+	reportOps(b)
+}
