@@ -90,7 +90,7 @@ func (p *parser) document(data []byte) *yaml.Node {
 			p.addf(&yaml.Node{Line: 1, Column: 1}, "", "file is empty; it must declare services")
 			return nil
 		}
-		p.syntax(err)
+		p.syntax(data, err)
 		return nil
 	}
 	var extra yaml.Node
@@ -98,7 +98,7 @@ func (p *parser) document(data []byte) *yaml.Node {
 	case err == nil:
 		p.addf(&extra, "", "more than one YAML document; put every service in the first one")
 	case !errors.Is(err, io.EOF):
-		p.syntax(err)
+		p.syntax(data, err)
 	}
 	if len(doc.Content) == 0 {
 		p.addf(&yaml.Node{Line: 1, Column: 1}, "", "file is empty; it must declare services")
@@ -107,16 +107,59 @@ func (p *parser) document(data []byte) *yaml.Node {
 	return doc.Content[0]
 }
 
-// syntax records a YAML syntax error at the line yaml names. yaml omits the
-// line for errors on the first line (and for a few others); those go to line 1.
-func (p *parser) syntax(err error) {
+// syntax records a YAML syntax error at its line. yaml's own line is
+// off by one for parser errors and missing when the construct around the
+// error starts on the first line, so the line is found by parsing ever
+// longer prefixes of data: the first that fails the same way ends on it.
+func (p *parser) syntax(data []byte, err error) {
+	line, msg := yamlLine(err)
+	if l := firstFailingLine(data, msg); l > 0 {
+		line = l
+	}
+	p.problems = append(p.problems, Problem{File: p.file, Line: line, Message: "invalid YAML: " + msg})
+}
+
+// maxScanLines bounds firstFailingLine's quadratic search; longer files
+// keep yaml's line.
+const maxScanLines = 2000
+
+// yamlLine splits a yaml error into its line (1 when it names none) and
+// message.
+func yamlLine(err error) (int, string) {
 	line, msg := 1, strings.TrimPrefix(err.Error(), "yaml: ")
 	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
 		if n, convErr := strconv.Atoi(m[1]); convErr == nil && n > 0 {
 			line, msg = n, m[2]
 		}
 	}
-	p.problems = append(p.problems, Problem{File: p.file, Line: line, Message: "invalid YAML: " + msg})
+	return line, msg
+}
+
+// firstFailingLine returns the number of the first line at which the
+// documents in data, cut after that line, fail to parse with msg; 0 when
+// none does.
+func firstFailingLine(data []byte, msg string) int {
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	if len(lines) > maxScanLines {
+		return 0
+	}
+	end := 0
+	for i, l := range lines {
+		end += len(l)
+		dec := yaml.NewDecoder(bytes.NewReader(data[:end]))
+		for {
+			var n yaml.Node
+			err := dec.Decode(&n)
+			if err == nil {
+				continue
+			}
+			if _, m := yamlLine(err); m == msg && !errors.Is(err, io.EOF) {
+				return i + 1
+			}
+			break
+		}
+	}
+	return 0
 }
 
 func (p *parser) manifest(root *yaml.Node) *Manifest {
