@@ -544,6 +544,15 @@ func TestAbortGivesStableItsShareBack(t *testing.T) {
 	if got := h.served("hello", 30, "env=beta"); got[v1.Name] != 30 {
 		t.Fatalf("after abort: %v", got)
 	}
+	// A second abort changes nothing, says so, and records nothing.
+	before, _ := h.eng.Events("hello", 0, 1000)
+	_, err = h.eng.Abort(ctx, "hello", v2.Name, cli)
+	if re, ok := rollout.AsError(err); !ok || re.Code != rollout.ErrCodeUnchanged || !strings.Contains(re.Message, "nothing changed") {
+		t.Fatalf("second abort: %v, want %s saying nothing changed", err, rollout.ErrCodeUnchanged)
+	}
+	if after, _ := h.eng.Events("hello", 0, 1000); len(after) != len(before) {
+		t.Errorf("second abort recorded %d events", len(after)-len(before))
+	}
 }
 
 func TestRetireStopsIdleVersionsAndRollbackStartsThemAgain(t *testing.T) {

@@ -38,6 +38,9 @@ const (
 	ErrCodeStartFailed    = "start_failed"
 	ErrCodeWrongRepo      = "wrong_repository"
 	ErrCodeForbidden      = "forbidden"
+	// ErrCodeUnchanged: the operation would change nothing (an abort of a
+	// version that has no traffic and no rule); nothing was recorded.
+	ErrCodeUnchanged = "nothing_changed"
 	// ErrCodeDataPlane: the data plane (a gateway) refused the new policy
 	// or did not confirm it; the previous policy still routes.
 	ErrCodeDataPlane = "data_plane_rejected"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -128,6 +129,9 @@ func (e *Engine) Abort(ctx context.Context, service, version string, origin Orig
 		stable := s.Stable()
 		if stable == "" || stable == version {
 			return Policy{}, conflict(ErrCodeNoStable, "%s is the stable version of %s; there is nothing to abort to (use rollback)", version, service)
+		}
+		if _, ok := s.Policy.Split[version]; !ok && !slices.ContainsFunc(s.Policy.Rules, func(r Rule) bool { return r.Version == version }) {
+			return Policy{}, conflict(ErrCodeUnchanged, "%s has no traffic and no rule in %s: nothing changed (aborted already?)", version, service)
 		}
 		p := clonePolicy(s.Policy)
 		p.Rules = keepRules(p.Rules, func(r Rule) bool { return r.Version != version })

@@ -389,15 +389,21 @@ func (c *RedeployCmd) Run(env *Env) error {
 	return nil
 }
 
-// RetireCmd: sluice retire SERVICE [--older-than D]
+// RetireCmd: sluice retire SERVICE --older-than D
+//
+// --older-than has no default: stopping versions is a choice of how idle
+// is idle, and --older-than 0s (every idle version, now) must be asked for.
 type RetireCmd struct {
 	ClientFlags
-	Service   string        `arg:""`
-	OlderThan time.Duration `default:"0s" help:"Only versions idle at least this long."`
+	Service   string         `arg:""`
+	OlderThan *time.Duration `help:"Stop versions idle (0% and no rule) at least this long, e.g. 24h; 0s stops every idle version."`
 }
 
 // Run retires idle versions.
 func (c *RetireCmd) Run(env *Env) error {
+	if c.OlderThan == nil {
+		return Usage(fmt.Errorf("say how long a version must have been idle: --older-than 24h, say (--older-than 0s stops every version with no traffic and no rule now)"))
+	}
 	var raw []byte
 	if err := c.client().do(env.Ctx, http.MethodPost, pathf("/services/%s/retire", c.Service), nil,
 		map[string]any{"older_than": c.OlderThan.String()}, "", &raw); err != nil {
@@ -469,7 +475,7 @@ func (c *ServicesCmd) Run(env *Env) error {
 		if stable == "" {
 			stable = "-"
 		}
-		fmt.Fprintf(env.Stdout, "%-20s %-12s %3d versions  %s\n", s.Name, stable, len(s.Versions), s.URL)
+		fmt.Fprintf(env.Stdout, "%-20s %-12s %3d %-8s  %s\n", s.Name, stable, len(s.Versions), plural(len(s.Versions), "version"), s.URL)
 	}
 	return nil
 }
@@ -596,6 +602,14 @@ func renderStatus(w io.Writer, st statusJSON) {
 			}
 		}
 	}
+}
+
+// plural is word for n of it: "version" or "versions".
+func plural(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
 }
 
 func firstLine(s string) string {

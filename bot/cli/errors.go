@@ -23,6 +23,12 @@ func (e *codedError) Code() string { return e.code }
 // Usage marks err as a usage error (bad arguments or flags): code "usage".
 func Usage(err error) error { return &codedError{code: "usage", err: err} }
 
+// IsUsage reports whether err is a usage error (see Usage).
+func IsUsage(err error) bool {
+	var c *codedError
+	return errors.As(err, &c) && c.code == "usage"
+}
+
 // ErrorJSON is how a command run with --json reports err: the API's error
 // body, {"error": {"code", "message", "problems"}}, so scripts read one
 // shape whether the server or the CLI refused. The code is the API's when

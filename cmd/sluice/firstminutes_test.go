@@ -259,3 +259,39 @@ func TestJSONIsSnakeCaseEverywhere(t *testing.T) {
 		t.Errorf("logs --json has no logs:\n%s", outputs["logs"])
 	}
 }
+
+func TestCLISaysWhatItDid(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, t.TempDir(), freePort(t), freePort(t))
+	src := fastSource(t, "")
+	v1 := s.ok("deploy", "hello", "--source", src, "--wait")
+
+	t.Run("services pluralises", func(t *testing.T) {
+		out := s.ok("services")
+		if !strings.Contains(out, " 1 version ") || strings.Contains(out, "1 versions") {
+			t.Errorf("services with one version: %q", out)
+		}
+	})
+	t.Run("retire asks for --older-than", func(t *testing.T) {
+		out, errs, code := s.cli("retire", "hello")
+		if code != 2 || out != "" || !strings.Contains(errs, "--older-than") {
+			t.Errorf("retire without --older-than: exit %d, stdout %q, stderr %q", code, out, errs)
+		}
+		if st := s.status("hello"); st.Versions[0].Status != "normal" {
+			t.Errorf("retire without --older-than changed %s to %s", v1, st.Versions[0].Status)
+		}
+	})
+	t.Run("a second abort says nothing changed", func(t *testing.T) {
+		v2 := s.ok("deploy", "hello", "--source", src, "--wait", "--strategy", "canary")
+		s.ok("traffic", "hello", v1+"=90", v2+"=10")
+		s.ok("abort", "hello", v2)
+		history := s.ok("history", "hello")
+		out, errs, code := s.cli("abort", "hello", v2)
+		if code == 0 || out != "" || !strings.Contains(errs, "nothing changed") {
+			t.Errorf("second abort: exit %d, stdout %q, stderr %q", code, out, errs)
+		}
+		if after := s.ok("history", "hello"); after != history {
+			t.Errorf("second abort added history:\n%s", after)
+		}
+	})
+}

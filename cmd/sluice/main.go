@@ -166,7 +166,7 @@ func main() {
 // for the rest.
 func fail(err error, asJSON bool, pe *kong.ParseError) {
 	code := 1
-	if pe != nil {
+	if cli.IsUsage(err) {
 		code = 2
 	}
 	if asJSON {
