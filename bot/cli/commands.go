@@ -596,7 +596,14 @@ func renderStatus(w io.Writer, st statusJSON) {
 	}
 	for _, v := range st.Versions {
 		if v.Reason.Code != "" && v.Status != "normal" {
-			fmt.Fprintf(w, "  %s: %s\n", v.Name, firstLine(v.Reason.Detail))
+			// The detail's first line; the log lines it announces after it.
+			first, rest, _ := strings.Cut(strings.TrimRight(v.Reason.Detail, "\n"), "\n")
+			fmt.Fprintf(w, "  %s: %s\n", v.Name, first)
+			for _, l := range strings.Split(rest, "\n") {
+				if rest != "" {
+					fmt.Fprintf(w, "    | %s\n", l)
+				}
+			}
 			if v.Reason.Suggestion != "" {
 				fmt.Fprintf(w, "    suggestion: %s\n", v.Reason.Suggestion)
 			}
@@ -610,9 +617,4 @@ func plural(n int, word string) string {
 		return word
 	}
 	return word + "s"
-}
-
-func firstLine(s string) string {
-	l, _, _ := strings.Cut(s, "\n")
-	return l
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -294,4 +295,21 @@ func TestCLISaysWhatItDid(t *testing.T) {
 			t.Errorf("second abort added history:\n%s", after)
 		}
 	})
+}
+
+func TestStatusShowsTheLogLinesOfAFailure(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, t.TempDir(), freePort(t), freePort(t))
+	dir := t.TempDir()
+	yaml := "services:\n  hello:\n    run: echo the-app-says-no-config; exit 3\n    timeouts: {start: 5s}\n"
+	if err := os.WriteFile(filepath.Join(dir, "sluice.yaml"), []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs, code := s.cli("deploy", "hello", "--source", dir, "--wait"); code == 0 {
+		t.Fatalf("a deploy whose process exits succeeded: %s", errs)
+	}
+	out := s.ok("status", "hello")
+	if !strings.Contains(out, "Last lines of") || !strings.Contains(out, "the-app-says-no-config") {
+		t.Errorf("status announces log lines but does not show them:\n%s", out)
+	}
 }
