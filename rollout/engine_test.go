@@ -597,6 +597,45 @@ func TestRetireStopsIdleVersionsAndRollbackStartsThemAgain(t *testing.T) {
 	}
 }
 
+func TestTrafficAndRedeployStartARetiredVersion(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	ctx := context.Background()
+	v1 := h.deploy("hello", "serve", rollout.StrategyFull, "")
+	v2 := h.deploy("hello", "serve", rollout.StrategyFull, "")
+	v3 := h.deploy("hello", "serve", rollout.StrategyFull, "")
+	if stopped, err := h.eng.Retire(ctx, "hello", 0, cli); err != nil || len(stopped) != 2 {
+		t.Fatalf("retire: %v %v", stopped, err)
+	}
+	// A policy refused for its own sake starts nothing.
+	if _, err := h.eng.Traffic(ctx, "hello", rollout.TrafficRequest{Split: map[string]int{v1.Name: 50}}, cli); err == nil {
+		t.Fatal("a split summing to 50 was accepted")
+	}
+	if v := h.version("hello", v1.Name); v.Status != rollout.StatusStopped {
+		t.Fatalf("a refused policy started %s: %s", v1.Name, v.Status)
+	}
+	if _, err := h.eng.Traffic(ctx, "hello", rollout.TrafficRequest{Split: map[string]int{v1.Name: 50, v3.Name: 50}}, cli); err != nil {
+		t.Fatalf("traffic to a retired version: %v", err)
+	}
+	mustNormal(t, h.version("hello", v1.Name))
+	if got := h.served("hello", 20, ""); got[v1.Name] == 0 {
+		t.Fatalf("the retired version got no traffic: %v", got)
+	}
+	// Redeploy starts a retired version, then redeploys it in place.
+	if _, err := h.eng.Redeploy(ctx, "hello", v2.Name, rollout.RedeployRequest{Env: map[string]string{"X": "1"}, Origin: cli}); err != nil {
+		t.Fatalf("redeploy of a retired version: %v", err)
+	}
+	h.eng.Wait()
+	v := h.version("hello", v2.Name)
+	mustNormal(t, v)
+	if v.Config.Env["X"] != "1" || len(v.Instances) == 0 {
+		t.Fatalf("redeployed retired version: env %v, %d instances", v.Config.Env, len(v.Instances))
+	}
+	if _, _, code, _ := h.get(v2.Name+".hello.localhost", ""); code != http.StatusOK {
+		t.Fatalf("the redeployed version's URL answered %d", code)
+	}
+}
+
 func TestStatusShowsWhatEachVersionServed(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)

@@ -67,8 +67,15 @@ func (e *Engine) Redeploy(ctx context.Context, service, version string, req Rede
 	if err != nil {
 		return Version{}, err
 	}
+	if v.Status == StatusStopped {
+		// A retired version keeps its configuration: start it, then
+		// redeploy it like any running version.
+		if err := e.restart(&v, req.Origin); err != nil {
+			return Version{}, err
+		}
+	}
 	if v.Status != StatusNormal && v.Status != StatusDeployFailed {
-		return Version{}, conflict(ErrCodeBusy, "%s is %s; only a normal (or deploy-failed) version can be redeployed in place", v.Name, v.Status)
+		return Version{}, conflict(ErrCodeBusy, "%s is %s; only a normal, deploy-failed or stopped version can be redeployed in place", v.Name, v.Status)
 	}
 	now := e.now().UTC()
 	v.Status, v.Reason, v.Pending, v.UpdatedAt = StatusUpdating, Reason{}, &cfg, now

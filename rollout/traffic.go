@@ -32,7 +32,7 @@ func (e *Engine) Traffic(ctx context.Context, service string, req TrafficRequest
 		if req.Rules != nil {
 			p.Rules = *req.Rules
 		}
-		return p, nil
+		return p, e.startStopped(service, p, vs, origin)
 	})
 }
 
@@ -49,7 +49,7 @@ func (e *Engine) Route(ctx context.Context, service string, rule Rule, origin Or
 	return e.changePolicy(service, "route", origin, func(s *Service, vs []Version) (Policy, error) {
 		p := clonePolicy(s.Policy)
 		p.Rules = append(p.Rules, rule)
-		return p, nil
+		return p, e.startStopped(service, p, vs, origin)
 	})
 }
 
@@ -80,7 +80,7 @@ func (e *Engine) Promote(ctx context.Context, service, version string, keepOther
 		if !keepOther {
 			p.Rules = keepRules(p.Rules, func(r Rule) bool { return r.Version == version })
 		}
-		return p, nil
+		return p, e.startStopped(service, p, vs, origin)
 	})
 }
 
@@ -300,6 +300,40 @@ func sortedSplit(p Policy) []router.Weight {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
 	return out
+}
+
+// startStopped starts again the stopped (retired) versions that p gives
+// traffic or a rule, so that a retired version can be brought back by
+// naming it: p is validated first as if they were normal, so a policy
+// that would be refused anyway starts nothing. Caller holds the service
+// lock.
+func (e *Engine) startStopped(service string, p Policy, vs []Version, origin Origin) error {
+	probe := slices.Clone(vs)
+	var stopped []int
+	for i := range probe {
+		if probe[i].Status == StatusStopped && inPolicy(p, probe[i].Name) {
+			probe[i].Status = StatusNormal
+			stopped = append(stopped, i)
+		}
+	}
+	if len(stopped) == 0 {
+		return nil
+	}
+	q := clonePolicy(p)
+	for v, w := range q.Split {
+		if w == 0 {
+			delete(q.Split, v)
+		}
+	}
+	if err := validatePolicy(service, q, probe); err != nil {
+		return err
+	}
+	for _, i := range stopped {
+		if err := e.restart(&vs[i], origin); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // restart starts a stopped version's recorded configuration again and
