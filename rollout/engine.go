@@ -233,7 +233,7 @@ func (e *Engine) publish() error {
 				// version's configuration.
 				st.Sticky, st.MaxBodyBytes = v.Config.Sticky, v.Config.MaxBodyBytes
 			}
-			vt := router.VersionTable{Name: v.Name}
+			vt := router.VersionTable{Name: v.Name, Stopped: v.Status == StatusStopped}
 			if in := e.getRunning(v.Name); in != nil && v.Status.Serving() {
 				for _, i := range in.group.Instances() {
 					if i.Up {

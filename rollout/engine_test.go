@@ -576,8 +576,8 @@ func TestRetireStopsIdleVersionsAndRollbackStartsThemAgain(t *testing.T) {
 	if v.Status != rollout.StatusStopped || len(v.Instances) != 0 {
 		t.Fatalf("retired version: %s %d instances", v.Status, len(v.Instances))
 	}
-	if _, _, code, _ := h.get(v1.Name+".hello.localhost", ""); code != http.StatusServiceUnavailable {
-		t.Fatalf("stopped version URL answered %d", code)
+	if _, body, code, _ := h.get(v1.Name+".hello.localhost", ""); code != http.StatusServiceUnavailable || !strings.Contains(body, "stopped") {
+		t.Fatalf("stopped version URL answered %d %q, want 503 saying it is stopped", code, body)
 	}
 	st, err := h.eng.Rollback(ctx, "hello", "", cli)
 	if err != nil || st.Stable != v1.Name {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -282,7 +284,7 @@ func TestCLISaysWhatItDid(t *testing.T) {
 			t.Errorf("retire without --older-than changed %s to %s", v1, st.Versions[0].Status)
 		}
 	})
-	t.Run("a second abort says nothing changed", func(t *testing.T) {
+	t.Run("a second abort says nothing changed; a retired version says so and comes back", func(t *testing.T) {
 		v2 := s.ok("deploy", "hello", "--source", src, "--wait", "--strategy", "canary")
 		s.ok("traffic", "hello", v1+"=90", v2+"=10")
 		s.ok("abort", "hello", v2)
@@ -293,6 +295,28 @@ func TestCLISaysWhatItDid(t *testing.T) {
 		}
 		if after := s.ok("history", "hello"); after != history {
 			t.Errorf("second abort added history:\n%s", after)
+		}
+
+		// Retired, its URL says it is stopped, without promising it back.
+		if out := s.ok("retire", "hello", "--older-than", "0s"); !strings.Contains(out, "stopped "+v2) {
+			t.Fatalf("retire: %q", out)
+		}
+		req, _ := http.NewRequest(http.MethodGet, "http://"+s.route+"/", nil)
+		req.Host = v2 + ".hello.localhost"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 503 || !strings.Contains(string(body), "stopped") || resp.Header.Get("Retry-After") != "" {
+			t.Errorf("stopped version URL: %d %q Retry-After %q; want 503 saying it is stopped, no Retry-After",
+				resp.StatusCode, body, resp.Header.Get("Retry-After"))
+		}
+		// Traffic brings it back: it is started first.
+		s.ok("traffic", "hello", v1+"=50", v2+"=50")
+		if got, _, err := s.get(v2+".hello.localhost", ""); err != nil || got != v2 {
+			t.Errorf("after traffic, %s's URL: %q %v", v2, got, err)
 		}
 	})
 }

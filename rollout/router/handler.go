@@ -45,6 +45,10 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 				httpPlain(w, http.StatusNotFound, "", "unknown version")
 				return
 			}
+			if v.stopped {
+				httpPlain(w, http.StatusServiceUnavailable, v.name, MsgStopped)
+				return
+			}
 		} else {
 			pinned := ""
 			if s.sticky {
@@ -463,7 +467,7 @@ func httpPlain(w http.ResponseWriter, status int, version, msg string) {
 	} else {
 		h.Del(VersionHeader)
 	}
-	if status == http.StatusServiceUnavailable {
+	if status == http.StatusServiceUnavailable && msg != MsgStopped {
 		h.Set("Retry-After", "1")
 	}
 	http.Error(w, "sluice: "+msg, status)

@@ -79,7 +79,13 @@ type ServiceTable struct {
 type VersionTable struct {
 	Name  string
 	Addrs []string
+	// Stopped says the version is retired: its URL answers 503 with
+	// MsgStopped, and no Retry-After (it comes back only when asked).
+	Stopped bool
 }
+
+// MsgStopped is the router's answer on the URL of a stopped version.
+const MsgStopped = "this version is stopped (retired); it serves again once a rollback, traffic change or redeploy names it"
 
 // Router is the reverse proxy in front of every service: it maps a request's
 // Host to a service or a version, lets the service's policy pick the version,
@@ -136,6 +142,7 @@ type versionRoute struct {
 	backends []*backend
 	next     atomic.Uint32 // round-robin cursor
 	stats    *versionStats
+	stopped  bool // retired: its URL answers MsgStopped
 
 	// Precomputed header lines for the Serve path.
 	versionLine []byte // "X-Sluice-Version: <name>\r\n"
@@ -282,6 +289,7 @@ func (r *Router) Update(t Table) {
 				name:        v.Name,
 				svc:         sr,
 				stats:       st,
+				stopped:     v.Stopped,
 				versionLine: []byte(VersionHeader + ": " + v.Name + "\r\n"),
 			}
 			for _, a := range v.Addrs {

@@ -427,6 +427,9 @@ func (c *conn) serveRequest(head []byte) bool {
 			if v = s.versions[string(ver)]; v == nil {
 				return c.refuse(404, nil, "", "unknown version")
 			}
+			if v.stopped {
+				return c.refuse(503, v, "", MsgStopped)
+			}
 		} else {
 			var name string
 			v, name, pin = s.choose(bstr(q.query), c.cookie(s, head))
@@ -521,7 +524,8 @@ func cookieValue(field []byte, name string) ([]byte, bool) {
 }
 
 // plain writes a short text/plain response of the router's own. v or name
-// names the version it concerns, if any; 503s say when to retry.
+// names the version it concerns, if any; 503s say when to retry (except
+// MsgStopped: a stopped version comes back only when asked).
 func (c *conn) plain(status int, v *versionRoute, name, msg string, keep bool) bool {
 	if c.r.srv.shutdown.Load() {
 		keep = false
@@ -540,7 +544,7 @@ func (c *conn) plain(status int, v *versionRoute, name, msg string, keep bool) b
 		out = append(out, name...)
 		out = append(out, "\r\n"...)
 	}
-	if status == 503 {
+	if status == 503 && msg != MsgStopped {
 		out = append(out, "Retry-After: 1\r\n"...)
 	}
 	out = append(out, "Content-Length: "...)
