@@ -214,6 +214,9 @@ const (
 	EventVersionStep EventKind = "version.step"
 	// EventPolicy: a service's traffic policy changed.
 	EventPolicy EventKind = "policy.changed"
+	// EventVersionDeleted: a failed version's record was deleted; its
+	// events stay in the log.
+	EventVersionDeleted EventKind = "version.deleted"
 	// EventServiceRepo: the admin assigned the service to a repository
 	// (or to none).
 	EventServiceRepo EventKind = "service.repo"

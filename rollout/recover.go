@@ -243,3 +243,36 @@ func (e *Engine) StopVersion(ctx context.Context, service, version string, origi
 	e.stopInstances(in)
 	return err
 }
+
+// DeleteVersion deletes a failed version's record (its configuration, its
+// reason) so it no longer clutters the service; the history of it is
+// kept, plus an event saying it was deleted. Versions that are normal,
+// busy, stopped or named by the policy are refused: only a version that
+// can never serve again may go.
+func (e *Engine) DeleteVersion(ctx context.Context, service, version string, origin Origin) error {
+	unlock := e.lock(service)
+	defer unlock()
+	svc, vs, err := e.loadService(service)
+	if err != nil {
+		return err
+	}
+	if err := authorize(origin.Principal, &svc, true, "delete"); err != nil {
+		return err
+	}
+	i, ok := findVersion(vs, version)
+	if !ok {
+		return notFound(ErrCodeUnknownVersion, "service %s has no version %q", service, version)
+	}
+	if inPolicy(svc.Policy, version) {
+		return conflict(ErrCodeBusy, "%s is in the traffic policy of %s; move its traffic and rules away first", version, service)
+	}
+	if st := vs[i].Status; st != StatusFailed {
+		return conflict(ErrCodeBusy, "%s is %s; only failed versions can be deleted (retire stops a version, keeping it)", version, st)
+	}
+	ev := Event{Time: e.now().UTC(), Kind: EventVersionDeleted, Service: service, Version: version, Origin: origin,
+		Op: "delete", Message: version + " deleted"}
+	if err := e.store.DeleteVersion(service, version, []Event{ev}); err != nil {
+		return fmt.Errorf("delete version: %w", err)
+	}
+	return e.publish()
+}

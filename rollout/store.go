@@ -28,4 +28,8 @@ type Store interface {
 	// services when "") with Seq less than before (any when 0), oldest
 	// first.
 	LatestEvents(service string, before uint64, limit int) ([]Event, error)
+	// DeleteVersion removes one version's record and appends events in
+	// one transaction; ErrNotFound when there is no such version. Its name
+	// is never given to another version (Service.NextSeq moves on).
+	DeleteVersion(service, name string, events []Event) error
 }

@@ -513,6 +513,54 @@ func (db *DB) events(service string, limit int, walk func(*bbolt.Cursor) (first 
 	return out, nil
 }
 
+// DeleteVersion removes version name of service (its record and its name
+// index entry) and appends events, in one transaction. rollout.ErrNotFound
+// when there is no such version.
+func (db *DB) DeleteVersion(service, name string, events []rollout.Event) error {
+	err := db.bolt.Update(func(tx *bbolt.Tx) error {
+		services, err := topBucket(tx, bucketServices)
+		if err != nil {
+			return err
+		}
+		b := services.Bucket([]byte(service))
+		if b == nil {
+			return rollout.ErrNotFound
+		}
+		names, vb := b.Bucket(bucketNames), b.Bucket(bucketVersions)
+		if names == nil || vb == nil {
+			return rollout.ErrNotFound
+		}
+		key := names.Get([]byte(name))
+		if key == nil {
+			return rollout.ErrNotFound
+		}
+		if err := vb.Delete(key); err != nil {
+			return err
+		}
+		if err := names.Delete([]byte(name)); err != nil {
+			return err
+		}
+		log, err := topBucket(tx, bucketEvents)
+		if err != nil {
+			return err
+		}
+		idx, err := topBucket(tx, bucketEventsByService)
+		if err != nil {
+			return err
+		}
+		for _, e := range events {
+			if _, err := appendEvent(log, idx, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete version %s/%s: %w", service, name, err)
+	}
+	return nil
+}
+
 // topBucket returns a top-level bucket, which migrations guarantee.
 func topBucket(tx *bbolt.Tx, name []byte) (*bbolt.Bucket, error) {
 	b := tx.Bucket(name)

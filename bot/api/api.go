@@ -37,6 +37,7 @@ type Engine interface {
 	Abort(ctx context.Context, service, version string, origin rollout.Origin) (rollout.ServiceStatus, error)
 	Retire(ctx context.Context, service string, olderThan time.Duration, origin rollout.Origin) ([]string, error)
 	StopVersion(ctx context.Context, service, version string, origin rollout.Origin) error
+	DeleteVersion(ctx context.Context, service, version string, origin rollout.Origin) error
 	Events(service string, after uint64, limit int) ([]rollout.Event, error)
 	LatestEvents(service string, before uint64, limit int) ([]rollout.Event, error)
 	SetRepo(ctx context.Context, service, repo string, origin rollout.Origin) (rollout.ServiceStatus, error)
@@ -105,6 +106,7 @@ func Register(e *echo.Echo, eng Engine, opts ...Option) {
 	g.GET("/services/:service/versions/:version/logs", s.logs)
 	g.POST("/services/:service/versions/:version/redeploy", s.redeploy)
 	g.POST("/services/:service/versions/:version/stop", s.stop)
+	g.DELETE("/services/:service/versions/:version", s.deleteVersion)
 	g.PUT("/services/:service/policy", s.traffic)
 	g.POST("/services/:service/rules", s.route)
 	g.DELETE("/services/:service/rules", s.unroute)
@@ -302,6 +304,14 @@ func (s *server) stop(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]string{"stopped": c.Param("version")})
+}
+
+// deleteVersion deletes a failed version's record; its history stays.
+func (s *server) deleteVersion(c echo.Context) error {
+	if err := s.eng.DeleteVersion(c.Request().Context(), c.Param("service"), c.Param("version"), origin(c)); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]string{"deleted": c.Param("version")})
 }
 
 func (s *server) version(c echo.Context) error {

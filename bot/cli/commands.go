@@ -53,6 +53,32 @@ type Commands struct {
 	Logs     LogsCmd     `cmd:"" help:"The tail of a version's build and run logs."`
 	Token    TokenCmd    `cmd:"" help:"Create, list and revoke repository-scoped API tokens (with the admin --token)."`
 	Service  ServiceCmd  `cmd:"" help:"Assign a service to a repository (with the admin --token)."`
+	Version  VersionCmd  `cmd:"" help:"Manage versions themselves: rm deletes a failed one."`
+}
+
+// VersionCmd (sluice version rm) manages version records.
+type VersionCmd struct {
+	Rm VersionRmCmd `cmd:"" help:"Delete a failed version's record (its history stays); normal versions and versions in the policy are refused."`
+}
+
+// VersionRmCmd: sluice version rm SERVICE VERSION
+type VersionRmCmd struct {
+	ClientFlags
+	Service string `arg:""`
+	Version string `arg:""`
+}
+
+// Run calls DELETE /api/v1/services/SERVICE/versions/VERSION.
+func (c *VersionRmCmd) Run(env *Env) error {
+	var raw []byte
+	if err := c.client().do(env.Ctx, http.MethodDelete, pathf("/services/%s/versions/%s", c.Service, c.Version), nil, nil, "", &raw); err != nil {
+		return err
+	}
+	if c.JSON {
+		return printJSON(env.Stdout, raw)
+	}
+	_, err := fmt.Fprintf(env.Stdout, "deleted %s\n", c.Version)
+	return err
 }
 
 func printJSON(w io.Writer, raw []byte) error {

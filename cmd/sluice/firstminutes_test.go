@@ -337,3 +337,44 @@ func TestStatusShowsTheLogLinesOfAFailure(t *testing.T) {
 		t.Errorf("status announces log lines but does not show them:\n%s", out)
 	}
 }
+
+func TestVersionRmDeletesOnlyFailedVersions(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, t.TempDir(), freePort(t), freePort(t))
+	v1 := s.ok("deploy", "hello", "--source", fastSource(t, ""), "--wait")
+	bad := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bad, "sluice.yaml"), []byte("services:\n  hello:\n    run: exit 3\n    timeouts: {start: 5s}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _, code := s.cli("deploy", "hello", "--source", bad, "--wait")
+	v2 := strings.TrimSpace(out)
+	if code == 0 || v2 == "" {
+		t.Fatalf("failing deploy: exit %d, %q", code, out)
+	}
+
+	before := s.ok("status", "hello", "--json")
+	if _, errs, code := s.cli("version", "rm", "hello", v1); code == 0 || !strings.Contains(errs, "traffic policy") {
+		t.Errorf("version rm of the version in the policy: exit %d, %q", code, errs)
+	}
+	if after := s.ok("status", "hello", "--json"); after != before {
+		t.Errorf("a refused version rm changed the service")
+	}
+	if got := s.ok("version", "rm", "hello", v2); got != "deleted "+v2 {
+		t.Errorf("version rm: %q", got)
+	}
+	for _, v := range s.status("hello").Versions {
+		if v.Name == v2 {
+			t.Errorf("%s is still listed after version rm", v2)
+		}
+	}
+	h := s.ok("history", "hello")
+	if !strings.Contains(h, v2+" deleted") || !strings.Contains(h, v2) {
+		t.Errorf("history lost the deleted version or the deletion:\n%s", h)
+	}
+	if _, errs, code := s.cli("version", "rm", "hello", v2); code == 0 || !strings.Contains(errs, v2) {
+		t.Errorf("second version rm: exit %d, %q", code, errs)
+	}
+	if v3 := s.ok("deploy", "hello", "--source", fastSource(t, ""), "--wait"); v3 == v2 {
+		t.Errorf("the deleted version's name %s was given again", v2)
+	}
+}
