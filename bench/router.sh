@@ -38,6 +38,9 @@ PORT_BASE=${PORT_BASE:-18000}
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
+# Run as root, sluice runs builds and instances as another user, which must
+# reach the data directory and the backend binary inside $WORK.
+chmod 0755 "$WORK"
 PIDS=()
 NGINX_PID=""
 
@@ -223,8 +226,13 @@ export SLUICE_SERVER="http://127.0.0.1:$P_API"
 "$WORK/bin/sluice" traffic hello hello-001=90 hello-002=10 >/dev/null
 "$WORK/bin/sluice" route hello hello-002 'env=beta*' >/dev/null
 wait_http "http://127.0.0.1:$P_ROUTER/" "$HOST"
-SLUICE_BACKEND_PIDS=($(pgrep -f "$WORK/bin/backend-sluice"))
-((${#SLUICE_BACKEND_PIDS[@]} == 2)) || die "want 2 sluice backends, found ${#SLUICE_BACKEND_PIDS[@]}"
+# The backends themselves, not the wrappers sluice may start them under
+# (those name the binary in their arguments too).
+SLUICE_BACKEND_PIDS=()
+for p in $(pgrep -f "$WORK/bin/backend-sluice"); do
+	[[ $(readlink "/proc/$p/exe" 2>/dev/null) == "$WORK/bin/backend-sluice" ]] && SLUICE_BACKEND_PIDS+=("$p")
+done
+((${#SLUICE_BACKEND_PIDS[@]} == 2)) || { ps -o pid,ppid,user,args -p "$(pgrep -d, -f "$WORK/bin/backend-sluice")" >&2; die "want 2 sluice backends, found ${#SLUICE_BACKEND_PIDS[@]}"; }
 
 # --- runs ----------------------------------------------------------------------
 

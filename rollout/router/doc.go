@@ -85,7 +85,12 @@
 // the fields the router owes it, in one write, with a body already at hand;
 // the response head and a body already read go to the client in one write;
 // connections to instances are pooled per instance, most recently used
-// first. A request without a streamed body allocates nothing and makes
+// first. A request body declared with a Content-Length of up to 64 KiB
+// (maxHeldBody) is read whole before the request goes out, as nginx's
+// client_body_buffer_size does, and sent with the head in one write with
+// no extra goroutine: fewer system calls for the common small upload, an
+// instance connection is never held by a client that uploads slowly, and
+// an idempotent request with such a body can be sent again. A request without a streamed body allocates nothing and makes
 // about five system calls (nginx: six): a goroutine that has just written
 // yields (runtime.Gosched) before it reads, so that other connections run
 // while its peer answers, instead of finding nothing to read and asking
@@ -96,11 +101,11 @@
 // on one core the scheduler's monitor otherwise hands the processor to
 // another thread whenever a call spans its tick, a context switch each way
 // (0.25 per request, against 0.09 without; on Linux on 64-bit platforms,
-// elsewhere the plain net.Conn calls). Bodies are never held: each
-// read is written on at once (server-sent events and chunked progress
-// stream through), large fixed-length bodies move by splice(2), and a
-// request body streams on its own goroutine so an instance may answer
-// before it ends. With that, sluice serves as many requests per second as
+// elsewhere the plain net.Conn calls). Other bodies are never held:
+// each read is written on at once (server-sent events and chunked
+// progress stream through), large fixed-length bodies move by splice(2),
+// and a larger, chunked or Expect: 100-continue request body streams on
+// its own goroutine so an instance may answer before it ends. With that, sluice serves as many requests per second as
 // nginx with the same split at no more CPU per request (bench/README.md).
 //
 // A well-kept fast library was the other way: github.com/valyala/fasthttp
@@ -129,7 +134,7 @@
 //     the request that found it dead goes to another instance of the
 //     version, whatever its method (nothing was sent). An idempotent
 //     request (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) without a streamed
-//     body whose connection fails before any byte of a response is sent
+//     body (none, or one read whole: see maxHeldBody) whose connection fails before any byte of a response is sent
 //     again to an instance it has not tried: at most once per instance
 //     (once more on a new connection when the failed one was a pooled
 //     keep-alive connection the instance had closed). When every try
@@ -155,7 +160,10 @@
 //     client of the default URL to the version the split gave it while the
 //     policy holds that version (weight above 0 or a rule); a matching rule
 //     still wins.
-//   - Bodies stream both ways (Content-Length, chunked, or until close);
+//   - Bodies stream both ways (Content-Length, chunked, or until close),
+//     except a request body of up to 64 KiB declared with Content-Length,
+//     which is read whole first (a client that pauses over ReadTimeout
+//     in it is cut off before any instance sees the request);
 //     Upgrade requests (WebSocket and others) pass through to a tunnel that
 //     counts in flight until it closes; Expect: 100-continue is answered
 //     once the request reached an instance.

@@ -39,16 +39,9 @@ func TestDeadInstance(t *testing.T) {
 			if i%2 == 1 {
 				method = "POST"
 			}
-			req, _ := http.NewRequest(method, base+"/", strings.NewReader("payload"))
-			req.Host = "hello.sluice.test"
-			resp, err := testClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 || resp.Header.Get("X-Instance") != "live" {
-				t.Fatalf("%s %d: status %d from %q (%q); want 200 from live", method, i, resp.StatusCode, resp.Header.Get("X-Instance"), body)
+			resp := sendBody(t, method, base+"/", "hello.sluice.test", "payload")
+			if resp.status != 200 || resp.header.Get("X-Instance") != "live" {
+				t.Fatalf("%s %d: status %d from %q (%q); want 200 from live", method, i, resp.status, resp.header.Get("X-Instance"), resp.body)
 			}
 		}
 		r.mu.Lock()

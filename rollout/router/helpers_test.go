@@ -130,3 +130,21 @@ func mustCompilePolicy(p Policy) *Compiled {
 	}
 	return c
 }
+
+// sendBody sends a request with a body to the router with the given Host
+// header and reads the whole response.
+func sendBody(t *testing.T, method, url, host, body string) response {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = host
+	resp, err := testClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{status: resp.StatusCode, header: resp.Header, body: string(b)}
+}

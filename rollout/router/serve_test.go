@@ -458,3 +458,50 @@ func TestNoHang503(t *testing.T) {
 		t.Errorf("next request on the connection: %d", resp.status)
 	}
 }
+
+// TestHeldBodyRetried: a request body up to 64 KiB declared with
+// Content-Length is read whole before the request goes out, so an
+// idempotent request with one (a PUT of 20 KiB here) that an instance drops
+// is sent again to another instance, body and all, as a bodiless GET is.
+func TestHeldBodyRetried(t *testing.T) {
+	broken, hits := brokenInstance(t)
+	live, _ := countingEcho(t)
+	_, base := startRouter(t, Table{Services: []ServiceTable{{
+		Name:     "hello",
+		Policy:   mustCompile(t, Policy{Split: map[string]int{"hello-001": 100}}),
+		Versions: []VersionTable{{Name: "hello-001", Addrs: []string{broken, live}}},
+	}}})
+	body := strings.Repeat("0123456789abcdef", 20<<10/16)
+	for i := range 4 {
+		resp := sendBody(t, "PUT", base+"/doc", "hello.sluice.test", body)
+		if resp.status != 200 || resp.body != "PUT /doc hello.sluice.test "+body {
+			t.Fatalf("PUT %d: status %d, %d bytes back; want 200 and the whole body echoed", i, resp.status, len(resp.body))
+		}
+	}
+	if hits.Load() == 0 {
+		t.Fatal("the dropping instance got no request: nothing was retried")
+	}
+}
+
+// TestHeldBodyStalled: a client that declares a small body and stops
+// sending it is cut off after ReadTimeout, and the instance never sees the
+// partial request (no instance connection waits on a slow upload).
+func TestHeldBodyStalled(t *testing.T) {
+	inst, n := countingEcho(t)
+	_, base := startRouter(t, table1("hello-001", false, 0, inst),
+		WithLimits(Limits{ReadTimeout: 300 * time.Millisecond}))
+	rc := dialRaw(t, base)
+	rc.send("POST /upload HTTP/1.1\r\nHost: hello.sluice.test\r\nContent-Length: 1000\r\n\r\nonly the start")
+	rc.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadAll(rc.br); err != nil {
+		t.Fatalf("the router did not close the stalled connection: %v", err)
+	}
+	// A whole request on another connection, so the instance is known to
+	// have handled everything sent to it before.
+	if r := get(t, base, "hello.sluice.test", "/after"); r.status != 200 {
+		t.Fatalf("GET after: status %d", r.status)
+	}
+	if got := n.Load(); got != 1 {
+		t.Errorf("the instance got %d requests; want 1 (the GET only, not the stalled upload)", got)
+	}
+}

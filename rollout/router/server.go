@@ -53,6 +53,8 @@ type conn struct {
 	c     net.Conn
 	rd    reader
 	out   []byte
+	small []byte  // out's own buffer
+	held  *[]byte // a larger one lent by heldBufs for this request
 	q     reqHead
 	x     exchange
 	state atomic.Int32
@@ -228,6 +230,7 @@ func (r *Router) closeIdleUpstreams() {
 func (r *Router) newConn(nc net.Conn) *conn {
 	nc = fastConn(nc)
 	c := &conn{r: r, c: nc, out: make([]byte, 0, outBufSize)}
+	c.small = c.out
 	c.rd.reset(nc, make([]byte, clientBufSize))
 	ip := remoteIP(nc.RemoteAddr())
 	c.peer = ip
@@ -448,6 +451,7 @@ func (c *conn) serveRequest(head []byte) bool {
 		}
 		c.maxBody = s.maxBody
 		status, keep := c.forward(t, v, pin, head, start)
+		c.endRequest()
 		c.now = time.Now()
 		if status == errReroute {
 			c.counting = nil
@@ -585,8 +589,16 @@ func (c *conn) forward(t *table, v *versionRoute, pin bool, head []byte, start t
 	*x = exchange{r: r, t: t, v: v, idempotent: q.idempotent(), now: start}
 	x.resp.fields = fields
 	if q.hasBody() {
-		if b := c.rd.buffered(); !q.chunked && int64(len(b)) >= q.contentLength && merge(&out, b[:q.contentLength]) {
-			c.rd.consume(int(q.contentLength)) // the whole body is here: send it with the head
+		if !q.chunked && (!q.expect || int64(len(c.rd.buffered())) >= q.contentLength) && q.contentLength <= maxHeldBody {
+			// A small body, or one already here: send it with the head, in
+			// one write, without a goroutine (and so that an idempotent
+			// request can be sent again).
+			var err error
+			if out, err = c.holdBody(out, q.contentLength); err != nil {
+				c.out = out[:0]
+				c.unread = true
+				return 0, false // the client went away or stalled
+			}
 		} else {
 			if q.expect && !http10 {
 				x.cont = c.cont
@@ -940,6 +952,65 @@ func (c *conn) appendFields(out []byte, p *respHead, upgrade bool) []byte {
 		out = append(out, p.head[f.ns:f.le]...)
 	}
 	return out
+}
+
+// maxHeldBody is the largest request body (declared with Content-Length)
+// that is read whole before the request goes to an instance, and sent with
+// its head in one write; larger and chunked bodies stream.
+const maxHeldBody = 64 << 10
+
+// heldBufs are buffers for a head with a held body, lent to a connection
+// for one request.
+var heldBufs = sync.Pool{New: func() any {
+	b := make([]byte, 0, maxHeldBody+outBufSize)
+	return &b
+}}
+
+// holdBody appends the request body, n bytes, to out: what is buffered,
+// then what it reads, straight into out; each read may wait ReadTimeout
+// at most (as a streamed body's). It may move out to a larger buffer lent
+// for the request, which endRequest gives back. A client that goes away or
+// pauses too long is an error (io.ErrUnexpectedEOF, a deadline error).
+func (c *conn) holdBody(out []byte, n int64) ([]byte, error) {
+	if need := len(out) + int(n); need > cap(out) {
+		if c.held == nil {
+			c.held = heldBufs.Get().(*[]byte)
+		}
+		nb := (*c.held)[:0]
+		if cap(nb) < need {
+			nb = make([]byte, 0, need) // a head near its limit
+		}
+		out = append(nb, out...)
+		*c.held = out[:0]
+	}
+	b := c.rd.buffered()
+	k := int(min(int64(len(b)), n))
+	out = append(out, b[:k]...)
+	c.rd.consume(k)
+	end := len(out) + int(n) - k
+	if len(out) < end {
+		c.rdl = time.Time{} // the reads move the deadline
+	}
+	for len(out) < end {
+		// As a streamed body, a held one may pause ReadTimeout at most.
+		c.c.SetReadDeadline(time.Now().Add(c.r.limits.ReadTimeout))
+		m, err := c.c.Read(out[len(out):end])
+		out = out[:len(out)+m]
+		if err != nil && len(out) < end {
+			return out, unexpected(err)
+		}
+	}
+	return out, nil
+}
+
+// endRequest gives back the buffer holdBody lent, if any.
+func (c *conn) endRequest() {
+	if c.held != nil {
+		*c.held = (*c.held)[:0]
+		heldBufs.Put(c.held)
+		c.held = nil
+		c.out = c.small[:0]
+	}
 }
 
 // copyBody streams the rest of the request body to the instance; it runs
