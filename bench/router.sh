@@ -26,6 +26,8 @@
 #   WORKLOADS="get64 post1k post16k big1m conns1000 rule"
 #   TARGETS="direct nginx sluice"  SERVER_CPUS=0 LOAD_CPUS=1 PORT_BASE=18000
 #   SLUICE_BIN=path  use this sluice binary instead of building ./cmd/sluice
+#   SLUICE_BIN_B=path  also measure this second sluice build, as target
+#     "sluiceb", in the same rounds (an A/B of a change; rows "<workload>b")
 # Installs wrk and nginx with apt-get when they are missing (needs root).
 set -euo pipefail
 
@@ -96,8 +98,6 @@ fi
 mkdir -p "$WORK/bin"
 log "building the backend and sluice"
 (cd "$ROOT" && go build -o "$WORK/bin/backend" ./bench/backend)
-# The copy sluice runs has its own name, so its processes can be told apart.
-cp "$WORK/bin/backend" "$WORK/bin/backend-sluice"
 if [[ -n ${SLUICE_BIN:-} ]]; then
 	cp "$SLUICE_BIN" "$WORK/bin/sluice"
 else
@@ -205,47 +205,60 @@ NGINX_PID=$!
 wait_http "http://127.0.0.1:$P_NGINX/" "$HOST"
 NGINX_PIDS=("$NGINX_PID" $(pgrep -P "$NGINX_PID"))
 
-log "starting sluice serve on :$P_ROUTER and deploying two versions"
-mkdir -p "$WORK/app" "$WORK/data"
-cat >"$WORK/app/sluice.yaml" <<EOF
-services:
-  hello:
-    run: exec $WORK/bin/backend-sluice
-    health: /
-    instances: 1
-EOF
-"${ON_SERVER[@]}" "$WORK/bin/sluice" serve --data "$WORK/data" \
-	--listen "127.0.0.1:$P_API" --router-listen "127.0.0.1:$P_ROUTER" \
-	--base-domain bench.test --log-level warn 2>"$WORK/sluice.log" &
-SLUICE_PID=$!
-PIDS+=($SLUICE_PID)
-wait_http "http://127.0.0.1:$P_API/healthz"
-export SLUICE_SERVER="http://127.0.0.1:$P_API"
-"$WORK/bin/sluice" deploy hello --source "$WORK/app" --wait >/dev/null
-"$WORK/bin/sluice" deploy hello --source "$WORK/app" --strategy canary --wait >/dev/null
-"$WORK/bin/sluice" traffic hello hello-001=90 hello-002=10 >/dev/null
-"$WORK/bin/sluice" route hello hello-002 'env=beta*' >/dev/null
-wait_http "http://127.0.0.1:$P_ROUTER/" "$HOST"
-# The backends themselves, not the wrappers sluice may start them under
-# (those name the binary in their arguments too).
-SLUICE_BACKEND_PIDS=()
-for p in $(pgrep -f "$WORK/bin/backend-sluice"); do
-	[[ $(readlink "/proc/$p/exe" 2>/dev/null) == "$WORK/bin/backend-sluice" ]] && SLUICE_BACKEND_PIDS+=("$p")
-done
-((${#SLUICE_BACKEND_PIDS[@]} == 2)) || { ps -o pid,ppid,user,args -p "$(pgrep -d, -f "$WORK/bin/backend-sluice")" >&2; die "want 2 sluice backends, found ${#SLUICE_BACKEND_PIDS[@]}"; }
+declare -A URL PROXY BACKENDS
+
+# start_sluice target binary api-port router-port: runs `sluice serve` with
+# a data directory of its own, deploys the two versions (their backend is a
+# copy of the backend binary named after the target, so that its processes
+# can be told apart), sets the split and the rule, and fills in the
+# target's URL, PROXY and BACKENDS.
+start_sluice() {
+	local t=$1 bin=$2 api=$3 router=$4 pid p
+	local be="$WORK/bin/backend-$t"
+	log "starting $t serve on :$router and deploying two versions"
+	cp "$WORK/bin/backend" "$be"
+	mkdir -p "$WORK/$t/app" "$WORK/$t/data"
+	printf 'services:\n  hello:\n    run: exec %s\n    health: /\n    instances: 1\n' "$be" >"$WORK/$t/app/sluice.yaml"
+	"${ON_SERVER[@]}" "$bin" serve --data "$WORK/$t/data" \
+		--listen "127.0.0.1:$api" --router-listen "127.0.0.1:$router" \
+		--base-domain bench.test --log-level warn 2>"$WORK/$t/sluice.log" &
+	pid=$!
+	PIDS+=($pid)
+	wait_http "http://127.0.0.1:$api/healthz"
+	local cli=(env SLUICE_SERVER="http://127.0.0.1:$api" "$bin")
+	"${cli[@]}" deploy hello --source "$WORK/$t/app" --wait >/dev/null
+	"${cli[@]}" deploy hello --source "$WORK/$t/app" --strategy canary --wait >/dev/null
+	"${cli[@]}" traffic hello hello-001=90 hello-002=10 >/dev/null
+	"${cli[@]}" route hello hello-002 'env=beta*' >/dev/null
+	wait_http "http://127.0.0.1:$router/" "$HOST"
+	# The backends themselves, not the wrappers sluice may start them under
+	# (those name the binary in their arguments too).
+	local pids=()
+	for p in $(pgrep -f "$be"); do
+		[[ $(readlink "/proc/$p/exe" 2>/dev/null) == "$be" ]] && pids+=("$p")
+	done
+	((${#pids[@]} == 2)) || die "want 2 backends of $t, found ${#pids[@]}"
+	URL[$t]="http://127.0.0.1:$router"
+	PROXY[$t]=$pid
+	BACKENDS[$t]="${pids[*]}"
+}
+
+start_sluice sluice "$WORK/bin/sluice" "$P_API" "$P_ROUTER"
+if [[ -n ${SLUICE_BIN_B:-} ]]; then
+	# A second build, measured in the same rounds (an A/B of a change).
+	cp "$SLUICE_BIN_B" "$WORK/bin/sluice-b"
+	start_sluice sluiceb "$WORK/bin/sluice-b" $((PORT_BASE + 30)) $((PORT_BASE + 31))
+	[[ " ${TARGETS[*]} " == *" sluiceb "* ]] || TARGETS+=(sluiceb)
+fi
 
 # --- runs ----------------------------------------------------------------------
 
-declare -A URL PROXY BACKENDS
 URL[direct]="http://127.0.0.1:$P_V1"
 URL[nginx]="http://127.0.0.1:$P_NGINX"
-URL[sluice]="http://127.0.0.1:$P_ROUTER"
 PROXY[direct]=""
 PROXY[nginx]="${NGINX_PIDS[*]}"
-PROXY[sluice]="$SLUICE_PID"
 BACKENDS[direct]="${BACKEND_PIDS[0]}"
 BACKENDS[nginx]="${BACKEND_PIDS[*]}"
-BACKENDS[sluice]="${SLUICE_BACKEND_PIDS[*]}"
 RESULTS="$WORK/results.tsv"
 : >"$RESULTS"
 
@@ -302,6 +315,7 @@ log "warming up ($WARMUP each)"
 for w in $WORKLOADS; do
 	for t in "${TARGETS[@]}"; do run "$w" "$t" "$WARMUP"; done
 done
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 log "measuring: $REPS rounds of ${TARGETS[*]} per workload ($WORKLOADS), $DURATION each"
 log "  workload  target  req/s  p50ms  p99ms  proxyCPUus/req  backendCPUus/req"
 for ((i = 0; i < REPS; i++)); do
@@ -309,6 +323,8 @@ for ((i = 0; i < REPS; i++)); do
 		for t in "${TARGETS[@]}"; do run "$w" "$t" "$DURATION" keep; done
 	done
 done
+
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- tables --------------------------------------------------------------------
 
@@ -321,14 +337,15 @@ col() { # workload target column
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }'; }
 # The machine's speed may drift between rounds; each round measured nginx
 # and sluice back to back, so their per-round ratios are steadier.
-paired() { # workload column
-	awk -F'\t' -v w="$1" -v c="$2" '$1 != w {next} $2 == "nginx" {n = $c} $2 == "sluice" && n != "" {printf "%.2f\n", $c / n; n = ""}' "$RESULTS"
+paired() { # workload column [target]
+	awk -F'\t' -v w="$1" -v c="$2" -v t="${3:-sluice}" '$1 != w {next} $2 == "nginx" {n = $c} $2 == t && n != "" {printf "%.2f\n", $c / n}' "$RESULTS"
 }
 has() { [[ " ${TARGETS[*]} " == *" $1 "* ]]; }
 
 echo
 echo "$(date -u +%Y-%m-%d) · $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)) · $(uname -sr) · $(go version | awk '{print $3}') · $("$NGINX" -v 2>&1 | awk -F/ '{print "nginx " $2}')"
 echo "wrk -t1, medians of $REPS interleaved runs of $DURATION; servers on CPU ${SERVER_CPUS:-any}, wrk on CPU ${LOAD_CPUS:-any}"
+echo "load average (1, 5, 15 min) when the measuring began: $LOAD_BEFORE; when it ended: $LOAD_AFTER"
 for w in $WORKLOADS; do
 	workload "$w"
 	echo
@@ -355,8 +372,11 @@ if has nginx && has sluice; then
 	echo "| workload | req/s ÷ nginx | CPU/req ÷ nginx |"
 	echo "|---|---:|---:|"
 	for w in $WORKLOADS; do
-		r=$(paired "$w" 3 | tr '\n' ' ')
-		c=$(paired "$w" 6 | tr '\n' ' ')
-		printf '| %s | %s [%s] | %s [%s] |\n' "$w" "$(paired "$w" 3 | median)" "${r% }" "$(paired "$w" 6 | median)" "${c% }"
+		for t in sluice sluiceb; do
+			has "$t" || continue
+			r=$(paired "$w" 3 "$t" | tr '\n' ' ')
+			c=$(paired "$w" 6 "$t" | tr '\n' ' ')
+			printf '| %s%s | %s [%s] | %s [%s] |\n' "$w" "${t#sluice}" "$(paired "$w" 3 "$t" | median)" "${r% }" "$(paired "$w" 6 "$t" | median)" "${c% }"
+		done
 	done
 fi
