@@ -15,6 +15,7 @@ import (
 
 	"github.com/sluicehq/sluice/bot/ghapp"
 	"github.com/sluicehq/sluice/rollout"
+	"github.com/sluicehq/sluice/rollout/contain"
 )
 
 // Engine is what the bot needs of the domain.
@@ -176,12 +177,18 @@ func (b *Bot) Run(ctx context.Context) {
 	}
 }
 
-// recoverLoop runs RecoverMissed on start and every recoverEvery.
+// recoverLoop runs RecoverMissed on start and every recoverEvery; a round
+// that panics is logged and the next round runs.
 func (b *Bot) recoverLoop(ctx context.Context) {
 	tick := time.NewTicker(b.recoverEvery)
 	defer tick.Stop()
 	for {
-		if n, err := b.RecoverMissed(ctx); err != nil && ctx.Err() == nil {
+		var n int
+		err := contain.Do(b.log, "missed-webhook recovery", func() (err error) {
+			n, err = b.RecoverMissed(ctx)
+			return err
+		})
+		if err != nil && ctx.Err() == nil {
 			b.log.Warn("recover missed webhooks", "err", err)
 		} else if n > 0 {
 			b.log.Info("missed webhooks redelivered", "count", n)

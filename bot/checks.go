@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/sluicehq/sluice/bot/redact"
 	"github.com/sluicehq/sluice/bot/render"
 	"github.com/sluicehq/sluice/rollout"
+	"github.com/sluicehq/sluice/rollout/contain"
 	"github.com/sluicehq/sluice/rollout/runtime"
 )
 
@@ -360,7 +362,9 @@ func (b *Bot) sendDeployment(ctx context.Context, gh *github.Client, owner, name
 // watchEvents turns the engine's history into reports: check runs and
 // deployments for versions created from GitHub, follow-ups of commands,
 // and the outcome of merges on their pull requests. The cursor moves in
-// the same transaction as the reports it caused.
+// the same transaction as the reports it caused. Each event is a unit of
+// work (package contain): one whose handling panics is skipped, with its
+// follow-up, and the cursor moves past it.
 func (b *Bot) watchEvents(ctx context.Context) error {
 	for ctx.Err() == nil {
 		var cursor uint64
@@ -374,7 +378,17 @@ func (b *Bot) watchEvents(ctx context.Context) error {
 			return err
 		}
 		for _, e := range evs {
-			ops, err := b.onEngineEvent(ctx, e)
+			var ops []rollout.Op
+			err := contain.Do(b.log.With("service", e.Service, "version", e.Version), "engine event", func() (err error) {
+				ops, err = b.onEngineEvent(ctx, e)
+				return err
+			})
+			var panicked *contain.PanicError
+			if errors.As(err, &panicked) {
+				// Its reports are lost, and so is its follow-up: the
+				// watcher goes on with the next event.
+				ops, err = []rollout.Op{rollout.Delete(bucketFollowups, e.Version)}, nil
+			}
 			if err != nil {
 				return err
 			}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/sluicehq/sluice/bot/ghapp"
 	"github.com/sluicehq/sluice/bot/render"
 	"github.com/sluicehq/sluice/rollout"
+	"github.com/sluicehq/sluice/rollout/contain"
 )
 
 // maxWorkers bounds the deliveries handled at once (each in its own lane).
@@ -219,7 +219,7 @@ func (b *Bot) processInbox(ctx context.Context) error {
 		go func() {
 			defer b.poke()
 			defer b.lanes.release(lane)
-			if err := b.handle(ctx, e); err != nil && ctx.Err() == nil {
+			if err := b.handleContained(ctx, e); err != nil && ctx.Err() == nil {
 				b.log.Error("handle delivery", "delivery", e.d.ID, "err", err)
 			}
 		}()
@@ -270,21 +270,31 @@ func (b *Bot) settle(e inboxEntry, ops []rollout.Op) error {
 	return nil
 }
 
-// errPanicked is a handler's panic, turned into an error.
-type errPanicked struct{ value any }
-
-func (e errPanicked) Error() string { return fmt.Sprintf("handler panicked: %v", e.value) }
-
-// runHandler runs the delivery's handler; a panic comes back as
-// errPanicked, so one bad delivery never takes the server down.
+// runHandler runs the delivery's handler as a contained unit: a panic
+// comes back as a *contain.PanicError, so one bad delivery never takes
+// the server down.
 func (b *Bot) runHandler(ctx context.Context, d delivery) (ops []rollout.Op, err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			b.log.Error("delivery handler panicked", "delivery", d.ID, "event", d.Event, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-			ops, err = nil, errPanicked{v}
-		}
-	}()
-	return b.handlers()[d.Event](ctx, d)
+	err = contain.Do(b.log.With("delivery", d.ID, "event", d.Event), "delivery handler", func() error {
+		ops, err = b.handlers()[d.Event](ctx, d)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ops, nil
+}
+
+// handleContained is handle as a unit of work: a panic outside the
+// handler (settling, replying) ends the delivery as failed, so its lane
+// goes on with the next one.
+func (b *Bot) handleContained(ctx context.Context, e inboxEntry) error {
+	err := contain.Do(b.log.With("delivery", e.d.ID, "event", e.d.Event), "delivery", func() error { return b.handle(ctx, e) })
+	var panicked *contain.PanicError
+	if !errors.As(err, &panicked) {
+		return err
+	}
+	return b.settle(e, []rollout.Op{rollout.Put(bucketFailed, e.d.ID,
+		mustJSON(failedDelivery{Event: e.d.Event, Reason: err.Error(), At: b.now().UTC()}))})
 }
 
 // handle runs one delivery and settles it: done, failed for good (with a
@@ -304,7 +314,7 @@ func (b *Bot) handle(ctx context.Context, e inboxEntry) error {
 		return nil // shutting down: handled again after the restart
 	}
 	var why string
-	var panicked errPanicked
+	var panicked *contain.PanicError
 	switch {
 	case errors.As(err, &panicked):
 		why = fmt.Sprintf("sluice failed internally while handling it (delivery %s); the server's log has the details. It will not be tried again.", d.ID)

@@ -15,6 +15,7 @@ import (
 	"github.com/sluicehq/sluice/bot/redact"
 	"github.com/sluicehq/sluice/bot/render"
 	"github.com/sluicehq/sluice/rollout"
+	"github.com/sluicehq/sluice/rollout/contain"
 	"github.com/sluicehq/sluice/rollout/manifest"
 	"github.com/sluicehq/sluice/rollout/router"
 	"github.com/sluicehq/sluice/rollout/source"
@@ -181,7 +182,9 @@ func (b *Bot) staticCheck(repo string, inst int64, sha string, s static) rollout
 
 // sendOutbox sends due reports in order. A failure that may pass stops
 // the round (later reports keep their order) and is retried after a
-// backoff that honours GitHub's Retry-After and rate-limit reset.
+// backoff that honours GitHub's Retry-After and rate-limit reset. Each
+// report is a unit of work (package contain): one whose sending panics is
+// dropped like one GitHub refused, and the next is sent.
 func (b *Bot) sendOutbox(ctx context.Context) error {
 	b.outMu.Lock()
 	defer b.outMu.Unlock()
@@ -202,13 +205,18 @@ func (b *Bot) sendOutbox(ctx context.Context) error {
 		if it.NotBefore.After(b.now()) {
 			return nil
 		}
-		ops, err := b.send(ctx, it)
+		log := b.log.With("repo", it.Repo, "kind", it.Kind)
+		var ops []rollout.Op
+		err = contain.Do(log, "report", func() (err error) {
+			ops, err = b.send(ctx, it)
+			return err
+		})
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err() // shutting down: sent after the restart
 			}
-			log := b.log.With("repo", it.Repo, "kind", it.Kind)
-			if isPermanent(err) || ghapp.Permanent(err) || it.Attempts+1 >= maxDeliveryAttempts {
+			var panicked *contain.PanicError
+			if errors.As(err, &panicked) || isPermanent(err) || ghapp.Permanent(err) || it.Attempts+1 >= maxDeliveryAttempts {
 				log.Error("report dropped: GitHub refused it", "attempts", it.Attempts+1, "err", err)
 				if err := b.journal.Apply(rollout.Delete(bucketOutbox, rec.Key)); err != nil {
 					return err

@@ -2,9 +2,11 @@ package rollout
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/sluicehq/sluice/rollout/contain"
 	"github.com/sluicehq/sluice/rollout/router"
 )
 
@@ -55,18 +57,22 @@ func canaryVerdict(plan *CanaryPlan, base, now router.Stats) string {
 // plan's interval: to the next step when its 5xx rate and p99 stayed
 // within bounds (promoting it at 100%), or out of the policy (abort) when
 // they did not. Safe to call often (serve calls it every few seconds);
-// versions whose traffic the user moved elsewhere are left alone.
+// versions whose traffic the user moved elsewhere are left alone. Each
+// service is a unit of its own (package contain): one that fails or
+// panics is reported in the joined error and the others still advance.
 func (e *Engine) AdvanceCanaries(ctx context.Context) error {
 	names, err := e.Services()
 	if err != nil {
 		return err
 	}
+	var errs []error
 	for _, name := range names {
-		if err := e.advanceService(name); err != nil {
-			return err
+		err := contain.Do(e.log.With("service", name), "canary step", func() error { return e.advanceService(name) })
+		if err != nil {
+			errs = append(errs, fmt.Errorf("advance canaries of %s: %w", name, err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (e *Engine) advanceService(service string) error {

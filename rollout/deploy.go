@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/rollout/contain"
 	"github.com/sluicehq/sluice/rollout/manifest"
 	"github.com/sluicehq/sluice/rollout/runtime"
 	"github.com/sluicehq/sluice/rollout/source"
@@ -215,7 +216,7 @@ const StepBuilt = "built"
 // buildAndStart runs one generation to healthy instances, or returns the
 // reason it could not. It records a step event once the build is done.
 func (e *Engine) buildAndStart(spec runtime.Spec, op string, origin Origin) (runtime.Group, *Reason) {
-	if err := e.rt.Build(e.ctx, spec); err != nil {
+	if err := e.contained("build", spec, func() error { return e.rt.Build(e.ctx, spec) }); err != nil {
 		return nil, reasonOf(err)
 	}
 	ev := Event{Time: e.now().UTC(), Kind: EventVersionStep, Service: spec.Service, Version: spec.Version,
@@ -223,11 +224,28 @@ func (e *Engine) buildAndStart(spec runtime.Spec, op string, origin Origin) (run
 	if err := e.store.Commit(nil, nil, []Event{ev}); err != nil {
 		e.log.Error("record build step", "service", spec.Service, "version", spec.Version, "err", err)
 	}
-	g, err := e.rt.Start(e.ctx, spec, e.notify)
+	g, err := e.start(spec)
 	if err != nil {
 		return nil, reasonOf(err)
 	}
 	return g, nil
+}
+
+// contained runs one call into the runtime driver for spec as a unit of
+// work: a panic in the driver comes back as a *contain.PanicError, which
+// reasonOf turns into the version's InternalError, so it fails that
+// version only and never leaves the service locked.
+func (e *Engine) contained(unit string, spec runtime.Spec, f func() error) error {
+	return contain.Do(e.log.With("service", spec.Service, "version", spec.Version), unit, f)
+}
+
+// start starts spec's instances, contained.
+func (e *Engine) start(spec runtime.Spec) (g runtime.Group, err error) {
+	err = e.contained("start", spec, func() error {
+		g, err = e.rt.Start(e.ctx, spec, e.notify)
+		return err
+	})
+	return g, err
 }
 
 func reasonOf(err error) *Reason {
@@ -315,7 +333,7 @@ func (e *Engine) runDeploy(v Version, archive []byte) {
 // service lock.
 func (e *Engine) startVersion(v Version) *Reason {
 	spec := specOf(v, v.Config, v.Generation, nil)
-	g, err := e.rt.Start(e.ctx, spec, e.notify)
+	g, err := e.start(spec)
 	if err != nil {
 		return reasonOf(err)
 	}

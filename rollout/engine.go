@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluicehq/sluice/rollout/contain"
 	"github.com/sluicehq/sluice/rollout/router"
 	"github.com/sluicehq/sluice/rollout/runtime"
 	"github.com/sluicehq/sluice/rollout/source"
@@ -33,17 +34,24 @@ type DataPlane interface {
 }
 
 // Scheduler runs the engine's background work (builds, starts, drains).
-// The default runs each func on its own goroutine; tests may run them
-// synchronously.
+// The default runs each func on its own goroutine, as a contained unit
+// (package contain): a panic in one is logged and counted and ends that
+// func only; tests may run them synchronously.
 type Scheduler interface {
 	Go(func())
 }
 
-type goScheduler struct{ wg *sync.WaitGroup }
+type goScheduler struct {
+	wg  *sync.WaitGroup
+	log *slog.Logger
+}
 
 func (s goScheduler) Go(f func()) {
 	s.wg.Add(1)
-	go func() { defer s.wg.Done(); f() }()
+	go func() {
+		defer s.wg.Done()
+		_ = contain.Do(s.log, "background work", func() error { f(); return nil })
+	}()
 }
 
 // Defaults for engine options.
@@ -147,7 +155,7 @@ func New(st Store, rt runtime.Runtime, rtr Router, baseDomain string, opts ...Op
 		o(e)
 	}
 	if e.sched == nil {
-		e.sched = goScheduler{&e.wg}
+		e.sched = goScheduler{wg: &e.wg, log: e.log}
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	return e

@@ -291,7 +291,7 @@ func TestMetricsAndStickiness(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`sluice_router_requests_total{service="hello",version="hello-001"}`, "sluice_router_request_duration_seconds_bucket", "go_goroutines"} {
+	for _, want := range []string{`sluice_router_requests_total{service="hello",version="hello-001"}`, "sluice_router_request_duration_seconds_bucket", "sluice_panics_total 0", "go_goroutines"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}

@@ -37,6 +37,7 @@ import (
 	"github.com/sluicehq/sluice/bot/ghapp"
 	"github.com/sluicehq/sluice/internal/fds"
 	"github.com/sluicehq/sluice/rollout"
+	"github.com/sluicehq/sluice/rollout/contain"
 	"github.com/sluicehq/sluice/rollout/router"
 	"github.com/sluicehq/sluice/rollout/runtime"
 	"github.com/sluicehq/sluice/rollout/runtime/kube"
@@ -460,7 +461,10 @@ func (s *serveCmd) Run(env *cli.Env) error {
 	}
 	dashboard.Register(e, eng, dashOpts...)
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(rtr.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	panics := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice_panics_total",
+		Help: "Panics contained in units of background work (deliveries, reports, builds, cron rounds)."},
+		func() float64 { return float64(contain.Panics()) })
+	reg.MustRegister(rtr.Collector(), panics, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})), guard...)
 	botCtx, stopBot := context.WithCancel(context.Background())
 	defer stopBot()
@@ -486,16 +490,22 @@ func (s *serveCmd) Run(env *cli.Env) error {
 		close(botDone)
 	}
 
+	// Each cron round is a unit of work (package contain): a round that
+	// panics is logged and counted, and the next round runs.
 	c := cron.New()
 	if s.RetireAfter > 0 {
 		_, _ = c.AddFunc("@every 1m", func() {
-			if _, err := eng.Retire(env.Ctx, "", s.RetireAfter, rollout.Origin{Via: "sluice", Actor: "retire", Principal: rollout.AdminPrincipal}); err != nil {
+			err := contain.Do(log, "retire round", func() error {
+				_, err := eng.Retire(env.Ctx, "", s.RetireAfter, rollout.Origin{Via: "sluice", Actor: "retire", Principal: rollout.AdminPrincipal})
+				return err
+			})
+			if err != nil {
 				log.Error("retire idle versions", "err", err)
 			}
 		})
 	}
 	_, _ = c.AddFunc("@every 5s", func() {
-		if err := eng.AdvanceCanaries(env.Ctx); err != nil {
+		if err := contain.Do(log, "canary round", func() error { return eng.AdvanceCanaries(env.Ctx) }); err != nil {
 			log.Error("advance canaries", "err", err)
 		}
 	})

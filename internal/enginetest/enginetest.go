@@ -15,6 +15,7 @@ import (
 
 	"github.com/sluicehq/sluice/rollout"
 	"github.com/sluicehq/sluice/rollout/router"
+	"github.com/sluicehq/sluice/rollout/runtime"
 	"github.com/sluicehq/sluice/rollout/runtime/local"
 	"github.com/sluicehq/sluice/store"
 )
@@ -36,6 +37,13 @@ type World struct {
 // are added after the defaults (a router address matching Server).
 func New(t testing.TB, dir string, opts ...rollout.Option) *World {
 	t.Helper()
+	return NewWrapped(t, dir, func(rt runtime.Runtime) runtime.Runtime { return rt }, opts...)
+}
+
+// NewWrapped is New with the engine driving wrap(the local runtime), for
+// tests that inject a driver's fault (a panic) around the real one.
+func NewWrapped(t testing.TB, dir string, wrap func(runtime.Runtime) runtime.Runtime, opts ...rollout.Option) *World {
+	t.Helper()
 	db, err := store.Open(filepath.Join(dir, "sluice.db"), store.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +55,7 @@ func New(t testing.TB, dir string, opts ...rollout.Option) *World {
 	rtr := router.New("localhost")
 	srv := httptest.NewServer(rtr)
 	all := append([]rollout.Option{rollout.WithRouterAddr(srv.Listener.Addr().String())}, opts...)
-	w := &World{Dir: dir, DB: db, Router: rtr, Server: srv, Engine: rollout.New(db, rt, rtr, "localhost", all...)}
+	w := &World{Dir: dir, DB: db, Router: rtr, Server: srv, Engine: rollout.New(db, wrap(rt), rtr, "localhost", all...)}
 	t.Cleanup(w.Close)
 	if err := w.Engine.Recover(context.Background()); err != nil {
 		t.Fatal(err)
