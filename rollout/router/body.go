@@ -318,7 +318,13 @@ ext:
 			return 0, false, errMalformed
 		}
 	}
-	if i < len(line) && line[i] != ';' && line[i] != ' ' && line[i] != '\t' {
+	// chunk-size BWS [";" extensions]: after the size only blanks, then
+	// the end of the line or an extension ("3 x" is not a size).
+	j := i
+	for j < len(line) && (line[j] == ' ' || line[j] == '\t') {
+		j++
+	}
+	if j < len(line) && line[j] != ';' {
 		return 0, false, errMalformed
 	}
 	if size == 0 {

@@ -16,7 +16,12 @@ import (
 // from disagreeing on where a message ends (request smuggling): bare LF,
 // obsolete line folding, whitespace before a colon, control characters in a
 // value, a Content-Length beside Transfer-Encoding, two different
-// Content-Lengths, and any transfer coding but "chunked" are all refused.
+// Content-Lengths, any transfer coding but "chunked", Transfer-Encoding in
+// an HTTP/1.0 request, a request target that is not in origin ("/..."),
+// asterisk ("*") or absolute form, and a chunk size followed by anything
+// but blanks or an extension are all refused. http1_test.go holds these
+// parsers to net/http's ReadRequest and httputil's chunked reader by
+// differential fuzzing.
 
 // Parse errors. errHeadTooLarge becomes 431; the others 400 (or 502 when an
 // instance sent them).
@@ -565,6 +570,12 @@ func (q *reqHead) parse(head []byte) error {
 			}
 		}
 	}
+	if q.absHost == nil && q.target[0] != '/' && string(q.target) != "*" {
+		// Only origin form ("/..."), asterisk form and absolute form: an
+		// authority-form target (CONNECT) is not proxied, and anything else
+		// is not a request target an instance could read one way only.
+		return errMalformed
+	}
 	hosts := 0
 	for i := range q.fields {
 		f := &q.fields[i]
@@ -597,6 +608,12 @@ func (q *reqHead) parse(head []byte) error {
 		}
 	}
 	if q.http10 {
+		if q.chunked {
+			// RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 is faulty
+			// framing (net/http, for one, ignores it: where would the
+			// request end?).
+			return errMalformed
+		}
 		q.close = !q.keepAlive
 	}
 	return nil
