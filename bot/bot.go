@@ -16,6 +16,7 @@ import (
 	"github.com/sluicehq/sluice/bot/ghapp"
 	"github.com/sluicehq/sluice/rollout"
 	"github.com/sluicehq/sluice/rollout/contain"
+	"github.com/sluicehq/sluice/rollout/policy"
 )
 
 // Engine is what the bot needs of the domain.
@@ -25,7 +26,7 @@ type Engine interface {
 	Deploy(ctx context.Context, req rollout.DeployRequest) (rollout.Version, error)
 	Redeploy(ctx context.Context, service, version string, req rollout.RedeployRequest) (rollout.Version, error)
 	Traffic(ctx context.Context, service string, req rollout.TrafficRequest, origin rollout.Origin) (rollout.ServiceStatus, error)
-	Route(ctx context.Context, service string, rule rollout.Rule, origin rollout.Origin) (rollout.ServiceStatus, error)
+	Route(ctx context.Context, service string, rule policy.Rule, origin rollout.Origin) (rollout.ServiceStatus, error)
 	ClearRoutes(ctx context.Context, service, version string, origin rollout.Origin) (rollout.ServiceStatus, error)
 	Predict(ctx context.Context, service, query string) (rollout.Prediction, error)
 	Promote(ctx context.Context, service, version string, keepRules bool, origin rollout.Origin) (rollout.ServiceStatus, error)

@@ -17,11 +17,11 @@ import (
 	"github.com/sluicehq/sluice/rollout"
 	"github.com/sluicehq/sluice/rollout/contain"
 	"github.com/sluicehq/sluice/rollout/manifest"
-	"github.com/sluicehq/sluice/rollout/router"
+	"github.com/sluicehq/sluice/rollout/policy"
 	"github.com/sluicehq/sluice/rollout/source"
 )
 
-func formatMatch(m map[string]string) string { return router.FormatMatch(m) }
+func formatMatch(m map[string]string) string { return policy.FormatMatch(m) }
 
 // Outbox item kinds.
 const (

@@ -9,6 +9,7 @@ import (
 	"github.com/sluicehq/sluice/bot/render"
 	"github.com/sluicehq/sluice/rollout"
 	"github.com/sluicehq/sluice/rollout/manifest"
+	"github.com/sluicehq/sluice/rollout/policy"
 	"github.com/sluicehq/sluice/rollout/source"
 )
 
@@ -203,7 +204,7 @@ func (b *Bot) runRoute(ctx context.Context, p *prCmd, c command.Command) (outcom
 	if err != nil || done != nil {
 		return deref(done), err
 	}
-	st, err = b.eng.Route(ctx, st.Name, rollout.Rule{Version: v.Name, Match: c.Match}, p.origin())
+	st, err = b.eng.Route(ctx, st.Name, policy.Rule{Version: v.Name, Match: c.Match}, p.origin())
 	return policyReply(st, err, command.Usage(c.Name), fmt.Sprintf("🔀 Requests matching `%s` now go to %s.", formatMatch(c.Match), v.Name))
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/rollout/contain"
+	"github.com/sluicehq/sluice/rollout/policy"
 	"github.com/sluicehq/sluice/rollout/router"
 )
 
@@ -102,7 +103,7 @@ func (e *Engine) advanceService(service string) error {
 		var msg string
 		if why := canaryVerdict(plan, win.base, e.router.Stats(v.Name)); why != "" {
 			vs[i].AutoCanary = false
-			p.Rules = keepRules(p.Rules, func(r Rule) bool { return r.Version != v.Name })
+			p.Rules = keepRules(p.Rules, func(r policy.Rule) bool { return r.Version != v.Name })
 			delete(p.Split, v.Name)
 			if stable != "" && stable != v.Name {
 				p.Split[stable] += w

@@ -9,18 +9,18 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/rollout"
-	"github.com/sluicehq/sluice/rollout/router"
+	"github.com/sluicehq/sluice/rollout/policy"
 )
 
 // recordingPlane is a data plane that records the policies it is given and
 // refuses them while reject is set, the way a gateway rejecting a route does.
 type recordingPlane struct {
 	mu      sync.Mutex
-	applied []rollout.Policy
+	applied []policy.Policy
 	reject  error
 }
 
-func (p *recordingPlane) ApplyPolicy(_ context.Context, service string, pol rollout.Policy) error {
+func (p *recordingPlane) ApplyPolicy(_ context.Context, service string, pol policy.Policy) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.reject != nil {
@@ -36,7 +36,7 @@ func (p *recordingPlane) set(err error) {
 	p.reject = err
 }
 
-func (p *recordingPlane) last() rollout.Policy {
+func (p *recordingPlane) last() policy.Policy {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.applied[len(p.applied)-1]
@@ -68,8 +68,8 @@ func TestAPolicyChangeCountsOnlyOnceTheDataPlaneAppliesIt(t *testing.T) {
 	}
 
 	// A policy the data plane cannot express is invalid input (400).
-	plane.set(fmt.Errorf("rule 1: key %q cannot be matched by a gateway: %w", "a b", router.ErrInvalidPolicy))
-	if _, err := h.eng.Route(ctx, "hello", rollout.Rule{Version: v2.Name, Match: map[string]string{"a b": "x"}}, cli); !isKind(err, rollout.KindInvalid) {
+	plane.set(fmt.Errorf("rule 1: key %q cannot be matched by a gateway: %w", "a b", policy.ErrInvalidPolicy))
+	if _, err := h.eng.Route(ctx, "hello", policy.Rule{Version: v2.Name, Match: map[string]string{"a b": "x"}}, cli); !isKind(err, rollout.KindInvalid) {
 		t.Fatalf("Route error = %v; want invalid", err)
 	}
 

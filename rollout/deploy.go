@@ -10,6 +10,7 @@ import (
 
 	"github.com/sluicehq/sluice/rollout/contain"
 	"github.com/sluicehq/sluice/rollout/manifest"
+	"github.com/sluicehq/sluice/rollout/policy"
 	"github.com/sluicehq/sluice/rollout/runtime"
 	"github.com/sluicehq/sluice/rollout/source"
 )
@@ -57,7 +58,7 @@ func (e *Engine) Deploy(ctx context.Context, req DeployRequest) (Version, error)
 	now := e.now().UTC()
 	exists := !isNotFound(err)
 	if !exists {
-		svc = Service{Name: req.Service, NextSeq: 1, Policy: Policy{Split: map[string]int{}}, CreatedAt: now}
+		svc = Service{Name: req.Service, NextSeq: 1, Policy: policy.Policy{Split: map[string]int{}}, CreatedAt: now}
 	}
 	p := req.Origin.Principal
 	if err := authorize(p, &svc, exists, "deploy"); err != nil {

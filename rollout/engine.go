@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/rollout/contain"
+	"github.com/sluicehq/sluice/rollout/policy"
 	"github.com/sluicehq/sluice/rollout/router"
 	"github.com/sluicehq/sluice/rollout/runtime"
 	"github.com/sluicehq/sluice/rollout/source"
@@ -29,8 +30,8 @@ type Router interface {
 type DataPlane interface {
 	// ApplyPolicy makes the data plane route service by p and returns once
 	// it does. On error it still routes by the previous policy; an error
-	// matching router.ErrInvalidPolicy means p cannot be expressed there.
-	ApplyPolicy(ctx context.Context, service string, p Policy) error
+	// matching policy.ErrInvalidPolicy means p cannot be expressed there.
+	ApplyPolicy(ctx context.Context, service string, p policy.Policy) error
 }
 
 // Scheduler runs the engine's background work (builds, starts, drains).
@@ -227,12 +228,12 @@ func (e *Engine) publish() error {
 		if err != nil {
 			return fmt.Errorf("publish table: %w", err)
 		}
-		c, err := router.Compile(s.Policy)
+		c, err := policy.Compile(s.Policy)
 		if err != nil {
 			// A stored policy was validated before commit; refuse to
 			// serve a corrupt one rather than guess.
 			e.log.Error("stored policy does not compile", "service", s.Name, "err", err)
-			c, _ = router.Compile(Policy{})
+			c, _ = policy.Compile(policy.Policy{})
 		}
 		st := router.ServiceTable{Name: s.Name, Policy: c}
 		for _, v := range vs {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/enginetest"
 	"github.com/sluicehq/sluice/rollout"
+	"github.com/sluicehq/sluice/rollout/policy"
 )
 
 // harness is a real engine: bbolt in a temp dir, the local runtime running
@@ -161,10 +162,10 @@ func TestRuleRoutesMatchingRequestsAndPredictAgrees(t *testing.T) {
 	if _, err := h.eng.Traffic(ctx, "hello", rollout.TrafficRequest{Split: map[string]int{v1.Name: 50, v3.Name: 50}}, cli); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.eng.Route(ctx, "hello", rollout.Rule{Version: v2.Name, Match: map[string]string{"env": "beta*"}}, cli); err != nil {
+	if _, err := h.eng.Route(ctx, "hello", policy.Rule{Version: v2.Name, Match: map[string]string{"env": "beta*"}}, cli); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.eng.Route(ctx, "hello", rollout.Rule{Version: v3.Name, Match: map[string]string{"region": "eu-?", "tier": "[ab]*"}}, cli); err != nil {
+	if _, err := h.eng.Route(ctx, "hello", policy.Rule{Version: v3.Name, Match: map[string]string{"region": "eu-?", "tier": "[ab]*"}}, cli); err != nil {
 		t.Fatal(err)
 	}
 	for _, q := range []string{"env=beta", "env=beta-2&x=1", "env=prod&env=beta7", "env=beta%20one"} {
@@ -225,7 +226,7 @@ func TestPromoteAndRollbackMoveAllTrafficAtOnce(t *testing.T) {
 	if _, err := h.eng.Traffic(ctx, "hello", rollout.TrafficRequest{Split: map[string]int{v1.Name: 90, v2.Name: 10}}, cli); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.eng.Route(ctx, "hello", rollout.Rule{Version: v1.Name, Match: map[string]string{"pin": "old"}}, cli); err != nil {
+	if _, err := h.eng.Route(ctx, "hello", policy.Rule{Version: v1.Name, Match: map[string]string{"pin": "old"}}, cli); err != nil {
 		t.Fatal(err)
 	}
 	st, err := h.eng.Promote(ctx, "hello", v2.Name, false, cli)
@@ -389,7 +390,7 @@ func TestNoRequestFailsDuringChanges(t *testing.T) {
 			return err
 		})
 		step(func() error {
-			_, err := h.eng.Route(ctx, "hello", rollout.Rule{Version: v2.Name, Match: map[string]string{"env": "beta*"}}, cli)
+			_, err := h.eng.Route(ctx, "hello", policy.Rule{Version: v2.Name, Match: map[string]string{"env": "beta*"}}, cli)
 			return err
 		})
 		switch i % 3 {
@@ -448,15 +449,15 @@ func TestBadInputChangesNothing(t *testing.T) {
 			return err
 		}},
 		{"empty rule", rollout.KindInvalid, func() error {
-			_, err := h.eng.Route(ctx, "hello", rollout.Rule{Version: v1.Name}, cli)
+			_, err := h.eng.Route(ctx, "hello", policy.Rule{Version: v1.Name}, cli)
 			return err
 		}},
 		{"bad glob", rollout.KindInvalid, func() error {
-			_, err := h.eng.Route(ctx, "hello", rollout.Rule{Version: v1.Name, Match: map[string]string{"env": "[beta"}}, cli)
+			_, err := h.eng.Route(ctx, "hello", policy.Rule{Version: v1.Name, Match: map[string]string{"env": "[beta"}}, cli)
 			return err
 		}},
 		{"rule to failed version", rollout.KindConflict, func() error {
-			_, err := h.eng.Route(ctx, "hello", rollout.Rule{Version: failedV.Name, Match: map[string]string{"env": "x"}}, cli)
+			_, err := h.eng.Route(ctx, "hello", policy.Rule{Version: failedV.Name, Match: map[string]string{"env": "x"}}, cli)
 			return err
 		}},
 		{"not a tar.gz", rollout.KindInvalid, func() error {
@@ -531,7 +532,7 @@ func TestAbortGivesStableItsShareBack(t *testing.T) {
 	if _, err := h.eng.Traffic(ctx, "hello", rollout.TrafficRequest{Split: map[string]int{v1.Name: 70, v2.Name: 30}}, cli); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.eng.Route(ctx, "hello", rollout.Rule{Version: v2.Name, Match: map[string]string{"env": "beta"}}, cli); err != nil {
+	if _, err := h.eng.Route(ctx, "hello", policy.Rule{Version: v2.Name, Match: map[string]string{"env": "beta"}}, cli); err != nil {
 		t.Fatal(err)
 	}
 	st, err := h.eng.Abort(ctx, "hello", v2.Name, cli)

@@ -3,7 +3,7 @@ package rollout
 import (
 	"time"
 
-	"github.com/sluicehq/sluice/rollout/router"
+	"github.com/sluicehq/sluice/rollout/policy"
 )
 
 // Status is a version's lifecycle state. Persisted and shown to users.
@@ -166,18 +166,12 @@ const (
 	StrategyCanary Strategy = "canary"
 )
 
-// Policy is a service's traffic policy; see router.Policy.
-type Policy = router.Policy
-
-// Rule is one URL-parameter rule of a policy; see router.Rule.
-type Rule = router.Rule
-
 // Service is the persisted record of one service.
 type Service struct {
 	Name string `json:"name"`
 	// NextSeq is the sequence number the next version gets.
-	NextSeq int    `json:"next_seq"`
-	Policy  Policy `json:"policy"`
+	NextSeq int           `json:"next_seq"`
+	Policy  policy.Policy `json:"policy"`
 	// Stables lists, oldest first, the versions that held 100% of the split;
 	// the last one is the stable version. Rollback to the previous stable
 	// truncates the list, so repeated rollbacks walk back in time.
@@ -232,9 +226,9 @@ type Event struct {
 	Origin  Origin    `json:"origin"`
 	// Op is the operation that caused the event: deploy, traffic, route,
 	// promote, rollback, redeploy, abort, retire, recover.
-	Op      string  `json:"op"`
-	Message string  `json:"message"`
-	Status  Status  `json:"status,omitempty"`
-	Reason  *Reason `json:"reason,omitempty"`
-	Policy  *Policy `json:"policy,omitempty"`
+	Op      string         `json:"op"`
+	Message string         `json:"message"`
+	Status  Status         `json:"status,omitempty"`
+	Reason  *Reason        `json:"reason,omitempty"`
+	Policy  *policy.Policy `json:"policy,omitempty"`
 }

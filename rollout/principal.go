@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/sluicehq/sluice/rollout/manifest"
+	"github.com/sluicehq/sluice/rollout/policy"
 )
 
 // GitHub's rules: owners are alphanumerics and single inner hyphens (at
@@ -129,7 +130,7 @@ func (e *Engine) SetRepo(ctx context.Context, service, repo string, origin Origi
 	}
 	now := e.now().UTC()
 	if isNotFound(err) {
-		svc = Service{Name: service, NextSeq: 1, Policy: Policy{Split: map[string]int{}}, CreatedAt: now}
+		svc = Service{Name: service, NextSeq: 1, Policy: policy.Policy{Split: map[string]int{}}, CreatedAt: now}
 	} else if svc.Repo == repo {
 		return e.status(service)
 	}

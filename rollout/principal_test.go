@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/rollout"
+	"github.com/sluicehq/sluice/rollout/policy"
 )
 
 // TestForeignPrincipalChangesNothing: every operation that changes a
@@ -45,7 +46,7 @@ func TestForeignPrincipalChangesNothing(t *testing.T) {
 			return err
 		},
 		"route": func(svc, v string, o rollout.Origin) error {
-			_, err := h.eng.Route(ctx, svc, rollout.Rule{Version: v, Match: map[string]string{"env": "x"}}, o)
+			_, err := h.eng.Route(ctx, svc, policy.Rule{Version: v, Match: map[string]string{"env": "x"}}, o)
 			return err
 		},
 		"unroute": func(svc, v string, o rollout.Origin) error { _, err := h.eng.ClearRoutes(ctx, svc, "", o); return err },

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/sluicehq/sluice/rollout/policy"
 	"github.com/sluicehq/sluice/rollout/router"
 	"github.com/sluicehq/sluice/rollout/runtime"
 )
@@ -17,7 +18,7 @@ type ServiceStatus struct {
 	Stable   string          `json:"stable"`
 	Repo     string          `json:"repo,omitempty"`
 	Versions []VersionStatus `json:"versions"`
-	Policy   Policy          `json:"policy"`
+	Policy   policy.Policy   `json:"policy"`
 }
 
 // VersionStatus is a version with what is derived from the live state.
@@ -108,7 +109,7 @@ func (e *Engine) Predict(ctx context.Context, service, query string) (Prediction
 		return Prediction{}, err
 	}
 	query = strings.TrimPrefix(query, "?")
-	c, err := router.Compile(svc.Policy)
+	c, err := policy.Compile(svc.Policy)
 	if err != nil {
 		return Prediction{}, fmt.Errorf("compile policy of %s: %w", service, err)
 	}
@@ -117,7 +118,7 @@ func (e *Engine) Predict(ctx context.Context, service, query string) (Prediction
 	if d.Rule >= 0 {
 		r := svc.Policy.Rules[d.Rule]
 		p.Version, p.Rule, p.Match = d.Version, d.Rule+1, r.Match
-		p.Reason = fmt.Sprintf("rule %d matched (%s)", d.Rule+1, router.FormatMatch(r.Match))
+		p.Reason = fmt.Sprintf("rule %d matched (%s)", d.Rule+1, policy.FormatMatch(r.Match))
 		return p, nil
 	}
 	for _, w := range c.Split() {

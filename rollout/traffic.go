@@ -9,14 +9,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sluicehq/sluice/rollout/router"
+	"github.com/sluicehq/sluice/rollout/policy"
 )
 
 // TrafficRequest replaces parts of a service's policy. A nil field is left
 // as it is.
 type TrafficRequest struct {
 	Split map[string]int
-	Rules *[]Rule
+	Rules *[]policy.Rule
 }
 
 // Traffic replaces the split and/or the rules of a service's policy. The
@@ -24,7 +24,7 @@ type TrafficRequest struct {
 // are normal); an *Error means nothing changed. When Traffic returns nil,
 // the new policy is committed and already routes new requests.
 func (e *Engine) Traffic(ctx context.Context, service string, req TrafficRequest, origin Origin) (ServiceStatus, error) {
-	return e.changePolicy(service, "traffic", origin, func(s *Service, vs []Version) (Policy, error) {
+	return e.changePolicy(service, "traffic", origin, func(s *Service, vs []Version) (policy.Policy, error) {
 		p := clonePolicy(s.Policy)
 		if req.Split != nil {
 			p.Split = req.Split
@@ -37,16 +37,16 @@ func (e *Engine) Traffic(ctx context.Context, service string, req TrafficRequest
 }
 
 // Route appends a rule to a service's policy.
-func (e *Engine) Route(ctx context.Context, service string, rule Rule, origin Origin) (ServiceStatus, error) {
+func (e *Engine) Route(ctx context.Context, service string, rule policy.Rule, origin Origin) (ServiceStatus, error) {
 	if len(rule.Match) == 0 {
 		return ServiceStatus{}, invalid(ErrCodeInvalidRule, "a rule needs at least one key=glob condition")
 	}
 	// The rule on its own first, so its own mistakes are named before the
 	// rest of the policy is looked at.
-	if err := (Policy{Rules: []Rule{rule}, Split: map[string]int{rule.Version: 100}}).Validate(); err != nil {
+	if err := (policy.Policy{Rules: []policy.Rule{rule}, Split: map[string]int{rule.Version: 100}}).Validate(); err != nil {
 		return ServiceStatus{}, invalid(ErrCodeInvalidRule, "%v", err)
 	}
-	return e.changePolicy(service, "route", origin, func(s *Service, vs []Version) (Policy, error) {
+	return e.changePolicy(service, "route", origin, func(s *Service, vs []Version) (policy.Policy, error) {
 		p := clonePolicy(s.Policy)
 		p.Rules = append(p.Rules, rule)
 		return p, e.startStopped(service, p, vs, origin)
@@ -56,14 +56,14 @@ func (e *Engine) Route(ctx context.Context, service string, rule Rule, origin Or
 // ClearRoutes removes the rules of a service that send traffic to version,
 // or every rule when version is "".
 func (e *Engine) ClearRoutes(ctx context.Context, service, version string, origin Origin) (ServiceStatus, error) {
-	return e.changePolicy(service, "unroute", origin, func(s *Service, vs []Version) (Policy, error) {
+	return e.changePolicy(service, "unroute", origin, func(s *Service, vs []Version) (policy.Policy, error) {
 		if version != "" {
 			if _, ok := findVersion(vs, version); !ok {
-				return Policy{}, notFound(ErrCodeUnknownVersion, "service %s has no version %q", service, version)
+				return policy.Policy{}, notFound(ErrCodeUnknownVersion, "service %s has no version %q", service, version)
 			}
 		}
 		p := clonePolicy(s.Policy)
-		p.Rules = keepRules(p.Rules, func(r Rule) bool { return version != "" && r.Version != version })
+		p.Rules = keepRules(p.Rules, func(r policy.Rule) bool { return version != "" && r.Version != version })
 		return p, nil
 	})
 }
@@ -71,14 +71,14 @@ func (e *Engine) ClearRoutes(ctx context.Context, service, version string, origi
 // Promote gives version 100% of the split and makes it stable. Rules that
 // send traffic to other versions are dropped unless keepRules.
 func (e *Engine) Promote(ctx context.Context, service, version string, keepOther bool, origin Origin) (ServiceStatus, error) {
-	return e.changePolicy(service, "promote", origin, func(s *Service, vs []Version) (Policy, error) {
+	return e.changePolicy(service, "promote", origin, func(s *Service, vs []Version) (policy.Policy, error) {
 		if _, ok := findVersion(vs, version); !ok {
-			return Policy{}, notFound(ErrCodeUnknownVersion, "service %s has no version %q", service, version)
+			return policy.Policy{}, notFound(ErrCodeUnknownVersion, "service %s has no version %q", service, version)
 		}
 		p := clonePolicy(s.Policy)
 		p.Split = map[string]int{version: 100}
 		if !keepOther {
-			p.Rules = keepRules(p.Rules, func(r Rule) bool { return r.Version == version })
+			p.Rules = keepRules(p.Rules, func(r policy.Rule) bool { return r.Version == version })
 		}
 		return p, e.startStopped(service, p, vs, origin)
 	})
@@ -89,7 +89,7 @@ func (e *Engine) Promote(ctx context.Context, service, version string, keepOther
 // Rolling back to the previous stable walks the stable history back, so a
 // second rollback goes one further.
 func (e *Engine) Rollback(ctx context.Context, service, version string, origin Origin) (ServiceStatus, error) {
-	return e.changePolicy(service, "rollback", origin, func(s *Service, vs []Version) (Policy, error) {
+	return e.changePolicy(service, "rollback", origin, func(s *Service, vs []Version) (policy.Policy, error) {
 		target := version
 		if target == "" {
 			idx := -1
@@ -101,40 +101,40 @@ func (e *Engine) Rollback(ctx context.Context, service, version string, origin O
 				}
 			}
 			if idx < 0 {
-				return Policy{}, conflict(ErrCodeNoStable, "service %s has no previous stable version to roll back to; name a version", service)
+				return policy.Policy{}, conflict(ErrCodeNoStable, "service %s has no previous stable version to roll back to; name a version", service)
 			}
 			target = s.Stables[idx]
 			s.Stables = s.Stables[:idx+1]
 		}
 		j, ok := findVersion(vs, target)
 		if !ok {
-			return Policy{}, notFound(ErrCodeUnknownVersion, "service %s has no version %q", service, target)
+			return policy.Policy{}, notFound(ErrCodeUnknownVersion, "service %s has no version %q", service, target)
 		}
 		if vs[j].Status == StatusStopped {
 			if err := e.restart(&vs[j], origin); err != nil {
-				return Policy{}, err
+				return policy.Policy{}, err
 			}
 		}
-		return Policy{Split: map[string]int{target: 100}, Rules: []Rule{}}, nil
+		return policy.Policy{Split: map[string]int{target: 100}, Rules: []policy.Rule{}}, nil
 	})
 }
 
 // Abort removes version (a canary) from the split and the rules; the stable
 // version gets its share back.
 func (e *Engine) Abort(ctx context.Context, service, version string, origin Origin) (ServiceStatus, error) {
-	return e.changePolicy(service, "abort", origin, func(s *Service, vs []Version) (Policy, error) {
+	return e.changePolicy(service, "abort", origin, func(s *Service, vs []Version) (policy.Policy, error) {
 		if _, ok := findVersion(vs, version); !ok {
-			return Policy{}, notFound(ErrCodeUnknownVersion, "service %s has no version %q", service, version)
+			return policy.Policy{}, notFound(ErrCodeUnknownVersion, "service %s has no version %q", service, version)
 		}
 		stable := s.Stable()
 		if stable == "" || stable == version {
-			return Policy{}, conflict(ErrCodeNoStable, "%s is the stable version of %s; there is nothing to abort to (use rollback)", version, service)
+			return policy.Policy{}, conflict(ErrCodeNoStable, "%s is the stable version of %s; there is nothing to abort to (use rollback)", version, service)
 		}
-		if _, ok := s.Policy.Split[version]; !ok && !slices.ContainsFunc(s.Policy.Rules, func(r Rule) bool { return r.Version == version }) {
-			return Policy{}, conflict(ErrCodeUnchanged, "%s has no traffic and no rule in %s: nothing changed (aborted already?)", version, service)
+		if _, ok := s.Policy.Split[version]; !ok && !slices.ContainsFunc(s.Policy.Rules, func(r policy.Rule) bool { return r.Version == version }) {
+			return policy.Policy{}, conflict(ErrCodeUnchanged, "%s has no traffic and no rule in %s: nothing changed (aborted already?)", version, service)
 		}
 		p := clonePolicy(s.Policy)
-		p.Rules = keepRules(p.Rules, func(r Rule) bool { return r.Version != version })
+		p.Rules = keepRules(p.Rules, func(r policy.Rule) bool { return r.Version != version })
 		if w, ok := p.Split[version]; ok {
 			delete(p.Split, version)
 			p.Split[stable] += w
@@ -144,15 +144,15 @@ func (e *Engine) Abort(ctx context.Context, service, version string, origin Orig
 		}
 		if j, _ := findVersion(vs, stable); vs[j].Status == StatusStopped && p.Split[stable] > 0 {
 			if err := e.restart(&vs[j], origin); err != nil {
-				return Policy{}, err
+				return policy.Policy{}, err
 			}
 		}
 		return p, nil
 	})
 }
 
-func keepRules(rs []Rule, keep func(Rule) bool) []Rule {
-	out := []Rule{}
+func keepRules(rs []policy.Rule, keep func(policy.Rule) bool) []policy.Rule {
+	out := []policy.Rule{}
 	for _, r := range rs {
 		if keep(r) {
 			out = append(out, r)
@@ -165,7 +165,7 @@ func keepRules(rs []Rule, keep func(Rule) bool) []Rule {
 // origin's principal must own the service (see authorize), decide computes the next policy (it may edit the service's stable history and
 // restart a stopped version), then commitPolicy validates, persists and
 // publishes it.
-func (e *Engine) changePolicy(service, op string, origin Origin, decide func(*Service, []Version) (Policy, error)) (ServiceStatus, error) {
+func (e *Engine) changePolicy(service, op string, origin Origin, decide func(*Service, []Version) (policy.Policy, error)) (ServiceStatus, error) {
 	unlock := e.lock(service)
 	defer unlock()
 	svc, vs, err := e.loadService(service)
@@ -186,7 +186,7 @@ func (e *Engine) changePolicy(service, op string, origin Origin, decide func(*Se
 }
 
 // validatePolicy checks a policy against a service's versions.
-func validatePolicy(service string, p Policy, vs []Version) error {
+func validatePolicy(service string, p policy.Policy, vs []Version) error {
 	if err := p.Validate(); err != nil {
 		return invalid(ErrCodeInvalidPolicy, "%v", err)
 	}
@@ -228,12 +228,12 @@ func validatePolicy(service string, p Policy, vs []Version) error {
 // times, commits it all with a policy event (plus extra events) in one
 // transaction, then publishes the new routing table. On error nothing is
 // committed.
-func (e *Engine) commitPolicy(svc *Service, vs []Version, p Policy, op string, origin Origin, extra ...Event) error {
+func (e *Engine) commitPolicy(svc *Service, vs []Version, p policy.Policy, op string, origin Origin, extra ...Event) error {
 	if p.Split == nil {
 		p.Split = map[string]int{}
 	}
 	if p.Rules == nil {
-		p.Rules = []Rule{}
+		p.Rules = []policy.Rule{}
 	}
 	for v, w := range p.Split {
 		if w == 0 {
@@ -245,7 +245,7 @@ func (e *Engine) commitPolicy(svc *Service, vs []Version, p Policy, op string, o
 	}
 	if e.plane != nil {
 		if err := e.plane.ApplyPolicy(e.ctx, svc.Name, p); err != nil {
-			if errors.Is(err, router.ErrInvalidPolicy) {
+			if errors.Is(err, policy.ErrInvalidPolicy) {
 				return invalid(ErrCodeInvalidPolicy, "%v", err)
 			}
 			return conflict(ErrCodeDataPlane, "the new policy of %s was not applied, the previous one still routes: %v", svc.Name, err)
@@ -281,22 +281,22 @@ func (e *Engine) commitPolicy(svc *Service, vs []Version, p Policy, op string, o
 }
 
 // describePolicy renders a policy on one line for the history log.
-func describePolicy(p Policy) string {
+func describePolicy(p policy.Policy) string {
 	var parts []string
 	for _, w := range sortedSplit(p) {
 		parts = append(parts, fmt.Sprintf("%s=%d%%", w.Version, w.Percent))
 	}
 	s := "split " + strings.Join(parts, " ")
 	for i, r := range p.Rules {
-		s += fmt.Sprintf("; rule %d %s -> %s", i+1, router.FormatMatch(r.Match), r.Version)
+		s += fmt.Sprintf("; rule %d %s -> %s", i+1, policy.FormatMatch(r.Match), r.Version)
 	}
 	return s
 }
 
-func sortedSplit(p Policy) []router.Weight {
-	out := make([]router.Weight, 0, len(p.Split))
+func sortedSplit(p policy.Policy) []policy.Weight {
+	out := make([]policy.Weight, 0, len(p.Split))
 	for v, w := range p.Split {
-		out = append(out, router.Weight{Version: v, Percent: w})
+		out = append(out, policy.Weight{Version: v, Percent: w})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
 	return out
@@ -307,7 +307,7 @@ func sortedSplit(p Policy) []router.Weight {
 // naming it: p is validated first as if they were normal, so a policy
 // that would be refused anyway starts nothing. Caller holds the service
 // lock.
-func (e *Engine) startStopped(service string, p Policy, vs []Version, origin Origin) error {
+func (e *Engine) startStopped(service string, p policy.Policy, vs []Version, origin Origin) error {
 	probe := slices.Clone(vs)
 	var stopped []int
 	for i := range probe {

@@ -3,6 +3,8 @@ package rollout
 import (
 	"errors"
 	"maps"
+
+	"github.com/sluicehq/sluice/rollout/policy"
 )
 
 func isNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
@@ -17,13 +19,13 @@ func findVersion(vs []Version, name string) (int, bool) {
 }
 
 // clonePolicy deep-copies a policy so edits never alias a stored value.
-func clonePolicy(p Policy) Policy {
-	out := Policy{Split: maps.Clone(p.Split), Rules: make([]Rule, len(p.Rules))}
+func clonePolicy(p policy.Policy) policy.Policy {
+	out := policy.Policy{Split: maps.Clone(p.Split), Rules: make([]policy.Rule, len(p.Rules))}
 	if out.Split == nil {
 		out.Split = map[string]int{}
 	}
 	for i, r := range p.Rules {
-		out.Rules[i] = Rule{Version: r.Version, Match: maps.Clone(r.Match)}
+		out.Rules[i] = policy.Rule{Version: r.Version, Match: maps.Clone(r.Match)}
 	}
 	return out
 }
@@ -37,7 +39,7 @@ func cloneConfig(c Config) Config {
 }
 
 // inPolicy reports whether a version has weight or a rule in p.
-func inPolicy(p Policy, version string) bool {
+func inPolicy(p policy.Policy, version string) bool {
 	if p.Split[version] > 0 {
 		return true
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/rollout"
+	"github.com/sluicehq/sluice/rollout/policy"
 )
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -37,8 +38,8 @@ func service(name string) rollout.Service {
 	return rollout.Service{
 		Name:    name,
 		NextSeq: 3,
-		Policy: rollout.Policy{
-			Rules: []rollout.Rule{{Version: name + "-002", Match: map[string]string{"env": "beta*"}}},
+		Policy: policy.Policy{
+			Rules: []policy.Rule{{Version: name + "-002", Match: map[string]string{"env": "beta*"}}},
 			Split: map[string]int{name + "-001": 100},
 		},
 		Stables:   []string{name + "-001"},

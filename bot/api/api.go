@@ -19,7 +19,7 @@ import (
 	"github.com/sluicehq/sluice/bot/auth"
 	"github.com/sluicehq/sluice/bot/redact"
 	"github.com/sluicehq/sluice/rollout"
-	"github.com/sluicehq/sluice/rollout/router"
+	"github.com/sluicehq/sluice/rollout/policy"
 )
 
 // Engine is what the API needs of the domain.
@@ -29,7 +29,7 @@ type Engine interface {
 	Deploy(ctx context.Context, req rollout.DeployRequest) (rollout.Version, error)
 	Redeploy(ctx context.Context, service, version string, req rollout.RedeployRequest) (rollout.Version, error)
 	Traffic(ctx context.Context, service string, req rollout.TrafficRequest, origin rollout.Origin) (rollout.ServiceStatus, error)
-	Route(ctx context.Context, service string, rule rollout.Rule, origin rollout.Origin) (rollout.ServiceStatus, error)
+	Route(ctx context.Context, service string, rule policy.Rule, origin rollout.Origin) (rollout.ServiceStatus, error)
 	ClearRoutes(ctx context.Context, service, version string, origin rollout.Origin) (rollout.ServiceStatus, error)
 	Predict(ctx context.Context, service, query string) (rollout.Prediction, error)
 	Promote(ctx context.Context, service, version string, keepRules bool, origin rollout.Origin) (rollout.ServiceStatus, error)
@@ -426,8 +426,8 @@ func (s *server) redeploy(c echo.Context) error {
 
 // PolicyBody replaces the split and/or the rules; an absent field is kept.
 type PolicyBody struct {
-	Split map[string]int  `json:"split"`
-	Rules *[]rollout.Rule `json:"rules"`
+	Split map[string]int `json:"split"`
+	Rules *[]policy.Rule `json:"rules"`
 }
 
 func (s *server) traffic(c echo.Context) error {
@@ -463,14 +463,14 @@ func (s *server) route(c echo.Context) error {
 			return fail(http.StatusBadRequest, "invalid_rule", "give match or query, not both")
 		}
 		var err error
-		if m, err = router.ParseMatch(b.Query); err != nil {
+		if m, err = policy.ParseMatch(b.Query); err != nil {
 			return fail(http.StatusBadRequest, "invalid_rule", "%v", err)
 		}
 	}
 	if b.Version == "" {
 		return fail(http.StatusBadRequest, "invalid_rule", "a rule needs a version")
 	}
-	st, err := s.eng.Route(c.Request().Context(), c.Param("service"), rollout.Rule{Version: b.Version, Match: m}, origin(c))
+	st, err := s.eng.Route(c.Request().Context(), c.Param("service"), policy.Rule{Version: b.Version, Match: m}, origin(c))
 	if err != nil {
 		return err
 	}

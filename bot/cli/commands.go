@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sluicehq/sluice/rollout/router"
+	"github.com/sluicehq/sluice/rollout/policy"
 	"github.com/sluicehq/sluice/rollout/source"
 )
 
@@ -250,7 +250,7 @@ func (c *RouteCmd) Run(env *Env) error {
 	if c.Version == "" || c.Match == "" {
 		return fmt.Errorf("usage: sluice route SERVICE VERSION 'key=glob[&key=glob]'  or  sluice route SERVICE --clear")
 	}
-	m, err := router.ParseMatch(c.Match)
+	m, err := policy.ParseMatch(c.Match)
 	if err != nil {
 		return fmt.Errorf("invalid rule: %v", err)
 	}
@@ -618,7 +618,7 @@ func renderStatus(w io.Writer, st statusJSON) {
 		fmt.Fprintf(w, "  %-14s %-26s %3d%% %s%s  %s\n", v.Name, status, v.Traffic, bar, extra, v.URL)
 	}
 	for i, r := range st.Policy.Rules {
-		fmt.Fprintf(w, "  rule %d: %s -> %s\n", i+1, router.FormatMatch(r.Match), r.Version)
+		fmt.Fprintf(w, "  rule %d: %s -> %s\n", i+1, policy.FormatMatch(r.Match), r.Version)
 	}
 	for _, v := range st.Versions {
 		if v.Reason.Code != "" && v.Status != "normal" {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"unicode"
 
-	"github.com/sluicehq/sluice/rollout/router"
+	"github.com/sluicehq/sluice/rollout/policy"
 )
 
 // MaxServiceNameLength is the longest service name a command accepts: a
@@ -74,7 +74,7 @@ func parseRoute(args []string) (Command, string) {
 	if len(args) == 0 {
 		return Command{}, "The match is missing, e.g. /route env=beta or /route env=beta&region=eu*."
 	}
-	m, err := router.ParseMatch(strings.TrimPrefix(args[0], "?"))
+	m, err := policy.ParseMatch(strings.TrimPrefix(args[0], "?"))
 	if err != nil {
 		return Command{}, sentence(err.Error())
 	}

@@ -43,7 +43,7 @@ type Command struct {
 	Service string
 	// Percent is the canary's share of the split, 0..100 (/canary only).
 	Percent int
-	// Match maps a query key to a glob, as router.ParseMatch returns it
+	// Match maps a query key to a glob, as policy.ParseMatch returns it
 	// (/route only, where it has at least one key).
 	Match map[string]string
 	// Query is the query string as given, without a leading '?' (/predict

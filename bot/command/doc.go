@@ -10,7 +10,7 @@
 // paths) are not sluice's and produce nothing.
 //
 // The package is pure: no I/O, no clock, no logging. It imports only the
-// standard library and rollout/router (for ParseMatch, so that /route
+// standard library and rollout/policy (for ParseMatch, so that /route
 // accepts exactly the globs the router does); it must not import rollout,
 // the store, go-github or any other front door. Running a command (checking
 // permissions, calling the engine, replying) belongs to the caller.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluicehq/sluice/bot/dashboard"
 	"github.com/sluicehq/sluice/rollout"
+	"github.com/sluicehq/sluice/rollout/policy"
 )
 
 // fakeEngine serves fixed statuses.
@@ -50,7 +51,7 @@ func TestDashboardShowsVersionsButNoDetails(t *testing.T) {
 		Reason: rollout.Reason{Code: "ProcessExited", Detail: "log: password=hunter2", Suggestion: "Fix the run command."}}}
 	eng := fakeEngine{"hello": {Name: "hello", URL: "http://hello.localhost:8000/", Stable: "hello-001",
 		Versions: []rollout.VersionStatus{v1, v2},
-		Policy:   rollout.Policy{Split: map[string]int{"hello-001": 100}, Rules: []rollout.Rule{{Version: "hello-001", Match: map[string]string{"env": "beta*"}}}}}}
+		Policy:   policy.Policy{Split: map[string]int{"hello-001": 100}, Rules: []policy.Rule{{Version: "hello-001", Match: map[string]string{"env": "beta*"}}}}}}
 	e := echo.New()
 	dashboard.Register(e, eng)
 	srv := httptest.NewServer(e)
@@ -85,7 +86,7 @@ func TestAnonymousDashboard(t *testing.T) {
 		Config:    rollout.Config{Build: "go build -ldflags=-X.key=s3cret-build", Run: "./app --secret-run"},
 		CreatedBy: rollout.Origin{Via: "comment", Actor: "alice-secret", PR: 12, Repo: "acme/private-repo", URL: "https://github.com/acme/private-repo/pull/12"}}}
 	eng := fakeEngine{"hello": {Name: "hello", Repo: "acme/private-repo", Stable: "hello-001", Versions: []rollout.VersionStatus{v1},
-		Policy: rollout.Policy{Split: map[string]int{"hello-001": 100}}}}
+		Policy: policy.Policy{Split: map[string]int{"hello-001": 100}}}}
 	for _, tc := range []struct {
 		name string
 		opts []dashboard.Option
@@ -142,7 +143,7 @@ func TestDashboardHidesSecretsAndURLCredentials(t *testing.T) {
 		Reason: rollout.Reason{Code: "HealthCheckFailed",
 			Suggestion: "Check https://deploy:pa55word@db.internal/ and tok3n-Zq81-xy, or ask with admin-t0ken-123."}}}
 	eng := fakeEngine{"hello": {Name: "hello", Versions: []rollout.VersionStatus{v},
-		Policy: rollout.Policy{Rules: []rollout.Rule{{Version: "hello-001", Match: map[string]string{"key": "tok3n-Zq81-xy"}}}}}}
+		Policy: policy.Policy{Rules: []policy.Rule{{Version: "hello-001", Match: map[string]string{"key": "tok3n-Zq81-xy"}}}}}}
 	e := echo.New()
 	dashboard.Register(e, eng, dashboard.WithSecrets("admin-t0ken-123"))
 	srv := httptest.NewServer(e)

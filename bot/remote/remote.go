@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/rollout"
+	"github.com/sluicehq/sluice/rollout/policy"
 )
 
 // Engine calls a sluice server. Safe for concurrent use.
@@ -270,7 +271,7 @@ func (e *Engine) Traffic(ctx context.Context, service string, req rollout.Traffi
 }
 
 // Route appends a rule.
-func (e *Engine) Route(ctx context.Context, service string, r rollout.Rule, o rollout.Origin) (rollout.ServiceStatus, error) {
+func (e *Engine) Route(ctx context.Context, service string, r policy.Rule, o rollout.Origin) (rollout.ServiceStatus, error) {
 	return e.statusCall(ctx, http.MethodPost, p("/services/%s/rules", service), nil, map[string]any{"version": r.Version, "match": r.Match}, o)
 }
 

@@ -8,6 +8,6 @@
 // under GitHub's limits (MaxSticky, MaxCheckText); bot/redact hides secrets:
 // callers redact every string that carries logs before posting it.
 //
-// It imports rollout, rollout/router and bot/command for their types; it
+// It imports rollout, rollout/policy and bot/command for their types; it
 // must not import go-github, echo, the store or the runtime drivers.
 package render

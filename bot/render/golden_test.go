@@ -10,7 +10,7 @@ import (
 
 	"github.com/sluicehq/sluice/bot/command"
 	"github.com/sluicehq/sluice/rollout"
-	"github.com/sluicehq/sluice/rollout/router"
+	"github.com/sluicehq/sluice/rollout/policy"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden with the current output")
@@ -58,8 +58,8 @@ const runDetail = "Instance 0 (run command `./app`, port 41234) exited with stat
 func canaryStatus() rollout.ServiceStatus {
 	return rollout.ServiceStatus{
 		Name: "hello", URL: "http://hello.localtest.me:8080/", Stable: "hello-003",
-		Policy: router.Policy{
-			Rules: []router.Rule{
+		Policy: policy.Policy{
+			Rules: []policy.Rule{
 				{Version: "hello-004", Match: map[string]string{"env": "beta*"}},
 				{Version: "hello-004", Match: map[string]string{"user": "{alice,bob}", "region": "eu"}},
 			},
@@ -84,7 +84,7 @@ func failedStatus() rollout.ServiceStatus {
 		Suggestion: "Make /healthz answer 2xx once the app is ready, or fix what it reports; the previous configuration keeps serving."}
 	return rollout.ServiceStatus{
 		Name: "hello", URL: "http://hello.localtest.me:8080/", Stable: "hello-004",
-		Policy: router.Policy{Split: map[string]int{"hello-004": 100}},
+		Policy: policy.Policy{Split: map[string]int{"hello-004": 100}},
 		Versions: []rollout.VersionStatus{
 			vs("hello-003", 3, rollout.StatusNormal, 0),
 			dfailed,

@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/sluicehq/sluice/rollout"
-	"github.com/sluicehq/sluice/rollout/router"
+	"github.com/sluicehq/sluice/rollout/policy"
 )
 
 // maxStatusRows is how many versions a status table lists; versions that
@@ -71,7 +71,7 @@ func Status(st rollout.ServiceStatus) string {
 	if len(st.Policy.Rules) > 0 {
 		b.WriteString("\n**Rules**, tried in order; the first match wins and other requests follow the split:\n\n")
 		for i, r := range st.Policy.Rules {
-			fmt.Fprintf(&b, "%d. %s → %s\n", i+1, Code(router.FormatMatch(r.Match)), Code(r.Version))
+			fmt.Fprintf(&b, "%d. %s → %s\n", i+1, Code(policy.FormatMatch(r.Match)), Code(r.Version))
 		}
 	}
 	for _, v := range shown {
@@ -203,7 +203,7 @@ func Prediction(service string, p rollout.Prediction) string {
 	case p.Rule > 0 && p.Version != "":
 		why := fmt.Sprintf("rule %d matches", p.Rule)
 		if len(p.Match) > 0 {
-			why += " (" + Code(router.FormatMatch(p.Match)) + ")"
+			why += " (" + Code(policy.FormatMatch(p.Match)) + ")"
 		}
 		switch {
 		case p.Rule == 2:

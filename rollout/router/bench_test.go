@@ -11,52 +11,18 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"testing"
+
+	"github.com/sluicehq/sluice/rollout/policy"
 )
 
-// benchPolicy has n rules none of which matches benchQuery, unless
-// lastMatches, when the last one does.
-func benchPolicy(n int, lastMatches bool) Policy {
-	p := Policy{Split: map[string]int{"hello-001": 90, "hello-002": 10}}
-	for i := range n {
-		p.Rules = append(p.Rules, Rule{
-			Version: fmt.Sprintf("hello-%03d", i+3),
-			Match:   map[string]string{"env": fmt.Sprintf("canary-%d*", i), "region": "eu-*"},
-		})
-	}
-	if lastMatches {
-		p.Rules[n-1].Match = map[string]string{"env": "prod", "region": "eu-*", "user": "1[0-9]*"}
-	}
-	return p
+// benchPolicy is a 90/10 split with a rule benchQuery does not match, so
+// every request goes through the rules and then the split.
+var benchPolicy = policy.Policy{
+	Rules: []policy.Rule{{Version: "hello-003", Match: map[string]string{"env": "canary*", "region": "eu-*"}}},
+	Split: map[string]int{"hello-001": 90, "hello-002": 10},
 }
 
 const benchQuery = "env=prod&region=eu-west&user=123"
-
-func BenchmarkDecide(b *testing.B) {
-	for _, n := range []int{10, 100, 1000} {
-		cases := []struct {
-			name  string
-			query string
-			last  bool
-		}{
-			{"empty", "", false},
-			{"nomatch", benchQuery, false},
-			{"lastmatch", benchQuery, true},
-			{"escaped", "env=pr%6Fd&region=eu+west&user=123", false},
-		}
-		for _, tc := range cases {
-			b.Run(fmt.Sprintf("rules=%d/%s", n, tc.name), func(b *testing.B) {
-				c, err := Compile(benchPolicy(n, tc.last))
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.ReportAllocs()
-				for b.Loop() {
-					c.Decide(tc.query)
-				}
-			})
-		}
-	}
-}
 
 func BenchmarkProxy(b *testing.B) {
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -64,7 +30,7 @@ func BenchmarkProxy(b *testing.B) {
 	}))
 	defer backend.Close()
 	r := New("sluice.test", WithLogger(slog.New(slog.DiscardHandler)))
-	pol, err := Compile(benchPolicy(10, false))
+	pol, err := policy.Compile(benchPolicy)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -130,7 +96,7 @@ func BenchmarkServe(b *testing.B) {
 	}))
 	defer inst.Close()
 	r := New("sluice.test", WithLogger(slog.New(slog.DiscardHandler)))
-	pol, err := Compile(Policy{Split: map[string]int{"hello-001": 90, "hello-002": 10}})
+	pol, err := policy.Compile(policy.Policy{Split: map[string]int{"hello-001": 90, "hello-002": 10}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/rollout/policy"
 )
 
 // TestChangesUnderLoad is the data path's promise: while clients keep
@@ -46,9 +48,9 @@ func TestChangesUnderLoad(t *testing.T) {
 			}
 		}()
 
-		policy := Policy{Split: map[string]int{"hello-001": 100}}
+		pol := policy.Policy{Split: map[string]int{"hello-001": 100}}
 		table := func() Table {
-			st := ServiceTable{Name: "hello", Policy: mustCompile(t, policy)}
+			st := ServiceTable{Name: "hello", Policy: mustCompile(t, pol)}
 			for _, v := range versions {
 				vt := VersionTable{Name: v}
 				for _, s := range insts[v] {
@@ -114,7 +116,7 @@ func TestChangesUnderLoad(t *testing.T) {
 		// by the new policy.
 		check := func(step int, what string) {
 			t.Helper()
-			c := mustCompile(t, policy)
+			c := mustCompile(t, pol)
 			for _, q := range []string{"", "?beta=1"} {
 				v, err := send("GET", q, "")
 				if err != nil {
@@ -122,10 +124,10 @@ func TestChangesUnderLoad(t *testing.T) {
 				}
 				d := c.Decide(strings.TrimPrefix(q, "?"))
 				if d.Rule >= 0 && v != d.Version || d.Rule < 0 && !c.Holds(v) {
-					t.Fatalf("step %d (%s): first request after the update (query %q) went to %s; policy %+v", step, what, q, v, policy)
+					t.Fatalf("step %d (%s): first request after the update (query %q) went to %s; policy %+v", step, what, q, v, pol)
 				}
-				if len(policy.Split) == 1 && d.Rule < 0 {
-					for want := range policy.Split {
+				if len(pol.Split) == 1 && d.Rule < 0 {
+					for want := range pol.Split {
 						if v != want {
 							t.Fatalf("step %d (%s): went to %s; the split is all %s", step, what, v, want)
 						}
@@ -155,16 +157,16 @@ func TestChangesUnderLoad(t *testing.T) {
 					split[versions[p]] += w
 					left -= w
 				}
-				policy = Policy{Split: split}
+				pol = policy.Policy{Split: split}
 				if rng.IntN(2) == 0 {
-					policy.Rules = []Rule{{Version: versions[rng.IntN(len(versions))], Match: map[string]string{"beta": "1"}}}
+					pol.Rules = []policy.Rule{{Version: versions[rng.IntN(len(versions))], Match: map[string]string{"beta": "1"}}}
 				}
 				what = fmt.Sprintf("traffic %v", split)
 			case k == 1: // promote
 				v := versions[rng.IntN(len(versions))]
-				policy, stable, what = Policy{Split: map[string]int{v: 100}}, v, "promote "+v
+				pol, stable, what = policy.Policy{Split: map[string]int{v: 100}}, v, "promote "+v
 			default: // rollback to the stable version
-				policy, what = Policy{Split: map[string]int{stable: 100}}, "rollback to "+stable
+				pol, what = policy.Policy{Split: map[string]int{stable: 100}}, "rollback to "+stable
 			}
 			r.Update(table())
 			check(step, what)

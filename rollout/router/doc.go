@@ -1,41 +1,15 @@
-// Package router is sluice's data path: it turns a service's traffic policy
-// into a decision per request and forwards the request to an instance of
-// the chosen version.
+// Package router is sluice's data path: it takes each service's compiled
+// traffic policy (package policy: the rules, the split and the one decision
+// function, Compiled.Decide) and forwards every request to an instance of
+// the version that decision chose.
 //
-// It owns the policy's persisted shape (Policy, Rule), its validation and
-// compilation (Validate, Compile, ParseMatch, FormatMatch), the one decision
-// function (Compiled.Decide), the proxy (Router: its own HTTP/1.1 server,
-// Serve and Shutdown, and an http.Handler), the routing table, the limits
-// and the per-version metrics (Stats, Collector). It imports the standard
-// library, github.com/gobwas/glob and
-// github.com/prometheus/client_golang/prometheus; it must not import
-// rollout, store, the runtimes or any front door (bot, api, dashboard):
-// rollout drives it, never the other way round.
-//
-// # Policies
-//
-// Rules are tried in order; the first whose conditions all match wins. A
-// condition is key=glob: the query key is compared exactly (after
-// unescaping), the glob is matched against the key's unescaped value
-// (url.QueryUnescape semantics: '+' is a space, "%41" is "A"; a value with an
-// invalid escape such as "%zz" is matched as written). A repeated key
-// matches if any of its values does; an absent key never matches, not even
-// "*"; "?env" with no '=' has the value "". Requests no rule matches are
-// split at random by whole-percent weights that sum to 100.
-//
-// Globs are github.com/gobwas/glob patterns compiled without separators, so
-// '*' matches any run of characters, '/' and '.' included:
-//
-//   - any run of characters, possibly empty (** is the same)
-//     ?        exactly one character (a UTF-8 rune)
-//     [abc]    one of the listed characters; [!abc] any other one
-//     [a-z]    one character in the range; [!a-z] any other one
-//     {a,b*}   any of the comma-separated alternatives
-//     \c       the character c itself, e.g. \* or \{
-//
-// A class is either one range or a list, not both: [a-z0-9] is rejected
-// (write {[a-z],[0-9]}), and '-' inside a list is a literal. Globs match the
-// whole value: "beta" does not match "beta2"; "beta*" does.
+// It owns the proxy (Router: its own HTTP/1.1 server, Serve and Shutdown,
+// and an http.Handler), the routing table, the limits and the per-version
+// metrics (Stats, Collector). It imports the standard library, package
+// policy and github.com/prometheus/client_golang/prometheus; it must not
+// import rollout, store, the runtimes or any front door (bot, api,
+// dashboard): rollout drives it, never the other way round. Nothing that
+// only needs a policy's shape, validation or match syntax imports router.
 //
 // # The table and the decision
 //

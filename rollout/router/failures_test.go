@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/rollout/policy"
 )
 
 // TestRetryOncePerInstance: an idempotent request an instance drops is sent
@@ -26,11 +28,11 @@ func TestRetryOncePerInstance(t *testing.T) {
 		a, aHits := droppingInstance(t, false)
 		b, bHits := droppingInstance(t, true)
 		_, base := startOn(t, fr.start, Table{Services: []ServiceTable{
-			{Name: "closer", Policy: mustCompile(t, Policy{Split: map[string]int{"closer-001": 100}}),
+			{Name: "closer", Policy: mustCompile(t, policy.Policy{Split: map[string]int{"closer-001": 100}}),
 				Versions: []VersionTable{{Name: "closer-001", Addrs: []string{closer}}}},
-			{Name: "resetter", Policy: mustCompile(t, Policy{Split: map[string]int{"resetter-001": 100}}),
+			{Name: "resetter", Policy: mustCompile(t, policy.Policy{Split: map[string]int{"resetter-001": 100}}),
 				Versions: []VersionTable{{Name: "resetter-001", Addrs: []string{resetter}}}},
-			{Name: "two", Policy: mustCompile(t, Policy{Split: map[string]int{"two-001": 100}}),
+			{Name: "two", Policy: mustCompile(t, policy.Policy{Split: map[string]int{"two-001": 100}}),
 				Versions: []VersionTable{{Name: "two-001", Addrs: []string{a, b}}}},
 		}})
 		tests := []struct {

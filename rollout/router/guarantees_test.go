@@ -20,6 +20,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/sluicehq/sluice/rollout/policy"
 )
 
 // TestDeadInstance: an instance that refuses connections is out of
@@ -31,7 +33,7 @@ func TestDeadInstance(t *testing.T) {
 		dead := deadAddr(t)
 		r, base := startOn(t, fr.start, Table{Services: []ServiceTable{{
 			Name:     "hello",
-			Policy:   mustCompile(t, Policy{Split: map[string]int{"hello-001": 100}}),
+			Policy:   mustCompile(t, policy.Policy{Split: map[string]int{"hello-001": 100}}),
 			Versions: []VersionTable{{Name: "hello-001", Addrs: []string{dead, addrOf(live)}}},
 		}}})
 		for i := range 6 {
@@ -119,12 +121,12 @@ func TestRetryIdempotent(t *testing.T) {
 		_, base := startOn(t, fr.start, Table{Services: []ServiceTable{
 			{
 				Name:     "hello",
-				Policy:   mustCompile(t, Policy{Split: map[string]int{"hello-001": 100}}),
+				Policy:   mustCompile(t, policy.Policy{Split: map[string]int{"hello-001": 100}}),
 				Versions: []VersionTable{{Name: "hello-001", Addrs: []string{broken, addrOf(live)}}},
 			},
 			{
 				Name:     "world",
-				Policy:   mustCompile(t, Policy{Split: map[string]int{"world-001": 100}}),
+				Policy:   mustCompile(t, policy.Policy{Split: map[string]int{"world-001": 100}}),
 				Versions: []VersionTable{{Name: "world-001", Addrs: []string{broken}}},
 			},
 		}})
@@ -206,8 +208,8 @@ func TestSticky(t *testing.T) {
 		tbl := func(split map[string]int, sticky bool) Table {
 			return Table{Services: []ServiceTable{{
 				Name: "hello",
-				Policy: mustCompile(t, Policy{
-					Rules: []Rule{{Version: "hello-002", Match: map[string]string{"beta": "1"}}},
+				Policy: mustCompile(t, policy.Policy{
+					Rules: []policy.Rule{{Version: "hello-002", Match: map[string]string{"beta": "1"}}},
 					Split: split,
 				}),
 				Versions: []VersionTable{
@@ -481,9 +483,9 @@ func TestForwardingHeaders(t *testing.T) {
 			io.WriteString(w, "ok")
 		}))
 		_, base := startOn(t, fr.start, Table{Services: []ServiceTable{
-			{Name: "hello", Policy: mustCompile(t, Policy{Split: map[string]int{"hello-001": 100}}),
+			{Name: "hello", Policy: mustCompile(t, policy.Policy{Split: map[string]int{"hello-001": 100}}),
 				Versions: []VersionTable{{Name: "hello-001", Addrs: []string{echo}}}},
-			{Name: "hop", Policy: mustCompile(t, Policy{Split: map[string]int{"hop-001": 100}}),
+			{Name: "hop", Policy: mustCompile(t, policy.Policy{Split: map[string]int{"hop-001": 100}}),
 				Versions: []VersionTable{{Name: "hop-001", Addrs: []string{hop}}}},
 		}})
 		rc := dialRaw(t, base)
@@ -611,7 +613,7 @@ func TestMetricsExact(t *testing.T) {
 		}))
 		r, base := startOn(t, fr.start, Table{Services: []ServiceTable{{
 			Name:   "hello",
-			Policy: mustCompile(t, Policy{Split: map[string]int{"hello-001": 100}}),
+			Policy: mustCompile(t, policy.Policy{Split: map[string]int{"hello-001": 100}}),
 			Versions: []VersionTable{
 				{Name: "hello-001", Addrs: []string{inst}},
 				{Name: "hello-002"}, // no instance: 503
@@ -642,7 +644,7 @@ func TestMetrics(t *testing.T) {
 	a := instance(t, "a")
 	r, base := startRouter(t, Table{Services: []ServiceTable{{
 		Name:   "hello",
-		Policy: mustCompile(t, Policy{Split: map[string]int{"hello-001": 100}}),
+		Policy: mustCompile(t, policy.Policy{Split: map[string]int{"hello-001": 100}}),
 		Versions: []VersionTable{
 			{Name: "hello-001", Addrs: []string{addrOf(a)}},
 			{Name: "hello-002"}, // no instance: 503

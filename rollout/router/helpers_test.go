@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/rollout/policy"
 )
 
 // rawClient speaks HTTP/1.1 to the router byte by byte, for what a
@@ -116,15 +118,15 @@ func headerLines(body string) http.Header {
 func table1(version string, sticky bool, maxBody int64, addrs ...string) Table {
 	return Table{Services: []ServiceTable{{
 		Name:         "hello",
-		Policy:       mustCompilePolicy(Policy{Split: map[string]int{version: 100}}),
+		Policy:       mustCompilePolicy(policy.Policy{Split: map[string]int{version: 100}}),
 		Versions:     []VersionTable{{Name: version, Addrs: addrs}},
 		Sticky:       sticky,
 		MaxBodyBytes: maxBody,
 	}}}
 }
 
-func mustCompilePolicy(p Policy) *Compiled {
-	c, err := Compile(p)
+func mustCompilePolicy(p policy.Policy) *policy.Compiled {
+	c, err := policy.Compile(p)
 	if err != nil {
 		panic(err)
 	}

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sluicehq/sluice/rollout/policy"
 )
 
 // VersionHeader names the response header that tells which version served
@@ -61,7 +63,7 @@ type Table struct {
 // URL, like an empty split.
 type ServiceTable struct {
 	Name     string
-	Policy   *Compiled
+	Policy   *policy.Compiled
 	Versions []VersionTable
 	// Sticky pins each client of the service's default URL to the version
 	// the split first gave it, with a cookie (see StickyCookiePrefix), for
@@ -126,7 +128,7 @@ type table struct {
 type serviceRoute struct {
 	name     string
 	key      string // lowercase name
-	policy   *Compiled
+	policy   *policy.Compiled
 	versions map[string]*versionRoute // by lowercase name
 	exact    map[string]*versionRoute // by name as written
 	maxBody  int64                    // < 0: no limit
@@ -385,10 +387,10 @@ func (r *Router) Drain(ctx context.Context, addrs []string) error {
 // service with rawQuery to, and why; false if the service is unknown. It is
 // Compiled.Decide over the service's current policy (stickiness aside: a
 // cookie is per client).
-func (r *Router) Decide(service, rawQuery string) (Decision, bool) {
+func (r *Router) Decide(service, rawQuery string) (policy.Decision, bool) {
 	s := r.table.Load().services[strings.ToLower(service)]
 	if s == nil {
-		return Decision{Rule: -1}, false
+		return policy.Decision{Rule: -1}, false
 	}
 	return s.policy.Decide(rawQuery), true
 }

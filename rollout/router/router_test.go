@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/rollout/policy"
 )
 
 const testBase = "sluice.test"
@@ -54,9 +56,9 @@ func deadAddr(t *testing.T) string {
 	return a
 }
 
-func mustCompile(t testing.TB, p Policy) *Compiled {
+func mustCompile(t testing.TB, p policy.Policy) *policy.Compiled {
 	t.Helper()
-	c, err := Compile(p)
+	c, err := policy.Compile(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,8 +172,8 @@ func TestHostRouting(t *testing.T) {
 		_, front := startOn(t, fr.start, Table{Services: []ServiceTable{
 			{
 				Name: "hello",
-				Policy: mustCompile(t, Policy{
-					Rules: []Rule{{Version: "hello-002", Match: map[string]string{"env": "beta*"}}},
+				Policy: mustCompile(t, policy.Policy{
+					Rules: []policy.Rule{{Version: "hello-002", Match: map[string]string{"env": "beta*"}}},
 					Split: map[string]int{"hello-001": 100},
 				}),
 				Versions: []VersionTable{
@@ -181,7 +183,7 @@ func TestHostRouting(t *testing.T) {
 			},
 			{
 				Name:     "world",
-				Policy:   mustCompile(t, Policy{Split: map[string]int{"world-001": 100}}),
+				Policy:   mustCompile(t, policy.Policy{Split: map[string]int{"world-001": 100}}),
 				Versions: []VersionTable{{Name: "world-001", Addrs: []string{addrOf(other)}}},
 			},
 		}})
@@ -242,7 +244,7 @@ func TestProxyPassesRequestAndResponse(t *testing.T) {
 		a := instance(t, "a")
 		_, front := startOn(t, fr.start, Table{Services: []ServiceTable{{
 			Name:     "hello",
-			Policy:   mustCompile(t, Policy{Split: map[string]int{"hello-001": 100}}),
+			Policy:   mustCompile(t, policy.Policy{Split: map[string]int{"hello-001": 100}}),
 			Versions: []VersionTable{{Name: "hello-001", Addrs: []string{addrOf(a)}}},
 		}}})
 		req, err := http.NewRequest("POST", front+"/api/items?x=1&env=prod", strings.NewReader("payload"))
@@ -278,17 +280,17 @@ func TestUnavailable(t *testing.T) {
 		_, front := startOn(t, fr.start, Table{Services: []ServiceTable{
 			{
 				Name:   "hello",
-				Policy: mustCompile(t, Policy{Split: map[string]int{"hello-001": 100}}),
+				Policy: mustCompile(t, policy.Policy{Split: map[string]int{"hello-001": 100}}),
 				Versions: []VersionTable{
 					{Name: "hello-001"}, // no live instance
 					{Name: "hello-002", Addrs: []string{deadAddr(t)}},
 				},
 			},
-			{Name: "fresh", Policy: mustCompile(t, Policy{})}, // before its first version
+			{Name: "fresh", Policy: mustCompile(t, policy.Policy{})}, // before its first version
 			{Name: "nopolicy"},
 			{
 				Name:   "stale",
-				Policy: mustCompile(t, Policy{Split: map[string]int{"stale-007": 100}}), // not in the table
+				Policy: mustCompile(t, policy.Policy{Split: map[string]int{"stale-007": 100}}), // not in the table
 			},
 		}})
 		tests := []struct {
@@ -327,7 +329,7 @@ func TestRoundRobin(t *testing.T) {
 		a, b, c := instance(t, "a"), instance(t, "b"), instance(t, "c")
 		_, front := startOn(t, fr.start, Table{Services: []ServiceTable{{
 			Name:     "hello",
-			Policy:   mustCompile(t, Policy{Split: map[string]int{"hello-001": 100}}),
+			Policy:   mustCompile(t, policy.Policy{Split: map[string]int{"hello-001": 100}}),
 			Versions: []VersionTable{{Name: "hello-001", Addrs: []string{addrOf(a), addrOf(b), addrOf(c)}}},
 		}}})
 		var got []string
@@ -353,7 +355,7 @@ func TestStreaming(t *testing.T) {
 		defer close(more)
 		_, front := startOn(t, fr.start, Table{Services: []ServiceTable{{
 			Name:     "hello",
-			Policy:   mustCompile(t, Policy{Split: map[string]int{"hello-001": 100}}),
+			Policy:   mustCompile(t, policy.Policy{Split: map[string]int{"hello-001": 100}}),
 			Versions: []VersionTable{{Name: "hello-001", Addrs: []string{addrOf(s)}}},
 		}}})
 		req, _ := http.NewRequest("GET", front+"/", nil)
@@ -384,19 +386,19 @@ func TestRouterDecide(t *testing.T) {
 	r := New(testBase)
 	r.Update(Table{Services: []ServiceTable{{
 		Name: "hello",
-		Policy: mustCompile(t, Policy{
-			Rules: []Rule{{Version: "hello-002", Match: map[string]string{"env": "beta"}}},
+		Policy: mustCompile(t, policy.Policy{
+			Rules: []policy.Rule{{Version: "hello-002", Match: map[string]string{"env": "beta"}}},
 			Split: map[string]int{"hello-001": 100},
 		}),
 	}}})
 	tests := []struct {
 		service, query string
-		want           Decision
+		want           policy.Decision
 		ok             bool
 	}{
-		{"hello", "env=beta", Decision{Version: "hello-002", Rule: 0}, true},
-		{"HELLO", "", Decision{Version: "hello-001", Rule: -1}, true},
-		{"nope", "env=beta", Decision{Rule: -1}, false},
+		{"hello", "env=beta", policy.Decision{Version: "hello-002", Rule: 0}, true},
+		{"HELLO", "", policy.Decision{Version: "hello-001", Rule: -1}, true},
+		{"nope", "env=beta", policy.Decision{Rule: -1}, false},
 	}
 	for _, tt := range tests {
 		got, ok := r.Decide(tt.service, tt.query)
@@ -410,7 +412,7 @@ func TestRouterDecide(t *testing.T) {
 func oneVersion(t testing.TB, version string, addrs ...string) Table {
 	return Table{Services: []ServiceTable{{
 		Name:     "hello",
-		Policy:   mustCompile(t, Policy{Split: map[string]int{version: 100}}),
+		Policy:   mustCompile(t, policy.Policy{Split: map[string]int{version: 100}}),
 		Versions: []VersionTable{{Name: version, Addrs: addrs}},
 	}}}
 }

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/rollout/policy"
 )
 
 // countingEcho is an instance that answers "METHOD URI HOST BODY" and
@@ -108,9 +110,9 @@ func TestHTTP10(t *testing.T) {
 		io.WriteString(w, "part2")
 	}))
 	_, base := startRouter(t, Table{Services: []ServiceTable{
-		{Name: "hello", Policy: mustCompile(t, Policy{Split: map[string]int{"hello-001": 100}}),
+		{Name: "hello", Policy: mustCompile(t, policy.Policy{Split: map[string]int{"hello-001": 100}}),
 			Versions: []VersionTable{{Name: "hello-001", Addrs: []string{inst}}}},
-		{Name: "chunky", Policy: mustCompile(t, Policy{Split: map[string]int{"chunky-001": 100}}),
+		{Name: "chunky", Policy: mustCompile(t, policy.Policy{Split: map[string]int{"chunky-001": 100}}),
 			Versions: []VersionTable{{Name: "chunky-001", Addrs: []string{chunky}}}},
 	}})
 	rc := dialRaw(t, base)
@@ -434,7 +436,7 @@ func TestNoHang503(t *testing.T) {
 	a := instance(t, "a")
 	_, base := startRouter(t, Table{Services: []ServiceTable{{
 		Name:   "hello",
-		Policy: mustCompile(t, Policy{Split: map[string]int{"hello-001": 100}}),
+		Policy: mustCompile(t, policy.Policy{Split: map[string]int{"hello-001": 100}}),
 		Versions: []VersionTable{
 			{Name: "hello-001", Addrs: []string{deadAddr(t), deadAddr(t)}},
 			{Name: "hello-002", Addrs: []string{addrOf(a)}},
@@ -468,7 +470,7 @@ func TestHeldBodyRetried(t *testing.T) {
 	live, _ := countingEcho(t)
 	_, base := startRouter(t, Table{Services: []ServiceTable{{
 		Name:     "hello",
-		Policy:   mustCompile(t, Policy{Split: map[string]int{"hello-001": 100}}),
+		Policy:   mustCompile(t, policy.Policy{Split: map[string]int{"hello-001": 100}}),
 		Versions: []VersionTable{{Name: "hello-001", Addrs: []string{broken, live}}},
 	}}})
 	body := strings.Repeat("0123456789abcdef", 20<<10/16)

@@ -16,7 +16,7 @@
 // belongs to one version) and LabelManagedBy=sluice.
 //
 // This package may import only the standard library, the Kubernetes and
-// Gateway API client libraries, rollout/runtime and rollout/router (for the
+// Gateway API client libraries, rollout/runtime and rollout/policy (for the
 // policy type it translates); it must not import rollout, the store or any
 // front door.
 package kube

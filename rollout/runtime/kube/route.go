@@ -9,7 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
-	"github.com/sluicehq/sluice/rollout/router"
+	"github.com/sluicehq/sluice/rollout/policy"
 )
 
 // Limits of the Gateway API (v1.6 standard channel) that a policy must fit.
@@ -47,12 +47,12 @@ type Placement struct {
 const ServicePort = 80
 
 // unsupportedError is a policy the local router accepts but an HTTPRoute
-// cannot express. It matches router.ErrInvalidPolicy, so front doors answer
+// cannot express. It matches policy.ErrInvalidPolicy, so front doors answer
 // it like any other invalid policy (400), and its message names the problem.
 type unsupportedError struct{ msg string }
 
 func (e *unsupportedError) Error() string        { return e.msg }
-func (e *unsupportedError) Is(target error) bool { return target == router.ErrInvalidPolicy }
+func (e *unsupportedError) Is(target error) bool { return target == policy.ErrInvalidPolicy }
 
 func unsupportedf(format string, args ...any) error {
 	return &unsupportedError{msg: fmt.Sprintf(format, args...)}
@@ -75,9 +75,9 @@ func unsupportedf(format string, args ...any) error {
 // route differently and is refused, as is a policy beyond the API's limits
 // (15 rules, 16 conditions per rule, 16 split versions, 1,024-character
 // values, keys that are not HTTP tokens). Those errors match
-// router.ErrInvalidPolicy. The policy itself must already be valid
-// (router.Policy.Validate). ServiceRoute is pure.
-func ServiceRoute(service string, p router.Policy, at Placement) (*gwv1.HTTPRoute, error) {
+// policy.ErrInvalidPolicy. The policy itself must already be valid
+// (policy.Policy.Validate). ServiceRoute is pure.
+func ServiceRoute(service string, p policy.Policy, at Placement) (*gwv1.HTTPRoute, error) {
 	if len(p.Rules) > maxRouteRules-1 {
 		return nil, unsupportedf("the policy has %d rules; an HTTPRoute holds at most %d besides the split", len(p.Rules), maxRouteRules-1)
 	}
@@ -193,13 +193,13 @@ func queryParams(match map[string]string) ([]gwv1.HTTPQueryParamMatch, error) {
 
 // sortedSplit returns the split's versions with a weight above zero, sorted
 // by name, so the route is the same for the same policy.
-func sortedSplit(split map[string]int) []router.Weight {
-	out := make([]router.Weight, 0, len(split))
+func sortedSplit(split map[string]int) []policy.Weight {
+	out := make([]policy.Weight, 0, len(split))
 	for v, pct := range split {
 		if pct > 0 {
-			out = append(out, router.Weight{Version: v, Percent: pct})
+			out = append(out, policy.Weight{Version: v, Percent: pct})
 		}
 	}
-	slices.SortFunc(out, func(a, b router.Weight) int { return strings.Compare(a.Version, b.Version) })
+	slices.SortFunc(out, func(a, b policy.Weight) int { return strings.Compare(a.Version, b.Version) })
 	return out
 }

@@ -15,7 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
-	"github.com/sluicehq/sluice/rollout/router"
+	"github.com/sluicehq/sluice/rollout/policy"
 )
 
 var testPlacement = Placement{Namespace: "web", Gateway: Gateway{Namespace: "infra", Name: "edge"}, BaseDomain: "apps.example.com"}
@@ -48,23 +48,23 @@ func ruleTo(params []gwv1.HTTPQueryParamMatch, refs ...gwv1.HTTPBackendRef) gwv1
 func TestServiceRoute(t *testing.T) {
 	tests := []struct {
 		name   string
-		policy router.Policy
+		policy policy.Policy
 		rules  []gwv1.HTTPRouteRule
 	}{
 		{
 			name:   "full",
-			policy: router.Policy{Split: map[string]int{"hello-001": 100}},
+			policy: policy.Policy{Split: map[string]int{"hello-001": 100}},
 			rules:  []gwv1.HTTPRouteRule{ruleTo(nil, ref("hello-001", 100))},
 		},
 		{
 			name:   "split 90/10, zero weights left out, versions sorted",
-			policy: router.Policy{Split: map[string]int{"hello-002": 10, "hello-001": 90, "hello-003": 0}},
+			policy: policy.Policy{Split: map[string]int{"hello-002": 10, "hello-001": 90, "hello-003": 0}},
 			rules:  []gwv1.HTTPRouteRule{ruleTo(nil, ref("hello-001", 90), ref("hello-002", 10))},
 		},
 		{
 			name: "rules in order, then the split",
-			policy: router.Policy{
-				Rules: []router.Rule{
+			policy: policy.Policy{
+				Rules: []policy.Rule{
 					{Version: "hello-003", Match: map[string]string{"region": "eu", "env": "beta*"}},
 					{Version: "hello-002", Match: map[string]string{"env": "beta*"}},
 					{Version: "hello-004", Match: map[string]string{"user": `a\*b`}},
@@ -80,7 +80,7 @@ func TestServiceRoute(t *testing.T) {
 		},
 		{
 			name:   "no version yet",
-			policy: router.Policy{},
+			policy: policy.Policy{},
 			rules:  []gwv1.HTTPRouteRule{ruleTo(nil)},
 		},
 	}
@@ -135,18 +135,18 @@ func TestServiceRouteRefusesWhatAGatewayCannotExpress(t *testing.T) {
 	for i := 2; i <= 17; i++ {
 		many[fmt.Sprintf("hello-%03d", i)] = 1
 	}
-	var sixteen []router.Rule
+	var sixteen []policy.Rule
 	for range 16 {
-		sixteen = append(sixteen, router.Rule{Version: "hello-002", Match: map[string]string{"env": "beta"}})
+		sixteen = append(sixteen, policy.Rule{Version: "hello-002", Match: map[string]string{"env": "beta"}})
 	}
 	tests := []struct {
 		name    string
-		policy  router.Policy
+		policy  policy.Policy
 		wantErr string
 	}{
 		{
 			name: "a later rule with more conditions",
-			policy: router.Policy{Rules: []router.Rule{
+			policy: policy.Policy{Rules: []policy.Rule{
 				{Version: "hello-002", Match: map[string]string{"env": "beta"}},
 				{Version: "hello-003", Match: map[string]string{"env": "beta", "region": "eu"}},
 			}, Split: map[string]int{"hello-001": 100}},
@@ -154,23 +154,23 @@ func TestServiceRouteRefusesWhatAGatewayCannotExpress(t *testing.T) {
 		},
 		{
 			name: "a key that is not an HTTP token",
-			policy: router.Policy{Rules: []router.Rule{{Version: "hello-002", Match: map[string]string{"a b": "x"}}},
+			policy: policy.Policy{Rules: []policy.Rule{{Version: "hello-002", Match: map[string]string{"a b": "x"}}},
 				Split: map[string]int{"hello-001": 100}},
 			wantErr: `rule 1: key "a b" cannot be matched by a gateway`,
 		},
 		{
 			name:    "too many rules",
-			policy:  router.Policy{Rules: sixteen, Split: map[string]int{"hello-001": 100}},
+			policy:  policy.Policy{Rules: sixteen, Split: map[string]int{"hello-001": 100}},
 			wantErr: "the policy has 16 rules; an HTTPRoute holds at most 15",
 		},
 		{
 			name:    "too many versions in the split",
-			policy:  router.Policy{Split: many},
+			policy:  policy.Policy{Split: many},
 			wantErr: "the split names 17 versions with traffic",
 		},
 		{
 			name: "a value too long",
-			policy: router.Policy{Rules: []router.Rule{{Version: "hello-002", Match: map[string]string{"env": strings.Repeat("a", 1025)}}},
+			policy: policy.Policy{Rules: []policy.Rule{{Version: "hello-002", Match: map[string]string{"env": strings.Repeat("a", 1025)}}},
 				Split: map[string]int{"hello-001": 100}},
 			wantErr: "at most 1024",
 		},
@@ -184,8 +184,8 @@ func TestServiceRouteRefusesWhatAGatewayCannotExpress(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("error %q; want it to contain %q", err, tt.wantErr)
 			}
-			if !errors.Is(err, router.ErrInvalidPolicy) {
-				t.Errorf("errors.Is(%v, router.ErrInvalidPolicy) = false; front doors would not answer 400", err)
+			if !errors.Is(err, policy.ErrInvalidPolicy) {
+				t.Errorf("errors.Is(%v, policy.ErrInvalidPolicy) = false; front doors would not answer 400", err)
 			}
 		})
 	}
@@ -239,7 +239,7 @@ func TestTranslateGlob(t *testing.T) {
 // TestServiceRouteRoutesLikeTheRouter checks the translation against the
 // local router itself: for random policies, the route sluice writes, evaluated
 // the way the Gateway API specifies, sends the same 1,000+ random queries to
-// the same rule as router.Compiled.Decide. Queries repeat no key: for a
+// the same rule as policy.Compiled.Decide. Queries repeat no key: for a
 // repeated key the Gateway API leaves the behaviour to each gateway (see the
 // README), while the router matches any of its values.
 func TestServiceRouteRoutesLikeTheRouter(t *testing.T) {
@@ -247,7 +247,7 @@ func TestServiceRouteRoutesLikeTheRouter(t *testing.T) {
 	queries, byRule := 0, 0
 	for range 40 {
 		p := randomPolicy(rng)
-		compiled, err := router.Compile(p)
+		compiled, err := policy.Compile(p)
 		if err != nil {
 			t.Fatalf("random policy invalid: %v", err)
 		}
@@ -350,18 +350,18 @@ var (
 	splitShapes = []map[string]int{{"hello-001": 100}, {"hello-001": 90, "hello-002": 10}, {"hello-001": 50, "hello-002": 0, "hello-003": 50}}
 )
 
-func randomPolicy(rng *rand.Rand) router.Policy {
-	var rules []router.Rule
+func randomPolicy(rng *rand.Rand) policy.Policy {
+	var rules []policy.Rule
 	for i := range 1 + rng.IntN(4) {
 		m := map[string]string{}
 		for _, k := range rng.Perm(len(testKeys))[:1+rng.IntN(2)] {
 			m[testKeys[k]] = randomGlob(rng)
 		}
-		rules = append(rules, router.Rule{Version: fmt.Sprintf("hello-%03d", 10+i), Match: m})
+		rules = append(rules, policy.Rule{Version: fmt.Sprintf("hello-%03d", 10+i), Match: m})
 	}
 	// Most conditions first: the order an HTTPRoute can express.
-	slices.SortStableFunc(rules, func(a, b router.Rule) int { return len(b.Match) - len(a.Match) })
-	return router.Policy{Rules: rules, Split: splitShapes[rng.IntN(len(splitShapes))]}
+	slices.SortStableFunc(rules, func(a, b policy.Rule) int { return len(b.Match) - len(a.Match) })
+	return policy.Policy{Rules: rules, Split: splitShapes[rng.IntN(len(splitShapes))]}
 }
 
 func randomGlob(rng *rand.Rand) string {

@@ -23,6 +23,7 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/sluicehq/sluice/rollout"
+	"github.com/sluicehq/sluice/rollout/policy"
 	"github.com/sluicehq/sluice/rollout/router"
 	"github.com/sluicehq/sluice/store"
 )
@@ -227,7 +228,7 @@ func TestScenario(t *testing.T) {
 	// routeIs checks the stored HTTPRoute field by field against the
 	// translation of the policy sluice has committed, and that policy
 	// against want.
-	routeIs := func(step string, want router.Policy) {
+	routeIs := func(step string, want policy.Policy) {
 		t.Helper()
 		st, err := eng.Status(ctx, "hello")
 		if err != nil {
@@ -253,7 +254,7 @@ func TestScenario(t *testing.T) {
 	if got := version(v1.Name); got.Status != rollout.StatusNormal {
 		t.Fatalf("full deploy: %s %+v", got.Status, got.Reason)
 	}
-	routeIs("deploy full", router.Policy{Split: map[string]int{v1.Name: 100}})
+	routeIs("deploy full", policy.Policy{Split: map[string]int{v1.Name: 100}})
 	d := &appsv1.Deployment{}
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: v1.Name}, d); err != nil {
 		t.Fatal(err)
@@ -267,19 +268,19 @@ func TestScenario(t *testing.T) {
 	}
 
 	v2 := deploy("registry.example/hello:{{.SHA}}", "bbb222", rollout.StrategyCanary)
-	routeIs("canary at 0%", router.Policy{Split: map[string]int{v1.Name: 100}})
+	routeIs("canary at 0%", policy.Policy{Split: map[string]int{v1.Name: 100}})
 
 	split := map[string]int{v1.Name: 90, v2.Name: 10}
 	if _, err := eng.Traffic(ctx, "hello", rollout.TrafficRequest{Split: split}, origin("")); err != nil {
 		t.Fatalf("traffic: %v", err)
 	}
-	routeIs("split 90/10", router.Policy{Split: split})
+	routeIs("split 90/10", policy.Policy{Split: split})
 
-	beta := rollout.Rule{Version: v2.Name, Match: map[string]string{"env": "beta*"}}
+	beta := policy.Rule{Version: v2.Name, Match: map[string]string{"env": "beta*"}}
 	if _, err := eng.Route(ctx, "hello", beta, origin("")); err != nil {
 		t.Fatalf("route: %v", err)
 	}
-	routeIs("route env=beta*", router.Policy{Rules: []router.Rule{beta}, Split: split})
+	routeIs("route env=beta*", policy.Policy{Rules: []policy.Rule{beta}, Split: split})
 	if p, err := eng.Predict(ctx, "hello", "env=beta-2"); err != nil || p.Version != v2.Name || p.Rule != 1 {
 		t.Errorf("predict env=beta-2: %+v %v", p, err)
 	}
@@ -287,22 +288,22 @@ func TestScenario(t *testing.T) {
 	// A gateway without regular expressions refuses the next rule: the
 	// change fails with its message, the route and the policy stay.
 	ctl.setNoRegex(true)
-	_, err = eng.Route(ctx, "hello", rollout.Rule{Version: v2.Name, Match: map[string]string{"env": "gamma*"}}, origin(""))
+	_, err = eng.Route(ctx, "hello", policy.Rule{Version: v2.Name, Match: map[string]string{"env": "gamma*"}}, origin(""))
 	if e, ok := rollout.AsError(err); !ok || e.Code != rollout.ErrCodeDataPlane || !strings.Contains(e.Message, "not supported by this gateway") {
 		t.Fatalf("route rejected by the gateway: %v", err)
 	}
-	routeIs("after the rejection", router.Policy{Rules: []router.Rule{beta}, Split: split})
+	routeIs("after the rejection", policy.Policy{Rules: []policy.Rule{beta}, Split: split})
 	ctl.setNoRegex(false)
 
 	if _, err := eng.Promote(ctx, "hello", v2.Name, false, origin("")); err != nil {
 		t.Fatalf("promote: %v", err)
 	}
 	// Rules to the promoted version stay.
-	routeIs("promote", router.Policy{Rules: []router.Rule{beta}, Split: map[string]int{v2.Name: 100}})
+	routeIs("promote", policy.Policy{Rules: []policy.Rule{beta}, Split: map[string]int{v2.Name: 100}})
 	if _, err := eng.Rollback(ctx, "hello", "", origin("")); err != nil {
 		t.Fatalf("rollback: %v", err)
 	}
-	routeIs("rollback", router.Policy{Split: map[string]int{v1.Name: 100}})
+	routeIs("rollback", policy.Policy{Split: map[string]int{v1.Name: 100}})
 
 	// In-place redeploys of v1: one whose pods crash, then one that works.
 	ctl.failGeneration(v1.Name, 2, waiting("CrashLoopBackOff", "back-off", &corev1.ContainerStateTerminated{ExitCode: 1, Message: "bad GREETING"}))
@@ -324,7 +325,7 @@ func TestScenario(t *testing.T) {
 	if got := version(v1.Name); got.Status != rollout.StatusNormal || got.Generation != 2 {
 		t.Fatalf("succeeding redeploy: %s gen %d %+v", got.Status, got.Generation, got.Reason)
 	}
-	routeIs("after the redeploys", router.Policy{Split: map[string]int{v1.Name: 100}})
+	routeIs("after the redeploys", policy.Policy{Split: map[string]int{v1.Name: 100}})
 
 	// An image that cannot be pulled, then a version that crash-loops.
 	ctl.failGeneration("hello-003", 1, waiting("ImagePullBackOff", "not found", nil))
@@ -337,5 +338,5 @@ func TestScenario(t *testing.T) {
 	if got := version(v4.Name); got.Status != rollout.StatusFailed || got.Reason.Code != "ProcessExited" || !strings.Contains(got.Reason.Detail, "panic: boom") {
 		t.Fatalf("crash loop: %s %+v", got.Status, got.Reason)
 	}
-	routeIs("after the failed deploys", router.Policy{Split: map[string]int{v1.Name: 100}})
+	routeIs("after the failed deploys", policy.Policy{Split: map[string]int{v1.Name: 100}})
 }

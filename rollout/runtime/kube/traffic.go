@@ -13,7 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
-	"github.com/sluicehq/sluice/rollout/router"
+	"github.com/sluicehq/sluice/rollout/policy"
 )
 
 // DefaultAcceptTimeout bounds how long ApplyPolicy waits for the gateway to
@@ -59,12 +59,12 @@ func (t *Traffic) placement(service string) Placement {
 // ApplyPolicy writes the service's HTTPRoute for p (see ServiceRoute), only
 // if it differs from the live one, and returns once the gateway reports the
 // route's current generation Accepted and its references resolved. A policy
-// an HTTPRoute cannot express is an error matching router.ErrInvalidPolicy
+// an HTTPRoute cannot express is an error matching policy.ErrInvalidPolicy
 // and writes nothing. When the gateway reports either condition False, or
 // reports nothing before the accept timeout, ApplyPolicy writes the previous
 // route back and returns an error matching ErrRouteRejected with the
 // gateway's reason and message.
-func (t *Traffic) ApplyPolicy(ctx context.Context, service string, p router.Policy) error {
+func (t *Traffic) ApplyPolicy(ctx context.Context, service string, p policy.Policy) error {
 	at := t.placement(service)
 	desired, err := ServiceRoute(service, p, at)
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
-	"github.com/sluicehq/sluice/rollout/router"
+	"github.com/sluicehq/sluice/rollout/policy"
 )
 
 var testGateway = Gateway{Namespace: "infra", Name: "edge"}
@@ -51,7 +51,7 @@ func judge(t *testing.T, ns string, gen int64, accepted metav1.ConditionStatus, 
 	}
 }
 
-func applyAsync(tr *Traffic, p router.Policy) <-chan error {
+func applyAsync(tr *Traffic, p policy.Policy) <-chan error {
 	ch := make(chan error, 1)
 	go func() { ch <- tr.ApplyPolicy(context.Background(), "hello", p) }()
 	return ch
@@ -80,9 +80,9 @@ func wait(t *testing.T, ch <-chan error) error {
 }
 
 var (
-	full   = router.Policy{Split: map[string]int{"hello-001": 100}}
-	canary = router.Policy{
-		Rules: []router.Rule{{Version: "hello-002", Match: map[string]string{"env": "beta*"}}},
+	full   = policy.Policy{Split: map[string]int{"hello-001": 100}}
+	canary = policy.Policy{
+		Rules: []policy.Rule{{Version: "hello-002", Match: map[string]string{"env": "beta*"}}},
 		Split: map[string]int{"hello-001": 90, "hello-002": 10},
 	}
 )
@@ -175,10 +175,10 @@ func TestApplyPolicyUnchangedWritesNothing(t *testing.T) {
 func TestApplyPolicyRefusesWhatARouteCannotExpress(t *testing.T) {
 	t.Parallel()
 	ns := namespace(t)
-	p := router.Policy{Rules: []router.Rule{{Version: "hello-002", Match: map[string]string{"bad key": "x"}}}, Split: full.Split}
+	p := policy.Policy{Rules: []policy.Rule{{Version: "hello-002", Match: map[string]string{"bad key": "x"}}}, Split: full.Split}
 	err := newTraffic(k8s, ns).ApplyPolicy(context.Background(), "hello", p)
-	if !errors.Is(err, router.ErrInvalidPolicy) {
-		t.Fatalf("ApplyPolicy error = %v; want router.ErrInvalidPolicy", err)
+	if !errors.Is(err, policy.ErrInvalidPolicy) {
+		t.Fatalf("ApplyPolicy error = %v; want policy.ErrInvalidPolicy", err)
 	}
 	var list gwv1.HTTPRouteList
 	if err := k8s.List(context.Background(), &list, client.InNamespace(ns)); err != nil || len(list.Items) != 0 {

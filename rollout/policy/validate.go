@@ -1,9 +1,10 @@
-package router
+package policy
 
 import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/gobwas/glob"
 )
@@ -52,15 +53,7 @@ func compileSplit(p Policy) ([]Weight, error) {
 	for v, pct := range p.Split {
 		split = append(split, Weight{Version: v, Percent: pct})
 	}
-	slices.SortFunc(split, func(a, b Weight) int {
-		switch {
-		case a.Version < b.Version:
-			return -1
-		case a.Version > b.Version:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(split, func(a, b Weight) int { return strings.Compare(a.Version, b.Version) })
 	sum := 0
 	for _, w := range split {
 		if w.Version == "" {
@@ -113,15 +106,7 @@ func compileConditions(m map[string]string) ([]condition, error) {
 	for k, g := range m {
 		conds = append(conds, condition{key: k, pattern: g})
 	}
-	slices.SortFunc(conds, func(a, b condition) int {
-		switch {
-		case a.key < b.key:
-			return -1
-		case a.key > b.key:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(conds, func(a, b condition) int { return strings.Compare(a.key, b.key) })
 	for i := range conds {
 		c := &conds[i]
 		if c.key == "" {

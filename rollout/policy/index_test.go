@@ -1,4 +1,4 @@
-package router
+package policy
 
 import (
 	"fmt"
@@ -93,15 +93,24 @@ func TestIndexMatchesScan(t *testing.T) {
 // TestDecideAllocsManyRules: at a thousand rules, a query no rule matches
 // is decided without allocating.
 func TestDecideAllocsManyRules(t *testing.T) {
-	c := mustCompilePolicy(benchPolicy(1000, false))
+	c := mustCompile(t, benchPolicy(1000, false))
 	if n := testing.AllocsPerRun(100, func() { c.Decide(benchQuery) }); n != 0 {
 		t.Errorf("Decide at 1000 rules allocates %v times; want 0", n)
 	}
 	if d := c.Decide(benchQuery); d.Rule != -1 {
 		t.Errorf("Decide = %+v; want the split", d)
 	}
-	c = mustCompilePolicy(benchPolicy(1000, true))
+	c = mustCompile(t, benchPolicy(1000, true))
 	if d := c.Decide(benchQuery); d.Rule != 999 {
 		t.Errorf("Decide = %+v; want rule 999", d)
 	}
+}
+
+func mustCompile(t testing.TB, p Policy) *Compiled {
+	t.Helper()
+	c, err := Compile(p)
+	if err != nil {
+		t.Fatalf("Compile(%+v): %v", p, err)
+	}
+	return c
 }

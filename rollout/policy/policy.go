@@ -1,4 +1,4 @@
-package router
+package policy
 
 // Policy is a service's traffic policy. It is the persisted and API shape:
 //
