@@ -570,6 +570,9 @@ func (q *reqHead) parse(head []byte) error {
 			}
 		}
 	}
+	if !validEscapes(q.target) {
+		return errMalformed
+	}
 	if q.absHost == nil && q.target[0] != '/' && string(q.target) != "*" {
 		// Only origin form ("/..."), asterisk form and absolute form: an
 		// authority-form target (CONNECT) is not proxied, and anything else
@@ -617,6 +620,27 @@ func (q *reqHead) parse(head []byte) error {
 		q.close = !q.keepAlive
 	}
 	return nil
+}
+
+// validEscapes reports whether every '%' in target's path (the part before
+// any '?') starts a two-digit hex escape, as RFC 3986 2.1 requires. A path
+// an instance's HTTP library would refuse to decode is refused here with
+// 400 rather than forwarded to be refused or read differently there.
+func validEscapes(target []byte) bool {
+	if i := bytes.IndexByte(target, '?'); i >= 0 {
+		target = target[:i]
+	}
+	for i := bytes.IndexByte(target, '%'); i >= 0; i = bytes.IndexByte(target, '%') {
+		if i+2 >= len(target) || !isHex(target[i+1]) || !isHex(target[i+2]) {
+			return false
+		}
+		target = target[i+3:]
+	}
+	return true
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
 // absolutePrefix returns the length of target's "http://" or "https://"

@@ -55,6 +55,8 @@ func TestRequestHeadParse(t *testing.T) {
 			want: want{method: "GET", target: "/", host: "s.example", contentLength: -1}},
 		{name: "expect 100-continue", head: "PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n",
 			want: want{method: "PUT", target: "/", host: "h", contentLength: 1, expect: true}},
+		{name: "escapes kept as sent", head: "GET /a%2Fb?x=%zz HTTP/1.1\r\nHost: h\r\n\r\n",
+			want: want{method: "GET", target: "/a%2Fb?x=%zz", host: "h", query: "x=%zz", contentLength: -1}},
 		{name: "request id kept", head: "GET / HTTP/1.1\r\nHost: h\r\nX-Request-Id: abc-1\r\n\r\n",
 			want: want{method: "GET", target: "/", host: "h", contentLength: -1, requestID: "abc-1"}},
 		{name: "request id with a quote dropped", head: "GET / HTTP/1.1\r\nHost: h\r\nX-Request-Id: a\"b\r\n\r\n",
@@ -71,6 +73,9 @@ func TestRequestHeadParse(t *testing.T) {
 		{name: "no target", head: "GET  HTTP/1.1\r\nHost: h\r\n\r\n", err: errMalformed},
 		{name: "method not a token", head: "G(T / HTTP/1.1\r\nHost: h\r\n\r\n", err: errMalformed},
 		{name: "control in target", head: "GET /\x01 HTTP/1.1\r\nHost: h\r\n\r\n", err: errMalformed},
+		{name: "bad escape in path", head: "GET /a%0X HTTP/1.1\r\nHost: h\r\n\r\n", err: errMalformed},
+		{name: "cut escape in path", head: "GET /a% HTTP/1.1\r\nHost: h\r\n\r\n", err: errMalformed},
+		{name: "cut escape before query", head: "GET /a%4?q=1 HTTP/1.1\r\nHost: h\r\n\r\n", err: errMalformed},
 		{name: "space before colon", head: "GET / HTTP/1.1\r\nHost : h\r\n\r\n", err: errMalformed},
 		{name: "obsolete line folding", head: "GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n 2\r\n\r\n", err: errMalformed},
 		{name: "control in a value", head: "GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\x002\r\n\r\n", err: errMalformed},
@@ -292,6 +297,7 @@ func FuzzRequestHead(f *testing.F) {
 		"GET / HTTP/1.0\r\nHost: a.example\r\nConnection: keep-alive\r\n\r\n",
 		"PUT / HTTP/1.1\r\nHost: a.example\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: a.example\r\nConnection: Upgrade, X-Hop\r\nUpgrade: websocket\r\n\r\n",
+		"GET /a%2Fb?x=%zz HTTP/1.1\r\nHost: a.example\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
