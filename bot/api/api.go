@@ -18,6 +18,7 @@ import (
 
 	"github.com/sluicehq/sluice/bot/auth"
 	"github.com/sluicehq/sluice/bot/redact"
+	"github.com/sluicehq/sluice/bot/wire"
 	"github.com/sluicehq/sluice/rollout"
 	"github.com/sluicehq/sluice/rollout/policy"
 )
@@ -47,17 +48,6 @@ type Engine interface {
 
 // DefaultMaxUpload bounds an uploaded source archive.
 const DefaultMaxUpload = 256 << 20
-
-// Headers a client sets to say who asks and from where; recorded in the
-// history log with every change.
-const (
-	HeaderVia   = "X-Sluice-Via"
-	HeaderActor = "X-Sluice-Actor"
-	HeaderURL   = "X-Sluice-Url"
-	HeaderRef   = "X-Sluice-Ref"
-	HeaderRepo  = "X-Sluice-Repo"
-	HeaderPR    = "X-Sluice-Pr"
-)
 
 type server struct {
 	eng       Engine
@@ -98,43 +88,43 @@ func Register(e *echo.Echo, eng Engine, opts ...Option) {
 	e.HTTPErrorHandler = s.errorHandler
 	e.IPExtractor = ipExtractor(s.trusted) // for everything e serves: c.RealIP()
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
-	g := e.Group("/api/v1", s.auth)
-	g.GET("/services", s.services)
-	g.GET("/services/:service", s.status)
-	g.POST("/services/:service/versions", s.deploy)
-	g.GET("/services/:service/versions/:version", s.version)
-	g.GET("/services/:service/versions/:version/logs", s.logs)
-	g.POST("/services/:service/versions/:version/redeploy", s.redeploy)
-	g.POST("/services/:service/versions/:version/stop", s.stop)
-	g.DELETE("/services/:service/versions/:version", s.deleteVersion)
-	g.PUT("/services/:service/policy", s.traffic)
-	g.POST("/services/:service/rules", s.route)
-	g.DELETE("/services/:service/rules", s.unroute)
-	g.GET("/services/:service/predict", s.predict)
-	g.POST("/services/:service/promote", s.promote)
-	g.POST("/services/:service/rollback", s.rollback)
-	g.POST("/services/:service/abort", s.abort)
-	g.POST("/services/:service/retire", s.retire)
-	g.GET("/services/:service/events", s.events)
-	g.PUT("/services/:service/repo", s.setRepo)
-	g.GET("/events", s.events)
+	g := e.Group(wire.Prefix, s.auth)
+	for _, r := range []struct {
+		route   wire.Route
+		handler echo.HandlerFunc
+	}{
+		{wire.ListServices, s.services},
+		{wire.GetService, s.status},
+		{wire.Deploy, s.deploy},
+		{wire.GetVersion, s.version},
+		{wire.Logs, s.logs},
+		{wire.Redeploy, s.redeploy},
+		{wire.StopVersion, s.stop},
+		{wire.DeleteVersion, s.deleteVersion},
+		{wire.SetPolicy, s.traffic},
+		{wire.AddRule, s.route},
+		{wire.ClearRules, s.unroute},
+		{wire.Predict, s.predict},
+		{wire.Promote, s.promote},
+		{wire.Rollback, s.rollback},
+		{wire.Abort, s.abort},
+		{wire.Retire, s.retire},
+		{wire.ServiceEvents, s.events},
+		{wire.SetRepo, s.setRepo},
+		{wire.AllEvents, s.events},
+	} {
+		g.Add(r.route.Method, r.route.Pattern, r.handler)
+	}
 	s.registerTokens(g)
 }
 
-// apiError is the JSON error body.
-type apiError struct {
-	Code     string            `json:"code"`
-	Message  string            `json:"message"`
-	Problems []rollout.Problem `json:"problems,omitempty"`
-}
-
 func fail(status int, code, format string, args ...any) error {
-	return &httpError{status: status, body: apiError{Code: code, Message: fmt.Sprintf(format, args...)}}
+	return &httpError{status: status, body: wire.ErrorBody{Code: code, Message: fmt.Sprintf(format, args...)}}
 }
 
 type httpError struct {
 	status int
-	body   apiError
+	body   wire.ErrorBody
 }
 
 func (e *httpError) Error() string { return e.body.Message }
@@ -143,11 +133,11 @@ func (s *server) errorHandler(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
-	status, body := http.StatusInternalServerError, apiError{Code: "internal", Message: "internal error; see the server log"}
+	status, body := http.StatusInternalServerError, wire.ErrorBody{Code: "internal", Message: "internal error; see the server log"}
 	var he *httpError
 	var ee *echo.HTTPError
 	if re, ok := rollout.AsError(err); ok {
-		body = apiError{Code: re.Code, Message: re.Message, Problems: re.Problems}
+		body = wire.ErrorBody{Code: re.Code, Message: re.Message, Problems: re.Problems}
 		switch re.Kind {
 		case rollout.KindNotFound:
 			status = http.StatusNotFound
@@ -162,11 +152,11 @@ func (s *server) errorHandler(err error, c echo.Context) {
 		status, body = he.status, he.body
 	} else if errors.As(err, &ee) {
 		status = ee.Code
-		body = apiError{Code: strings.ReplaceAll(strings.ToLower(http.StatusText(ee.Code)), " ", "_"), Message: fmt.Sprint(ee.Message)}
+		body = wire.ErrorBody{Code: strings.ReplaceAll(strings.ToLower(http.StatusText(ee.Code)), " ", "_"), Message: fmt.Sprint(ee.Message)}
 	} else {
 		s.log.Error("api request failed", "method", c.Request().Method, "path", c.Path(), "err", err)
 	}
-	_ = c.JSON(status, map[string]apiError{"error": body})
+	_ = c.JSON(status, wire.Error{Error: body})
 }
 
 // auth authenticates the caller, records it for the handlers (see
@@ -203,16 +193,16 @@ func (s *server) auth(next echo.HandlerFunc) echo.HandlerFunc {
 func origin(c echo.Context) rollout.Origin {
 	h := c.Request().Header
 	p := principal(c)
-	o := rollout.Origin{Ref: h.Get(HeaderRef)}
-	if pr, err := strconv.Atoi(h.Get(HeaderPR)); err == nil && pr > 0 {
+	o := rollout.Origin{Ref: h.Get(wire.HeaderRef)}
+	if pr, err := strconv.Atoi(h.Get(wire.HeaderPR)); err == nil && pr > 0 {
 		o.PR = pr
 	}
 	switch {
 	case p.Admin:
-		o.Via, o.Actor, o.URL, o.Repo = h.Get(HeaderVia), h.Get(HeaderActor), h.Get(HeaderURL), h.Get(HeaderRepo)
+		o.Via, o.Actor, o.URL, o.Repo = h.Get(wire.HeaderVia), h.Get(wire.HeaderActor), h.Get(wire.HeaderURL), h.Get(wire.HeaderRepo)
 		o.Principal = rollout.AdminPrincipal
 	case p.Via == auth.ViaOIDC:
-		o.Via, o.Actor, o.URL, o.Repo = h.Get(HeaderVia), p.Actor, h.Get(HeaderURL), p.Repo
+		o.Via, o.Actor, o.URL, o.Repo = h.Get(wire.HeaderVia), p.Actor, h.Get(wire.HeaderURL), p.Repo
 		o.Principal = rollout.Principal{Repo: p.Repo, Service: p.Service}
 	default:
 		o.Via, o.Actor, o.Repo = "api", p.Via+" "+p.Subject, p.Repo
@@ -268,7 +258,7 @@ func (s *server) services(c echo.Context) error {
 		}
 		out = append(out, st)
 	}
-	return c.JSON(http.StatusOK, map[string]any{"services": out})
+	return c.JSON(http.StatusOK, wire.ServiceList{Services: out})
 }
 
 func (s *server) status(c echo.Context) error {
@@ -279,12 +269,6 @@ func (s *server) status(c echo.Context) error {
 	return c.JSON(http.StatusOK, st)
 }
 
-// versionView is a version with its URL, as deploy and redeploy answer.
-type versionView struct {
-	rollout.Version
-	URL string `json:"url"`
-}
-
 func (s *server) deploy(c echo.Context) error {
 	archive, err := s.readArchive(c)
 	if err != nil {
@@ -292,18 +276,18 @@ func (s *server) deploy(c echo.Context) error {
 	}
 	v, err := s.eng.Deploy(c.Request().Context(), rollout.DeployRequest{
 		Service: c.Param("service"), Archive: archive,
-		Strategy: rollout.Strategy(c.QueryParam("strategy")), AutoCanary: c.QueryParam("auto_canary") == "true", Origin: origin(c)})
+		Strategy: rollout.Strategy(c.QueryParam(wire.QueryStrategy)), AutoCanary: c.QueryParam(wire.QueryAutoCanary) == "true", Origin: origin(c)})
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusAccepted, versionView{v, s.eng.VersionURL(v.Service, v.Name)})
+	return c.JSON(http.StatusAccepted, wire.VersionView{Version: v, URL: s.eng.VersionURL(v.Service, v.Name)})
 }
 
 func (s *server) stop(c echo.Context) error {
 	if err := s.eng.StopVersion(c.Request().Context(), c.Param("service"), c.Param("version"), origin(c)); err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]string{"stopped": c.Param("version")})
+	return c.JSON(http.StatusOK, wire.Stopped{Stopped: c.Param("version")})
 }
 
 // deleteVersion deletes a failed version's record; its history stays.
@@ -311,7 +295,7 @@ func (s *server) deleteVersion(c echo.Context) error {
 	if err := s.eng.DeleteVersion(c.Request().Context(), c.Param("service"), c.Param("version"), origin(c)); err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]string{"deleted": c.Param("version")})
+	return c.JSON(http.StatusOK, wire.Deleted{Deleted: c.Param("version")})
 }
 
 func (s *server) version(c echo.Context) error {
@@ -330,7 +314,7 @@ func (s *server) version(c echo.Context) error {
 
 func (s *server) logs(c echo.Context) error {
 	n := 64 << 10
-	if q := c.QueryParam("bytes"); q != "" {
+	if q := c.QueryParam(wire.QueryBytes); q != "" {
 		v, err := strconv.Atoi(q)
 		if err != nil || v <= 0 {
 			return fail(http.StatusBadRequest, "invalid_parameter", "bytes must be a positive integer")
@@ -367,14 +351,6 @@ func (s *server) redactLogs(c echo.Context, logs string) (string, error) {
 	return redact.String(logs, secrets), nil
 }
 
-// RedeployBody is the JSON body of a config-only in-place redeploy.
-type RedeployBody struct {
-	Env       map[string]string `json:"env,omitempty"`
-	UnsetEnv  []string          `json:"unset_env,omitempty"`
-	Instances *int              `json:"instances,omitempty"`
-	Run       *string           `json:"run,omitempty"`
-}
-
 // redeploy takes either a JSON RedeployBody, or a tar.gz body (new source)
 // with the same overrides as query parameters: env=K=V (repeatable),
 // unset_env=K, instances=N, run=CMD.
@@ -382,7 +358,7 @@ func (s *server) redeploy(c echo.Context) error {
 	req := rollout.RedeployRequest{Origin: origin(c)}
 	ct := c.Request().Header.Get(echo.HeaderContentType)
 	if strings.HasPrefix(ct, echo.MIMEApplicationJSON) {
-		var b RedeployBody
+		var b wire.RedeployBody
 		if err := decode(c, &b); err != nil {
 			return err
 		}
@@ -393,45 +369,21 @@ func (s *server) redeploy(c echo.Context) error {
 			return err
 		}
 		req.Archive = archive
-		q := c.QueryParams()
-		for _, kv := range q["env"] {
-			k, v, ok := strings.Cut(kv, "=")
-			if !ok {
-				return fail(http.StatusBadRequest, "invalid_parameter", "env must be KEY=VALUE, got %q", kv)
-			}
-			if req.Env == nil {
-				req.Env = map[string]string{}
-			}
-			req.Env[k] = v
+		b, err := wire.ParseRedeployQuery(c.QueryParams())
+		if err != nil {
+			return fail(http.StatusBadRequest, "invalid_parameter", "%v", err)
 		}
-		req.UnsetEnv = q["unset_env"]
-		if n := q.Get("instances"); n != "" {
-			i, err := strconv.Atoi(n)
-			if err != nil {
-				return fail(http.StatusBadRequest, "invalid_parameter", "instances must be a whole number, got %q", n)
-			}
-			req.Instances = &i
-		}
-		if q.Has("run") {
-			r := q.Get("run")
-			req.Run = &r
-		}
+		req.Env, req.UnsetEnv, req.Instances, req.Run = b.Env, b.UnsetEnv, b.Instances, b.Run
 	}
 	v, err := s.eng.Redeploy(c.Request().Context(), c.Param("service"), c.Param("version"), req)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusAccepted, versionView{v, s.eng.VersionURL(v.Service, v.Name)})
-}
-
-// PolicyBody replaces the split and/or the rules; an absent field is kept.
-type PolicyBody struct {
-	Split map[string]int `json:"split"`
-	Rules *[]policy.Rule `json:"rules"`
+	return c.JSON(http.StatusAccepted, wire.VersionView{Version: v, URL: s.eng.VersionURL(v.Service, v.Name)})
 }
 
 func (s *server) traffic(c echo.Context) error {
-	var b PolicyBody
+	var b wire.PolicyBody
 	if err := decode(c, &b); err != nil {
 		return err
 	}
@@ -445,15 +397,8 @@ func (s *server) traffic(c echo.Context) error {
 	return c.JSON(http.StatusOK, st)
 }
 
-// RuleBody appends a rule; give Match, or Query in the "key=glob&key=glob" form.
-type RuleBody struct {
-	Version string            `json:"version"`
-	Match   map[string]string `json:"match,omitempty"`
-	Query   string            `json:"query,omitempty"`
-}
-
 func (s *server) route(c echo.Context) error {
-	var b RuleBody
+	var b wire.RuleBody
 	if err := decode(c, &b); err != nil {
 		return err
 	}
@@ -478,7 +423,7 @@ func (s *server) route(c echo.Context) error {
 }
 
 func (s *server) unroute(c echo.Context) error {
-	st, err := s.eng.ClearRoutes(c.Request().Context(), c.Param("service"), c.QueryParam("version"), origin(c))
+	st, err := s.eng.ClearRoutes(c.Request().Context(), c.Param("service"), c.QueryParam(wire.QueryVersion), origin(c))
 	if err != nil {
 		return err
 	}
@@ -486,21 +431,15 @@ func (s *server) unroute(c echo.Context) error {
 }
 
 func (s *server) predict(c echo.Context) error {
-	p, err := s.eng.Predict(c.Request().Context(), c.Param("service"), c.QueryParam("query"))
+	p, err := s.eng.Predict(c.Request().Context(), c.Param("service"), c.QueryParam(wire.QueryQuery))
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, p)
 }
 
-// VersionBody names a version; KeepRules applies to promote only.
-type VersionBody struct {
-	Version   string `json:"version"`
-	KeepRules bool   `json:"keep_rules,omitempty"`
-}
-
-func (s *server) versionBody(c echo.Context, required bool) (VersionBody, error) {
-	var b VersionBody
+func (s *server) versionBody(c echo.Context, required bool) (wire.VersionBody, error) {
+	var b wire.VersionBody
 	if c.Request().ContentLength != 0 {
 		if err := decode(c, &b); err != nil {
 			return b, err
@@ -548,13 +487,8 @@ func (s *server) abort(c echo.Context) error {
 	return c.JSON(http.StatusOK, st)
 }
 
-// RetireBody gives the idle time after which versions are stopped.
-type RetireBody struct {
-	OlderThan rollout.Duration `json:"older_than"`
-}
-
 func (s *server) retire(c echo.Context) error {
-	var b RetireBody
+	var b wire.RetireBody
 	if c.Request().ContentLength != 0 {
 		if err := decode(c, &b); err != nil {
 			return err
@@ -567,7 +501,7 @@ func (s *server) retire(c echo.Context) error {
 	if stopped == nil {
 		stopped = []string{}
 	}
-	return c.JSON(http.StatusOK, map[string][]string{"stopped": stopped})
+	return c.JSON(http.StatusOK, wire.Retired{Stopped: stopped})
 }
 
 // events answers a page of the history log, oldest first within the
@@ -586,20 +520,20 @@ func (s *server) events(c echo.Context) error {
 		}
 		return v, nil
 	}
-	after, err := seq("after")
+	after, err := seq(wire.QueryAfter)
 	if err != nil {
 		return err
 	}
-	before, err := seq("before")
+	before, err := seq(wire.QueryBefore)
 	if err != nil {
 		return err
 	}
-	_, forward := c.QueryParams()["after"]
+	_, forward := c.QueryParams()[wire.QueryAfter]
 	if forward && before != 0 {
 		return fail(http.StatusBadRequest, "invalid_parameter", "give after or before, not both")
 	}
 	limit := 100
-	if q := c.QueryParam("limit"); q != "" {
+	if q := c.QueryParam(wire.QueryLimit); q != "" {
 		v, err := strconv.Atoi(q)
 		if err != nil || v <= 0 || v > 1000 {
 			return fail(http.StatusBadRequest, "invalid_parameter", "limit must be between 1 and 1000")
@@ -624,18 +558,12 @@ func (s *server) events(c echo.Context) error {
 	if evs == nil {
 		evs = []rollout.Event{}
 	}
-	return c.JSON(http.StatusOK, map[string]any{"events": evs})
-}
-
-// RepoBody assigns a service to a repository ("owner/name"); "" assigns it
-// to none (only the admin may then change it).
-type RepoBody struct {
-	Repo *string `json:"repo"`
+	return c.JSON(http.StatusOK, wire.EventList{Events: evs})
 }
 
 // setRepo is the admin's: the engine refuses anyone else.
 func (s *server) setRepo(c echo.Context) error {
-	var b RepoBody
+	var b wire.RepoBody
 	if err := decode(c, &b); err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/sluicehq/sluice/bot/api"
+	"github.com/sluicehq/sluice/bot/wire"
 	"github.com/sluicehq/sluice/internal/enginetest"
 	"github.com/sluicehq/sluice/rollout"
 )
@@ -154,7 +155,7 @@ func TestOriginHeadersAreRecorded(t *testing.T) {
 	t.Parallel()
 	srv, eng := newAPI(t)
 	code, b := call(t, srv, "POST", "/api/v1/services/web/versions", "application/gzip", tgz(t, map[string]string{"sluice.yaml": goodManifest}),
-		api.HeaderVia, "action", api.HeaderActor, "octocat", api.HeaderURL, "https://github.com/acme/web/actions/runs/1")
+		wire.HeaderVia, "action", wire.HeaderActor, "octocat", wire.HeaderURL, "https://github.com/acme/web/actions/runs/1")
 	if code != 202 {
 		t.Fatalf("%d %s", code, b)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/sluicehq/sluice/bot/auth"
+	"github.com/sluicehq/sluice/bot/wire"
 	"github.com/sluicehq/sluice/rollout"
 )
 
@@ -99,7 +100,7 @@ func (s *server) authorize(c echo.Context, p auth.Principal) error {
 	if p.Admin {
 		return nil
 	}
-	if c.Path() == "/api/v1/events" {
+	if c.Path() == wire.Prefix+wire.AllEvents.Pattern {
 		return fail(http.StatusForbidden, "forbidden",
 			"this token is scoped to %s; the history of every service needs the admin token (ask for /api/v1/services/<name>/events)", scope(p))
 	}
@@ -143,9 +144,9 @@ func visible(c echo.Context, st rollout.ServiceStatus) bool {
 
 // registerTokens mounts the admin's token management on g.
 func (s *server) registerTokens(g *echo.Group) {
-	g.POST("/tokens", s.createToken, s.adminOnly)
-	g.GET("/tokens", s.listTokens, s.adminOnly)
-	g.DELETE("/tokens/:id", s.revokeToken, s.adminOnly)
+	g.Add(wire.CreateToken.Method, wire.CreateToken.Pattern, s.createToken, s.adminOnly)
+	g.Add(wire.ListTokens.Method, wire.ListTokens.Pattern, s.listTokens, s.adminOnly)
+	g.Add(wire.RevokeToken.Method, wire.RevokeToken.Pattern, s.revokeToken, s.adminOnly)
 }
 
 func (s *server) adminOnly(next echo.HandlerFunc) echo.HandlerFunc {
@@ -160,35 +161,14 @@ func (s *server) adminOnly(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// TokenBody asks for a new token. Expires is its lifetime: absent means
-// auth.DefaultTokenTTL, "0s" means it never expires.
-type TokenBody struct {
-	Repo    string            `json:"repo"`
-	Service string            `json:"service,omitempty"`
-	Expires *rollout.Duration `json:"expires,omitempty"`
-}
-
-// TokenView is a token as the API shows it: never its hash, and its text
-// only in the answer to the POST that created it. Zero Expires: never
-// expires; zero Revoked: not revoked.
-type TokenView struct {
-	ID      string    `json:"id"`
-	Repo    string    `json:"repo"`
-	Service string    `json:"service,omitempty"`
-	Created time.Time `json:"created"`
-	Expires time.Time `json:"expires,omitzero"`
-	Revoked time.Time `json:"revoked,omitzero"`
-	Token   string    `json:"token,omitempty"`
-}
-
 // tokenView shows a token record; the API imports no store, so it takes
 // the fields it shows.
-func tokenView(id, repo, service string, created, expires, revoked time.Time) TokenView {
-	return TokenView{ID: id, Repo: repo, Service: service, Created: created, Expires: expires, Revoked: revoked}
+func tokenView(id, repo, service string, created, expires, revoked time.Time) wire.TokenView {
+	return wire.TokenView{ID: id, Repo: repo, Service: service, Created: created, Expires: expires, Revoked: revoked}
 }
 
 func (s *server) createToken(c echo.Context) error {
-	var b TokenBody
+	var b wire.TokenBody
 	if err := decode(c, &b); err != nil {
 		return err
 	}
@@ -214,11 +194,11 @@ func (s *server) listTokens(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := make([]TokenView, 0, len(toks))
+	out := make([]wire.TokenView, 0, len(toks))
 	for _, t := range toks {
 		out = append(out, tokenView(t.ID, t.Repo, t.Service, t.Created, t.Expires, t.Revoked))
 	}
-	return c.JSON(http.StatusOK, map[string][]TokenView{"tokens": out})
+	return c.JSON(http.StatusOK, wire.TokenList{Tokens: out})
 }
 
 func (s *server) revokeToken(c echo.Context) error {

@@ -15,6 +15,7 @@ import (
 	"github.com/sluicehq/sluice/bot/api"
 	"github.com/sluicehq/sluice/bot/auth"
 	"github.com/sluicehq/sluice/bot/auth/authtest"
+	"github.com/sluicehq/sluice/bot/wire"
 	"github.com/sluicehq/sluice/internal/enginetest"
 	"github.com/sluicehq/sluice/rollout"
 )
@@ -267,7 +268,7 @@ func TestTokenManagement(t *testing.T) {
 	}
 
 	code, b = call(t, srv, "POST", "/api/v1/tokens", "application/json", []byte(`{"repo":"acme/api","expires":"1h"}`), bearer(adminToken)...)
-	var created api.TokenView
+	var created wire.TokenView
 	if err := json.Unmarshal(b, &created); code != 201 || err != nil || !strings.HasPrefix(created.Token, auth.TokenPrefix) {
 		t.Fatalf("admin create: %d %s", code, b)
 	}
@@ -283,7 +284,7 @@ func TestTokenManagement(t *testing.T) {
 	if code != 200 || strings.Contains(string(b), created.Token) || strings.Contains(string(b), "hash") || !strings.Contains(string(b), created.ID) {
 		t.Fatalf("list: %d %s; want the ids, no token text, no hash", code, b)
 	}
-	var list struct{ Tokens []api.TokenView }
+	var list struct{ Tokens []wire.TokenView }
 	if err := json.Unmarshal(b, &list); err != nil || len(list.Tokens) != 2 {
 		t.Fatalf("list: %s", b)
 	}
@@ -292,7 +293,7 @@ func TestTokenManagement(t *testing.T) {
 		t.Errorf("revoke unknown: %d %s", code, b)
 	}
 	code, b = call(t, srv, "DELETE", "/api/v1/tokens/"+created.ID, "", nil, bearer(adminToken)...)
-	var revoked api.TokenView
+	var revoked wire.TokenView
 	if err := json.Unmarshal(b, &revoked); code != 200 || err != nil || revoked.Revoked.IsZero() || revoked.Token != "" {
 		t.Fatalf("revoke: %d %s", code, b)
 	}

@@ -9,7 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/sluicehq/sluice/bot/api"
+	"github.com/sluicehq/sluice/bot/wire"
 )
 
 // TokenCmd (sluice token create|list|revoke) manages repository-scoped API tokens through the server's admin
@@ -43,7 +43,7 @@ func (c *TokenCreateCmd) Run(env *Env) error {
 		_, err := env.Stdout.Write(append(raw, '\n'))
 		return err
 	}
-	var t api.TokenView
+	var t wire.TokenView
 	if err := json.Unmarshal(raw, &t); err != nil {
 		return fmt.Errorf("decode answer: %w", err)
 	}
@@ -68,7 +68,7 @@ func (c *TokenListCmd) Run(env *Env) error {
 		return err
 	}
 	var out struct {
-		Tokens []api.TokenView `json:"tokens"`
+		Tokens []wire.TokenView `json:"tokens"`
 	}
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return fmt.Errorf("decode answer: %w", err)
@@ -101,7 +101,7 @@ func (c *TokenRevokeCmd) Run(env *Env) error {
 		_, err := env.Stdout.Write(append(raw, '\n'))
 		return err
 	}
-	var t api.TokenView
+	var t wire.TokenView
 	if err := json.Unmarshal(raw, &t); err != nil {
 		return fmt.Errorf("decode answer: %w", err)
 	}
@@ -109,7 +109,7 @@ func (c *TokenRevokeCmd) Run(env *Env) error {
 	return err
 }
 
-func scopeOf(t api.TokenView) string {
+func scopeOf(t wire.TokenView) string {
 	if t.Service != "" {
 		return t.Repo + " service " + t.Service
 	}
