@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/sluicehq/sluice/bot/remote"
+	"github.com/sluicehq/sluice/bot/wire"
 	"github.com/sluicehq/sluice/rollout"
 )
 
@@ -41,14 +41,14 @@ func checkServer(server string) error {
 	return nil
 }
 
-// do sends one request; see remote.Engine.Call. Errors a user can fix
-// from the command line say how.
-func (c *Client) do(ctx context.Context, method, path string, query url.Values, body any, ctype string, out any) error {
+// do sends one request for route r with its path parameters; see
+// remote.Engine.Call. Errors a user can fix from the command line say how.
+func (c *Client) do(ctx context.Context, r wire.Route, params []string, query url.Values, body any, ctype string, out any) error {
 	if c.bad != nil {
 		return c.bad
 	}
 	origin := &rollout.Origin{Via: "cli", Actor: os.Getenv("USER")}
-	err := c.api.Call(ctx, method, path, query, body, ctype, origin, out)
+	err := c.api.Call(ctx, r, params, query, body, ctype, origin, out)
 	switch {
 	case errors.Is(err, remote.ErrRouter):
 		return &codedError{"router_port", fmt.Errorf("%s is sluice's router port, which serves the services, not the API: point --server (SLUICE_SERVER) at the address serve's --listen names (by default http://127.0.0.1:8080)", c.server)}
@@ -58,21 +58,13 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	return err
 }
 
-func pathf(format string, parts ...string) string {
-	args := make([]any, len(parts))
-	for i, p := range parts {
-		args[i] = url.PathEscape(p)
-	}
-	return fmt.Sprintf(format, args...)
-}
-
 // waitVersion polls a version until its status is not one of busy, and
 // returns its last state.
-func (c *Client) waitVersion(ctx context.Context, service, version string, timeout time.Duration, busy ...string) (versionJSON, error) {
+func (c *Client) waitVersion(ctx context.Context, service, version string, timeout time.Duration, busy ...rollout.Status) (rollout.VersionStatus, error) {
 	deadline := time.Now().Add(timeout)
 	for {
-		var v versionJSON
-		if err := c.do(ctx, http.MethodGet, pathf("/services/%s/versions/%s", service, version), nil, nil, "", &v); err != nil {
+		var v rollout.VersionStatus
+		if err := c.do(ctx, wire.GetVersion, []string{service, version}, nil, nil, "", &v); err != nil {
 			return v, err
 		}
 		done := true
@@ -93,33 +85,4 @@ func (c *Client) waitVersion(ctx context.Context, service, version string, timeo
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-// versionJSON is the subset of a version the CLI reads.
-type versionJSON struct {
-	Name    string `json:"name"`
-	Service string `json:"service"`
-	Status  string `json:"status"`
-	URL     string `json:"url"`
-	Traffic int    `json:"traffic"`
-	Rules   []int  `json:"rules"`
-	Reason  struct {
-		Code       string `json:"code"`
-		Detail     string `json:"detail"`
-		Suggestion string `json:"suggestion"`
-	} `json:"reason"`
-}
-
-type statusJSON struct {
-	Name     string        `json:"name"`
-	URL      string        `json:"url"`
-	Stable   string        `json:"stable"`
-	Versions []versionJSON `json:"versions"`
-	Policy   struct {
-		Rules []struct {
-			Version string            `json:"version"`
-			Match   map[string]string `json:"match"`
-		} `json:"rules"`
-		Split map[string]int `json:"split"`
-	} `json:"policy"`
 }

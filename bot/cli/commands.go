@@ -6,13 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/bot/wire"
+	"github.com/sluicehq/sluice/rollout"
 	"github.com/sluicehq/sluice/rollout/policy"
 	"github.com/sluicehq/sluice/rollout/source"
 )
@@ -71,7 +72,7 @@ type VersionRmCmd struct {
 // Run calls DELETE /api/v1/services/SERVICE/versions/VERSION.
 func (c *VersionRmCmd) Run(env *Env) error {
 	var raw []byte
-	if err := c.client().do(env.Ctx, http.MethodDelete, pathf("/services/%s/versions/%s", c.Service, c.Version), nil, nil, "", &raw); err != nil {
+	if err := c.client().do(env.Ctx, wire.DeleteVersion, []string{c.Service, c.Version}, nil, nil, "", &raw); err != nil {
 		return err
 	}
 	if c.JSON {
@@ -113,7 +114,7 @@ func pack(dir string) (*bytes.Buffer, error) {
 
 // failedVersion turns a failed version into the CLI's error, printing its
 // reason.
-func failedVersion(v versionJSON) error {
+func failedVersion(v rollout.Version) error {
 	msg := fmt.Sprintf("%s is %s: %s", v.Name, v.Status, v.Reason.Code)
 	if v.Reason.Detail != "" {
 		msg += "\n" + strings.TrimRight(v.Reason.Detail, "\n")
@@ -142,20 +143,23 @@ func (c *DeployCmd) Run(env *Env) error {
 	}
 	cl := c.client()
 	var raw []byte
-	q := url.Values{"strategy": {c.Strategy}}
-	if err := cl.do(env.Ctx, http.MethodPost, pathf("/services/%s/versions", c.Service), q, buf, "application/gzip", &raw); err != nil {
+	q := url.Values{wire.QueryStrategy: {c.Strategy}}
+	if err := cl.do(env.Ctx, wire.Deploy, []string{c.Service}, q, buf, wire.ContentArchive, &raw); err != nil {
 		return err
 	}
-	var v versionJSON
-	if err := json.Unmarshal(raw, &v); err != nil {
+	var dv wire.VersionView
+	if err := json.Unmarshal(raw, &dv); err != nil {
 		return fmt.Errorf("decode answer: %w", err)
 	}
+	v := dv.Version
 	if c.Wait {
-		if v, err = cl.waitVersion(env.Ctx, c.Service, v.Name, c.Timeout, "creating"); err != nil {
+		vs, err := cl.waitVersion(env.Ctx, c.Service, v.Name, c.Timeout, rollout.StatusCreating)
+		if err != nil {
 			return err
 		}
+		v = vs.Version
 		if c.JSON {
-			if err := cl.do(env.Ctx, http.MethodGet, pathf("/services/%s/versions/%s", c.Service, v.Name), nil, nil, "", &raw); err != nil {
+			if err := cl.do(env.Ctx, wire.GetVersion, []string{c.Service, v.Name}, nil, nil, "", &raw); err != nil {
 				return err
 			}
 		}
@@ -167,7 +171,7 @@ func (c *DeployCmd) Run(env *Env) error {
 	} else {
 		fmt.Fprintln(env.Stdout, v.Name)
 	}
-	if c.Wait && v.Status != "normal" {
+	if c.Wait && v.Status != rollout.StatusNormal {
 		return failedVersion(v)
 	}
 	return nil
@@ -206,19 +210,20 @@ func (c *TrafficCmd) Run(env *Env) error {
 	if err != nil {
 		return err
 	}
-	return c.policyCall(env, http.MethodPut, pathf("/services/%s/policy", c.Service), nil, map[string]any{"split": split}, c.Service)
+	return c.policyCall(env, wire.SetPolicy, c.Service, nil, wire.PolicyBody{Split: split})
 }
 
-// policyCall sends a change and prints the resulting status.
-func (f ClientFlags) policyCall(env *Env, method, path string, q url.Values, body any, service string) error {
+// policyCall sends a change of service's policy and prints the resulting
+// status.
+func (f ClientFlags) policyCall(env *Env, r wire.Route, service string, q url.Values, body any) error {
 	var raw []byte
-	if err := f.client().do(env.Ctx, method, path, q, body, "", &raw); err != nil {
+	if err := f.client().do(env.Ctx, r, []string{service}, q, body, "", &raw); err != nil {
 		return err
 	}
 	if f.JSON {
 		return printJSON(env.Stdout, raw)
 	}
-	var st statusJSON
+	var st rollout.ServiceStatus
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return fmt.Errorf("decode answer: %w", err)
 	}
@@ -243,9 +248,9 @@ func (c *RouteCmd) Run(env *Env) error {
 		}
 		q := url.Values{}
 		if c.Version != "" {
-			q.Set("version", c.Version)
+			q.Set(wire.QueryVersion, c.Version)
 		}
-		return c.policyCall(env, http.MethodDelete, pathf("/services/%s/rules", c.Service), q, nil, c.Service)
+		return c.policyCall(env, wire.ClearRules, c.Service, q, nil)
 	}
 	if c.Version == "" || c.Match == "" {
 		return fmt.Errorf("usage: sluice route SERVICE VERSION 'key=glob[&key=glob]'  or  sluice route SERVICE --clear")
@@ -254,8 +259,7 @@ func (c *RouteCmd) Run(env *Env) error {
 	if err != nil {
 		return fmt.Errorf("invalid rule: %v", err)
 	}
-	return c.policyCall(env, http.MethodPost, pathf("/services/%s/rules", c.Service), nil,
-		map[string]any{"version": c.Version, "match": m}, c.Service)
+	return c.policyCall(env, wire.AddRule, c.Service, nil, wire.RuleBody{Version: c.Version, Match: m})
 }
 
 // PredictCmd: sluice predict SERVICE 'query-string'
@@ -268,16 +272,13 @@ type PredictCmd struct {
 // Run predicts.
 func (c *PredictCmd) Run(env *Env) error {
 	var raw []byte
-	if err := c.client().do(env.Ctx, http.MethodGet, pathf("/services/%s/predict", c.Service), url.Values{"query": {c.Query}}, nil, "", &raw); err != nil {
+	if err := c.client().do(env.Ctx, wire.Predict, []string{c.Service}, url.Values{wire.QueryQuery: {c.Query}}, nil, "", &raw); err != nil {
 		return err
 	}
 	if c.JSON {
 		return printJSON(env.Stdout, raw)
 	}
-	var p struct {
-		Version string `json:"version"`
-		Reason  string `json:"reason"`
-	}
+	var p rollout.Prediction
 	if err := json.Unmarshal(raw, &p); err != nil {
 		return fmt.Errorf("decode answer: %w", err)
 	}
@@ -299,8 +300,7 @@ type PromoteCmd struct {
 
 // Run promotes.
 func (c *PromoteCmd) Run(env *Env) error {
-	return c.policyCall(env, http.MethodPost, pathf("/services/%s/promote", c.Service), nil,
-		map[string]any{"version": c.Version, "keep_rules": c.KeepRules}, c.Service)
+	return c.policyCall(env, wire.Promote, c.Service, nil, wire.VersionBody{Version: c.Version, KeepRules: c.KeepRules})
 }
 
 // RollbackCmd: sluice rollback SERVICE [VERSION]
@@ -312,8 +312,7 @@ type RollbackCmd struct {
 
 // Run rolls back.
 func (c *RollbackCmd) Run(env *Env) error {
-	return c.policyCall(env, http.MethodPost, pathf("/services/%s/rollback", c.Service), nil,
-		map[string]any{"version": c.Version}, c.Service)
+	return c.policyCall(env, wire.Rollback, c.Service, nil, wire.VersionBody{Version: c.Version})
 }
 
 // AbortCmd: sluice abort SERVICE VERSION
@@ -325,8 +324,7 @@ type AbortCmd struct {
 
 // Run aborts a canary.
 func (c *AbortCmd) Run(env *Env) error {
-	return c.policyCall(env, http.MethodPost, pathf("/services/%s/abort", c.Service), nil,
-		map[string]any{"version": c.Version}, c.Service)
+	return c.policyCall(env, wire.Abort, c.Service, nil, wire.VersionBody{Version: c.Version})
 }
 
 // RedeployCmd: sluice redeploy SERVICE VERSION [--env K=V ...] [--instances N] [--run CMD] [--source DIR] [--wait]
@@ -346,60 +344,48 @@ type RedeployCmd struct {
 // Run redeploys in place.
 func (c *RedeployCmd) Run(env *Env) error {
 	cl := c.client()
-	path := pathf("/services/%s/versions/%s/redeploy", c.Service, c.Version)
+	params := []string{c.Service, c.Version}
+	// Flags left at their zero value keep the version's setting.
+	body := wire.RedeployBody{Env: c.Env, UnsetEnv: c.UnsetEnv}
+	if len(body.Env) == 0 {
+		body.Env = nil
+	}
+	if len(body.UnsetEnv) == 0 {
+		body.UnsetEnv = nil
+	}
+	if c.Instances != 0 {
+		body.Instances = &c.Instances
+	}
+	if c.RunCmd != "" {
+		body.Run = &c.RunCmd
+	}
 	var raw []byte
 	if c.Source != "" {
 		buf, err := pack(c.Source)
 		if err != nil {
 			return err
 		}
-		q := url.Values{}
-		for k, v := range c.Env {
-			q.Add("env", k+"="+v)
-		}
-		for _, k := range c.UnsetEnv {
-			q.Add("unset_env", k)
-		}
-		if c.Instances != 0 {
-			q.Set("instances", strconv.Itoa(c.Instances))
-		}
-		if c.RunCmd != "" {
-			q.Set("run", c.RunCmd)
-		}
-		if err := cl.do(env.Ctx, http.MethodPost, path, q, buf, "application/gzip", &raw); err != nil {
+		if err := cl.do(env.Ctx, wire.Redeploy, params, body.Query(), buf, wire.ContentArchive, &raw); err != nil {
 			return err
 		}
-	} else {
-		body := map[string]any{}
-		if len(c.Env) > 0 {
-			body["env"] = c.Env
-		}
-		if len(c.UnsetEnv) > 0 {
-			body["unset_env"] = c.UnsetEnv
-		}
-		if c.Instances != 0 {
-			body["instances"] = c.Instances
-		}
-		if c.RunCmd != "" {
-			body["run"] = c.RunCmd
-		}
-		if err := cl.do(env.Ctx, http.MethodPost, path, nil, body, "", &raw); err != nil {
-			return err
-		}
+	} else if err := cl.do(env.Ctx, wire.Redeploy, params, nil, body, "", &raw); err != nil {
+		return err
 	}
-	var v versionJSON
-	if err := json.Unmarshal(raw, &v); err != nil {
+	var dv wire.VersionView
+	if err := json.Unmarshal(raw, &dv); err != nil {
 		return fmt.Errorf("decode answer: %w", err)
 	}
+	v := dv.Version
 	if c.Wait {
-		var err error
-		if v, err = cl.waitVersion(env.Ctx, c.Service, c.Version, c.Timeout, "updating"); err != nil {
+		vs, err := cl.waitVersion(env.Ctx, c.Service, c.Version, c.Timeout, rollout.StatusUpdating)
+		if err != nil {
 			return err
 		}
+		v = vs.Version
 	}
 	if c.JSON {
 		if c.Wait {
-			if err := cl.do(env.Ctx, http.MethodGet, pathf("/services/%s/versions/%s", c.Service, c.Version), nil, nil, "", &raw); err != nil {
+			if err := cl.do(env.Ctx, wire.GetVersion, params, nil, nil, "", &raw); err != nil {
 				return err
 			}
 		}
@@ -409,7 +395,7 @@ func (c *RedeployCmd) Run(env *Env) error {
 	} else {
 		fmt.Fprintf(env.Stdout, "%s %s\n", v.Name, v.Status)
 	}
-	if c.Wait && v.Status != "normal" {
+	if c.Wait && v.Status != rollout.StatusNormal {
 		return failedVersion(v)
 	}
 	return nil
@@ -431,16 +417,14 @@ func (c *RetireCmd) Run(env *Env) error {
 		return Usage(fmt.Errorf("say how long a version must have been idle: --older-than 24h, say (--older-than 0s stops every version with no traffic and no rule now)"))
 	}
 	var raw []byte
-	if err := c.client().do(env.Ctx, http.MethodPost, pathf("/services/%s/retire", c.Service), nil,
-		map[string]any{"older_than": c.OlderThan.String()}, "", &raw); err != nil {
+	if err := c.client().do(env.Ctx, wire.Retire, []string{c.Service}, nil,
+		wire.RetireBody{OlderThan: rollout.Duration(*c.OlderThan)}, "", &raw); err != nil {
 		return err
 	}
 	if c.JSON {
 		return printJSON(env.Stdout, raw)
 	}
-	var out struct {
-		Stopped []string `json:"stopped"`
-	}
+	var out wire.Retired
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return fmt.Errorf("decode answer: %w", err)
 	}
@@ -462,13 +446,13 @@ type StatusCmd struct {
 // Run shows a service.
 func (c *StatusCmd) Run(env *Env) error {
 	var raw []byte
-	if err := c.client().do(env.Ctx, http.MethodGet, pathf("/services/%s", c.Service), nil, nil, "", &raw); err != nil {
+	if err := c.client().do(env.Ctx, wire.GetService, []string{c.Service}, nil, nil, "", &raw); err != nil {
 		return err
 	}
 	if c.JSON {
 		return printJSON(env.Stdout, raw)
 	}
-	var st statusJSON
+	var st rollout.ServiceStatus
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return fmt.Errorf("decode answer: %w", err)
 	}
@@ -484,15 +468,13 @@ type ServicesCmd struct {
 // Run lists services.
 func (c *ServicesCmd) Run(env *Env) error {
 	var raw []byte
-	if err := c.client().do(env.Ctx, http.MethodGet, "/services", nil, nil, "", &raw); err != nil {
+	if err := c.client().do(env.Ctx, wire.ListServices, nil, nil, nil, "", &raw); err != nil {
 		return err
 	}
 	if c.JSON {
 		return printJSON(env.Stdout, raw)
 	}
-	var out struct {
-		Services []statusJSON `json:"services"`
-	}
+	var out wire.ServiceList
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return fmt.Errorf("decode answer: %w", err)
 	}
@@ -524,33 +506,22 @@ func (c *HistoryCmd) Run(env *Env) error {
 		return fmt.Errorf("--limit must be between 1 and 1000, got %d", c.Limit)
 	}
 	var raw []byte
-	q := url.Values{"limit": {strconv.Itoa(c.Limit)}}
+	q := url.Values{wire.QueryLimit: {strconv.Itoa(c.Limit)}}
 	switch {
 	case c.After != nil && c.Before != 0:
 		return fmt.Errorf("give --before or --after, not both")
 	case c.After != nil:
-		q.Set("after", strconv.FormatUint(*c.After, 10))
+		q.Set(wire.QueryAfter, strconv.FormatUint(*c.After, 10))
 	case c.Before != 0:
-		q.Set("before", strconv.FormatUint(c.Before, 10))
+		q.Set(wire.QueryBefore, strconv.FormatUint(c.Before, 10))
 	}
-	if err := c.client().do(env.Ctx, http.MethodGet, pathf("/services/%s/events", c.Service), q, nil, "", &raw); err != nil {
+	if err := c.client().do(env.Ctx, wire.ServiceEvents, []string{c.Service}, q, nil, "", &raw); err != nil {
 		return err
 	}
 	if c.JSON {
 		return printJSON(env.Stdout, raw)
 	}
-	var out struct {
-		Events []struct {
-			Seq     uint64    `json:"seq"`
-			Time    time.Time `json:"time"`
-			Op      string    `json:"op"`
-			Message string    `json:"message"`
-			Origin  struct {
-				Via   string `json:"via"`
-				Actor string `json:"actor"`
-			} `json:"origin"`
-		} `json:"events"`
-	}
+	var out wire.EventList
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return fmt.Errorf("decode answer: %w", err)
 	}
@@ -579,8 +550,8 @@ type LogsCmd struct {
 // Run prints logs.
 func (c *LogsCmd) Run(env *Env) error {
 	var raw []byte
-	if err := c.client().do(env.Ctx, http.MethodGet, pathf("/services/%s/versions/%s/logs", c.Service, c.Version),
-		url.Values{"bytes": {strconv.Itoa(c.Bytes)}}, nil, "", &raw); err != nil {
+	if err := c.client().do(env.Ctx, wire.Logs, []string{c.Service, c.Version},
+		url.Values{wire.QueryBytes: {strconv.Itoa(c.Bytes)}}, nil, "", &raw); err != nil {
 		return err
 	}
 	if c.JSON {
@@ -595,7 +566,7 @@ func (c *LogsCmd) Run(env *Env) error {
 }
 
 // renderStatus draws a service: one line per version with a traffic bar.
-func renderStatus(w io.Writer, st statusJSON) {
+func renderStatus(w io.Writer, st rollout.ServiceStatus) {
 	stable := st.Stable
 	if stable == "" {
 		stable = "none yet"
@@ -611,7 +582,7 @@ func renderStatus(w io.Writer, st statusJSON) {
 			}
 			extra = " +rule " + strings.Join(rs, ",")
 		}
-		status := v.Status
+		status := string(v.Status)
 		if v.Reason.Code != "" {
 			status += " (" + v.Reason.Code + ")"
 		}
@@ -621,7 +592,7 @@ func renderStatus(w io.Writer, st statusJSON) {
 		fmt.Fprintf(w, "  rule %d: %s -> %s\n", i+1, policy.FormatMatch(r.Match), r.Version)
 	}
 	for _, v := range st.Versions {
-		if v.Reason.Code != "" && v.Status != "normal" {
+		if v.Reason.Code != "" && v.Status != rollout.StatusNormal {
 			// The detail's first line; the log lines it announces after it.
 			first, rest, _ := strings.Cut(strings.TrimRight(v.Reason.Detail, "\n"), "\n")
 			fmt.Fprintf(w, "  %s: %s\n", v.Name, first)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 
+	"github.com/sluicehq/sluice/bot/wire"
 	"github.com/sluicehq/sluice/rollout"
 )
 
@@ -36,11 +37,7 @@ func IsUsage(err error) bool {
 // errors the CLI names (invalid_server, router_port, token_required), and
 // "error" for the rest.
 func ErrorJSON(err error) []byte {
-	body := struct {
-		Code     string            `json:"code"`
-		Message  string            `json:"message"`
-		Problems []rollout.Problem `json:"problems,omitempty"`
-	}{Code: "error", Message: err.Error()}
+	body := wire.ErrorBody{Code: "error", Message: err.Error()}
 	var re *rollout.Error
 	var coded interface{ Code() string }
 	switch {
@@ -53,6 +50,6 @@ func ErrorJSON(err error) []byte {
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
-	_ = enc.Encode(map[string]any{"error": body})
+	_ = enc.Encode(wire.Error{Error: body})
 	return buf.Bytes()
 }

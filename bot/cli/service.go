@@ -3,9 +3,8 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/url"
 
+	"github.com/sluicehq/sluice/bot/wire"
 	"github.com/sluicehq/sluice/rollout"
 )
 
@@ -34,8 +33,7 @@ func (c *ServiceSetRepoCmd) Run(env *Env) error {
 		return fmt.Errorf("name the repository (OWNER/NAME), or --none")
 	}
 	var raw []byte
-	err := c.client().do(env.Ctx, http.MethodPut, "/services/"+url.PathEscape(c.Service)+"/repo", nil,
-		map[string]string{"repo": c.Repo}, "", &raw)
+	err := c.client().do(env.Ctx, wire.SetRepo, []string{c.Service}, nil, wire.RepoBody{Repo: &c.Repo}, "", &raw)
 	if err != nil {
 		return err
 	}

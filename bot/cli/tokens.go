@@ -3,13 +3,12 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/url"
 	"os"
 	"text/tabwriter"
 	"time"
 
 	"github.com/sluicehq/sluice/bot/wire"
+	"github.com/sluicehq/sluice/rollout"
 )
 
 // TokenCmd (sluice token create|list|revoke) manages repository-scoped API tokens through the server's admin
@@ -31,12 +30,10 @@ type TokenCreateCmd struct {
 // Run creates the token and prints its text alone on stdout, so
 // `$(sluice token create ...)` captures it; the details go to stderr.
 func (c *TokenCreateCmd) Run(env *Env) error {
-	body := map[string]any{"repo": c.Repo, "expires": c.Expires.String()}
-	if c.Service != "" {
-		body["service"] = c.Service
-	}
+	expires := rollout.Duration(c.Expires)
+	body := wire.TokenBody{Repo: c.Repo, Service: c.Service, Expires: &expires}
 	var raw []byte
-	if err := c.client().do(env.Ctx, http.MethodPost, "/tokens", nil, body, "", &raw); err != nil {
+	if err := c.client().do(env.Ctx, wire.CreateToken, nil, nil, body, "", &raw); err != nil {
 		return err
 	}
 	if c.JSON {
@@ -60,16 +57,14 @@ type TokenListCmd struct {
 // Run prints one token per line: id, repo, service, created, expires, revoked.
 func (c *TokenListCmd) Run(env *Env) error {
 	var raw []byte
-	if err := c.client().do(env.Ctx, http.MethodGet, "/tokens", nil, nil, "", &raw); err != nil {
+	if err := c.client().do(env.Ctx, wire.ListTokens, nil, nil, nil, "", &raw); err != nil {
 		return err
 	}
 	if c.JSON {
 		_, err := env.Stdout.Write(append(raw, '\n'))
 		return err
 	}
-	var out struct {
-		Tokens []wire.TokenView `json:"tokens"`
-	}
+	var out wire.TokenList
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return fmt.Errorf("decode answer: %w", err)
 	}
@@ -94,7 +89,7 @@ type TokenRevokeCmd struct {
 // Run revokes the token.
 func (c *TokenRevokeCmd) Run(env *Env) error {
 	var raw []byte
-	if err := c.client().do(env.Ctx, http.MethodDelete, "/tokens/"+url.PathEscape(c.ID), nil, nil, "", &raw); err != nil {
+	if err := c.client().do(env.Ctx, wire.RevokeToken, []string{c.ID}, nil, nil, "", &raw); err != nil {
 		return err
 	}
 	if c.JSON {

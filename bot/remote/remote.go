@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/bot/wire"
 	"github.com/sluicehq/sluice/rollout"
 	"github.com/sluicehq/sluice/rollout/policy"
 )
@@ -39,24 +40,20 @@ func New(server, token string) *Engine {
 	return &Engine{server: strings.TrimRight(server, "/"), token: token, hc: &http.Client{Timeout: 10 * time.Minute}, WaitTimeout: 15 * time.Minute}
 }
 
-// Call sends one request to /api/v1+path: body is nil, []byte or an
-// io.Reader (sent as ctype), or any other value sent as JSON; origin, when
-// not nil, is sent as the X-Sluice-* headers. out receives the answer: a
-// *[]byte gets the raw body, anything else the decoded JSON. An error
-// answer comes back as *rollout.Error (4xx), a credential refusal or a
-// plain error naming the server's message. It is the one HTTP client of
-// the API: the CLI and the Action's event mode both go through it.
-func (e *Engine) Call(ctx context.Context, method, path string, q url.Values, body any, ctype string, origin *rollout.Origin, out any) error {
-	return e.do(ctx, method, path, q, body, ctype, origin, out)
+// Call sends one request for route r, its path filled with params (see
+// wire.Route.Path): body is nil, []byte or an io.Reader (sent as ctype),
+// or any other value sent as JSON; origin, when not nil, is sent as the
+// X-Sluice-* headers. out receives the answer: a *[]byte gets the raw
+// body, anything else the decoded JSON. An error answer comes back as
+// *rollout.Error (4xx), a credential refusal or a plain error naming the
+// server's message. It is the one HTTP client of the API: the CLI and the
+// Action's event mode both go through it.
+func (e *Engine) Call(ctx context.Context, r wire.Route, params []string, q url.Values, body any, ctype string, origin *rollout.Origin, out any) error {
+	return e.do(ctx, r.Method, r.Path(params...), q, body, ctype, origin, out)
 }
 
-// Headers the API reads an origin from.
-const (
-	hVia, hActor, hURL, hRef, hRepo, hPR = "X-Sluice-Via", "X-Sluice-Actor", "X-Sluice-Url", "X-Sluice-Ref", "X-Sluice-Repo", "X-Sluice-Pr"
-)
-
 func (e *Engine) do(ctx context.Context, method, path string, q url.Values, body any, ctype string, o *rollout.Origin, out any) error {
-	u := e.server + "/api/v1" + path
+	u := e.server + wire.Prefix + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
@@ -72,7 +69,7 @@ func (e *Engine) do(ctx context.Context, method, path string, q url.Values, body
 		if err != nil {
 			return fmt.Errorf("encode request: %w", err)
 		}
-		r, ctype = bytes.NewReader(data), "application/json"
+		r, ctype = bytes.NewReader(data), wire.ContentJSON
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, r)
 	if err != nil {
@@ -85,13 +82,13 @@ func (e *Engine) do(ctx context.Context, method, path string, q url.Values, body
 		req.Header.Set("Authorization", "Bearer "+e.token)
 	}
 	if o != nil {
-		for k, v := range map[string]string{hVia: o.Via, hActor: o.Actor, hURL: o.URL, hRef: o.Ref, hRepo: o.Repo} {
+		for k, v := range map[string]string{wire.HeaderVia: o.Via, wire.HeaderActor: o.Actor, wire.HeaderURL: o.URL, wire.HeaderRef: o.Ref, wire.HeaderRepo: o.Repo} {
 			if v != "" {
 				req.Header.Set(k, v)
 			}
 		}
 		if o.PR != 0 {
-			req.Header.Set(hPR, strconv.Itoa(o.PR))
+			req.Header.Set(wire.HeaderPR, strconv.Itoa(o.PR))
 		}
 	}
 	resp, err := e.hc.Do(req)
@@ -126,13 +123,7 @@ func (e *Engine) do(ctx context.Context, method, path string, q url.Values, body
 // apiError turns an API refusal back into the engine's *rollout.Error, so
 // callers handle a remote refusal exactly like a local one.
 func apiError(status int, data []byte) error {
-	var body struct {
-		Error struct {
-			Code     string            `json:"code"`
-			Message  string            `json:"message"`
-			Problems []rollout.Problem `json:"problems"`
-		} `json:"error"`
-	}
+	var body wire.Error
 	if json.Unmarshal(data, &body) != nil || body.Error.Message == "" {
 		text := strings.TrimSpace(string(data))
 		if status == http.StatusNotFound && strings.HasPrefix(text, "sluice: unknown ") {
@@ -182,20 +173,15 @@ func (e *refused) Code() string { return e.code }
 // Permanent reports true.
 func (e *refused) Permanent() bool { return true }
 
-func p(format string, parts ...string) string {
-	args := make([]any, len(parts))
-	for i, s := range parts {
-		args[i] = url.PathEscape(s)
-	}
-	return fmt.Sprintf(format, args...)
+// get sends a read of route r: no body, no origin.
+func (e *Engine) get(ctx context.Context, r wire.Route, q url.Values, out any, params ...string) error {
+	return e.do(ctx, r.Method, r.Path(params...), q, nil, "", nil, out)
 }
 
 // Services lists the services the token may see.
 func (e *Engine) Services() ([]string, error) {
-	var out struct {
-		Services []rollout.ServiceStatus `json:"services"`
-	}
-	if err := e.do(context.Background(), http.MethodGet, "/services", nil, nil, "", nil, &out); err != nil {
+	var out wire.ServiceList
+	if err := e.get(context.Background(), wire.ListServices, nil, &out); err != nil {
 		return nil, err
 	}
 	names := make([]string, 0, len(out.Services))
@@ -208,7 +194,7 @@ func (e *Engine) Services() ([]string, error) {
 // Status returns one service.
 func (e *Engine) Status(ctx context.Context, service string) (rollout.ServiceStatus, error) {
 	var st rollout.ServiceStatus
-	err := e.do(ctx, http.MethodGet, p("/services/%s", service), nil, nil, "", nil, &st)
+	err := e.get(ctx, wire.GetService, nil, &st, service)
 	return st, err
 }
 
@@ -217,114 +203,94 @@ func (e *Engine) Deploy(ctx context.Context, req rollout.DeployRequest) (rollout
 	var v rollout.Version
 	q := url.Values{}
 	if req.Strategy != "" {
-		q.Set("strategy", string(req.Strategy))
+		q.Set(wire.QueryStrategy, string(req.Strategy))
 	}
 	if req.AutoCanary {
-		q.Set("auto_canary", "true")
+		q.Set(wire.QueryAutoCanary, "true")
 	}
-	err := e.do(ctx, http.MethodPost, p("/services/%s/versions", req.Service), q, req.Archive, "application/gzip", &req.Origin, &v)
+	err := e.Call(ctx, wire.Deploy, []string{req.Service}, q, req.Archive, wire.ContentArchive, &req.Origin, &v)
 	return v, err
 }
 
 // Redeploy changes a version in place.
 func (e *Engine) Redeploy(ctx context.Context, service, version string, req rollout.RedeployRequest) (rollout.Version, error) {
 	var v rollout.Version
-	path := p("/services/%s/versions/%s/redeploy", service, version)
+	params := []string{service, version}
+	body := wire.RedeployBody{Env: req.Env, UnsetEnv: req.UnsetEnv, Instances: req.Instances, Run: req.Run}
 	if req.Archive != nil {
-		q := url.Values{}
-		for k, val := range req.Env {
-			q.Add("env", k+"="+val)
-		}
-		for _, k := range req.UnsetEnv {
-			q.Add("unset_env", k)
-		}
-		if req.Instances != nil {
-			q.Set("instances", strconv.Itoa(*req.Instances))
-		}
-		if req.Run != nil {
-			q.Set("run", *req.Run)
-		}
-		err := e.do(ctx, http.MethodPost, path, q, req.Archive, "application/gzip", &req.Origin, &v)
+		err := e.Call(ctx, wire.Redeploy, params, body.Query(), req.Archive, wire.ContentArchive, &req.Origin, &v)
 		return v, err
 	}
-	body := map[string]any{"env": req.Env, "unset_env": req.UnsetEnv, "instances": req.Instances, "run": req.Run}
-	err := e.do(ctx, http.MethodPost, path, nil, body, "", &req.Origin, &v)
+	err := e.Call(ctx, wire.Redeploy, params, nil, body, "", &req.Origin, &v)
 	return v, err
 }
 
-func (e *Engine) statusCall(ctx context.Context, method, path string, q url.Values, body any, o rollout.Origin) (rollout.ServiceStatus, error) {
+// change sends a change of the policy for service and returns the
+// service's status after it.
+func (e *Engine) change(ctx context.Context, r wire.Route, service string, q url.Values, body any, o rollout.Origin) (rollout.ServiceStatus, error) {
 	var st rollout.ServiceStatus
-	err := e.do(ctx, method, path, q, body, "", &o, &st)
+	err := e.Call(ctx, r, []string{service}, q, body, "", &o, &st)
 	return st, err
 }
 
 // Traffic replaces the split and/or rules.
 func (e *Engine) Traffic(ctx context.Context, service string, req rollout.TrafficRequest, o rollout.Origin) (rollout.ServiceStatus, error) {
-	body := map[string]any{}
-	if req.Split != nil {
-		body["split"] = req.Split
-	}
-	if req.Rules != nil {
-		body["rules"] = *req.Rules
-	}
-	return e.statusCall(ctx, http.MethodPut, p("/services/%s/policy", service), nil, body, o)
+	return e.change(ctx, wire.SetPolicy, service, nil, wire.PolicyBody{Split: req.Split, Rules: req.Rules}, o)
 }
 
 // Route appends a rule.
 func (e *Engine) Route(ctx context.Context, service string, r policy.Rule, o rollout.Origin) (rollout.ServiceStatus, error) {
-	return e.statusCall(ctx, http.MethodPost, p("/services/%s/rules", service), nil, map[string]any{"version": r.Version, "match": r.Match}, o)
+	return e.change(ctx, wire.AddRule, service, nil, wire.RuleBody{Version: r.Version, Match: r.Match}, o)
 }
 
 // ClearRoutes removes the rules of version (all when "").
 func (e *Engine) ClearRoutes(ctx context.Context, service, version string, o rollout.Origin) (rollout.ServiceStatus, error) {
 	q := url.Values{}
 	if version != "" {
-		q.Set("version", version)
+		q.Set(wire.QueryVersion, version)
 	}
-	return e.statusCall(ctx, http.MethodDelete, p("/services/%s/rules", service), q, nil, o)
+	return e.change(ctx, wire.ClearRules, service, q, nil, o)
 }
 
 // Predict says which version a query reaches.
 func (e *Engine) Predict(ctx context.Context, service, query string) (rollout.Prediction, error) {
 	var pr rollout.Prediction
-	err := e.do(ctx, http.MethodGet, p("/services/%s/predict", service), url.Values{"query": {query}}, nil, "", nil, &pr)
+	err := e.get(ctx, wire.Predict, url.Values{wire.QueryQuery: {query}}, &pr, service)
 	return pr, err
 }
 
 // Promote gives version 100%.
 func (e *Engine) Promote(ctx context.Context, service, version string, keepRules bool, o rollout.Origin) (rollout.ServiceStatus, error) {
-	return e.statusCall(ctx, http.MethodPost, p("/services/%s/promote", service), nil, map[string]any{"version": version, "keep_rules": keepRules}, o)
+	return e.change(ctx, wire.Promote, service, nil, wire.VersionBody{Version: version, KeepRules: keepRules}, o)
 }
 
 // Rollback goes back to the previous stable (or version).
 func (e *Engine) Rollback(ctx context.Context, service, version string, o rollout.Origin) (rollout.ServiceStatus, error) {
-	return e.statusCall(ctx, http.MethodPost, p("/services/%s/rollback", service), nil, map[string]any{"version": version}, o)
+	return e.change(ctx, wire.Rollback, service, nil, wire.VersionBody{Version: version}, o)
 }
 
 // Abort removes a canary.
 func (e *Engine) Abort(ctx context.Context, service, version string, o rollout.Origin) (rollout.ServiceStatus, error) {
-	return e.statusCall(ctx, http.MethodPost, p("/services/%s/abort", service), nil, map[string]any{"version": version}, o)
+	return e.change(ctx, wire.Abort, service, nil, wire.VersionBody{Version: version}, o)
 }
 
 // StopVersion stops a version without traffic.
 func (e *Engine) StopVersion(ctx context.Context, service, version string, o rollout.Origin) error {
-	return e.do(ctx, http.MethodPost, p("/services/%s/versions/%s/stop", service, version), nil, nil, "", &o, nil)
+	return e.Call(ctx, wire.StopVersion, []string{service, version}, nil, nil, "", &o, nil)
 }
 
 // Events pages through the history log.
 func (e *Engine) Events(service string, after uint64, limit int) ([]rollout.Event, error) {
-	path := "/events"
+	r, params := wire.AllEvents, []string{}
 	if service != "" {
-		path = p("/services/%s/events", service)
+		r, params = wire.ServiceEvents, []string{service}
 	}
 	if limit <= 0 || limit > 1000 {
 		limit = 1000
 	}
-	var out struct {
-		Events []rollout.Event `json:"events"`
-	}
-	q := url.Values{"after": {strconv.FormatUint(after, 10)}, "limit": {strconv.Itoa(limit)}}
-	err := e.do(context.Background(), http.MethodGet, path, q, nil, "", nil, &out)
+	var out wire.EventList
+	q := url.Values{wire.QueryAfter: {strconv.FormatUint(after, 10)}, wire.QueryLimit: {strconv.Itoa(limit)}}
+	err := e.get(context.Background(), r, q, &out, params...)
 	return out.Events, err
 }
 
