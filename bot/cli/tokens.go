@@ -3,7 +3,6 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"text/tabwriter"
 	"time"
 
@@ -44,7 +43,9 @@ func (c *TokenCreateCmd) Run(env *Env) error {
 	if err := json.Unmarshal(raw, &t); err != nil {
 		return fmt.Errorf("decode answer: %w", err)
 	}
-	fmt.Fprintf(os.Stderr, "token %s for %s, expires %s; it is shown only this once\n", t.ID, scopeOf(t), when(t.Expires, "never"))
+	if env.Stderr != nil {
+		fmt.Fprintf(env.Stderr, "token %s for %s, expires %s; it is shown only this once\n", t.ID, scopeOf(t), when(t.Expires, "never"))
+	}
 	_, err := fmt.Fprintln(env.Stdout, t.Token)
 	return err
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"net/http/httptest"
 	"reflect"
 	"slices"
@@ -13,49 +12,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/labstack/echo/v4"
-
 	"github.com/sluicehq/sluice/bot"
-	"github.com/sluicehq/sluice/bot/api"
-	"github.com/sluicehq/sluice/bot/auth"
 	"github.com/sluicehq/sluice/bot/remote"
 	"github.com/sluicehq/sluice/bot/wire"
-	"github.com/sluicehq/sluice/internal/enginetest"
+	"github.com/sluicehq/sluice/internal/apitest"
 	"github.com/sluicehq/sluice/rollout"
 )
 
 // remote.Engine is the bot's engine in the Action's event mode.
 var _ bot.Engine = (*remote.Engine)(nil)
 
-const (
-	adminToken = "admin-s3cret"
-	maxUpload  = 64 << 10
-)
-
-// sluiceServer is the real API (bot/api) over a real engine: bbolt in a
-// temporary directory, the local runtime running real processes, the
-// router on loopback; served over loopback HTTP.
-type sluiceServer struct {
-	URL   string
-	World *enginetest.World
-	Auth  *auth.Authenticator
-}
-
-func newServer(t *testing.T) *sluiceServer {
-	t.Helper()
-	w := enginetest.New(t, t.TempDir())
-	authn := auth.New(w.DB, auth.WithAdminToken(adminToken))
-	e := echo.New()
-	api.Register(e, w.Engine, api.WithAuthenticator(authn), api.WithMaxUpload(maxUpload), api.WithLogger(slog.New(slog.DiscardHandler)))
-	srv := httptest.NewServer(e)
-	t.Cleanup(srv.Close)
-	return &sluiceServer{URL: srv.URL, World: w, Auth: authn}
-}
-
-// client is a remote engine for the server with token; Wait gives up
-// long after a loaded machine has started the test app.
-func (s *sluiceServer) client(token string) *remote.Engine {
-	e := remote.New(s.URL, token)
+// client is a remote engine for srv with token; Wait gives up long
+// after a loaded machine has started the test app.
+func client(srv *apitest.Server, token string) *remote.Engine {
+	e := remote.New(srv.URL, token)
 	e.WaitTimeout = 5 * time.Minute
 	return e
 }
@@ -99,17 +69,17 @@ func wantSplit(t *testing.T, st rollout.ServiceStatus, stable string, split map[
 // what the engine on the server then holds.
 func TestRemoteDrivesEveryOperationThroughTheAPI(t *testing.T) {
 	t.Parallel()
-	srv := newServer(t)
-	eng := srv.client(adminToken)
+	srv := apitest.New(t)
+	eng := client(srv, apitest.AdminToken)
 	ctx := context.Background()
 	who := rollout.Origin{Via: "action", Actor: "octocat", URL: "https://github.com/acme/web/actions/runs/1", Ref: "abc123", PR: 7, Repo: "acme/web"}
 
-	v := must(eng.Deploy(ctx, rollout.DeployRequest{Service: "web", Archive: appSource(t, "web", "serve"), Strategy: rollout.StrategyFull, Origin: who}))(t)
+	v := must(eng.Deploy(ctx, rollout.DeployRequest{Service: "web", Archive: apitest.AppSource(t, "web", apitest.Serve), Strategy: rollout.StrategyFull, Origin: who}))(t)
 	if v.Name != "web-001" || v.Status != rollout.StatusCreating {
 		t.Fatalf("deploy answered %s %s, want web-001 creating", v.Name, v.Status)
 	}
 	eng.Wait()
-	must(eng.Deploy(ctx, rollout.DeployRequest{Service: "web", Archive: appSource(t, "web", "serve"), Strategy: rollout.StrategyCanary, Origin: who}))(t)
+	must(eng.Deploy(ctx, rollout.DeployRequest{Service: "web", Archive: apitest.AppSource(t, "web", apitest.Serve), Strategy: rollout.StrategyCanary, Origin: who}))(t)
 	eng.Wait()
 	st := must(eng.Status(ctx, "web"))(t)
 	if version(t, st, "web-002").Status != rollout.StatusNormal || st.Repo != "acme/web" {
@@ -151,7 +121,7 @@ func TestRemoteDrivesEveryOperationThroughTheAPI(t *testing.T) {
 		t.Fatalf("redeploy answered %s", v.Name)
 	}
 	n := 2
-	must(eng.Redeploy(ctx, "web", "web-002", rollout.RedeployRequest{Archive: appSource(t, "web", "serve"),
+	must(eng.Redeploy(ctx, "web", "web-002", rollout.RedeployRequest{Archive: apitest.AppSource(t, "web", apitest.Serve),
 		Env: map[string]string{"GREETING": "a=b"}, Instances: &n, Origin: who}))(t)
 	eng.Wait()
 	st = must(eng.Status(ctx, "web"))(t)
@@ -202,11 +172,11 @@ func TestRemoteDrivesEveryOperationThroughTheAPI(t *testing.T) {
 // bot does not retry; and that none of them changed anything.
 func TestRemoteTurnsRefusalsIntoEngineErrors(t *testing.T) {
 	t.Parallel()
-	srv := newServer(t)
-	admin := srv.client(adminToken)
+	srv := apitest.New(t)
+	admin := client(srv, apitest.AdminToken)
 	ctx := context.Background()
 	who := rollout.Origin{Via: "cli", Repo: "acme/web"}
-	must(admin.Deploy(ctx, rollout.DeployRequest{Service: "web", Archive: appSource(t, "web", "exit"), Origin: who}))(t)
+	must(admin.Deploy(ctx, rollout.DeployRequest{Service: "web", Archive: apitest.AppSource(t, "web", apitest.Exit), Origin: who}))(t)
 	admin.Wait()
 	if s := version(t, must(admin.Status(ctx, "web"))(t), "web-001").Status; s == rollout.StatusNormal || s == rollout.StatusCreating {
 		t.Fatalf("web-001 is %s, want failed", s)
@@ -215,8 +185,8 @@ func TestRemoteTurnsRefusalsIntoEngineErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stranger := srv.client(other)
-	big := bytes.Repeat([]byte{0}, maxUpload+1)
+	stranger := client(srv, other)
+	big := bytes.Repeat([]byte{0}, apitest.MaxUpload+1)
 
 	for _, tc := range []struct {
 		name string
@@ -272,9 +242,9 @@ func TestRemoteTurnsRefusalsIntoEngineErrors(t *testing.T) {
 // the engine's: a refused credential, the router's port, no server.
 func TestRemoteSaysWhyItCannotTalkToTheAPI(t *testing.T) {
 	t.Parallel()
-	srv := newServer(t)
+	srv := apitest.New(t)
 	for _, tc := range []struct{ token, code string }{{"", "unauthorized"}, {"wrong", "unknown_token"}} {
-		_, err := srv.client(tc.token).Services()
+		_, err := client(srv, tc.token).Services()
 		var perm interface {
 			Permanent() bool
 			Code() string
@@ -287,13 +257,13 @@ func TestRemoteSaysWhyItCannotTalkToTheAPI(t *testing.T) {
 		}
 	}
 
-	if _, err := remote.New(srv.World.Server.URL, adminToken).Services(); !errors.Is(err, remote.ErrRouter) {
+	if _, err := remote.New(srv.World.Server.URL, apitest.AdminToken).Services(); !errors.Is(err, remote.ErrRouter) {
 		t.Fatalf("the router's address: got %v, want ErrRouter", err)
 	}
 
 	gone := httptest.NewServer(nil)
 	gone.Close()
-	_, err := remote.New(gone.URL, adminToken).Services()
+	_, err := remote.New(gone.URL, apitest.AdminToken).Services()
 	if err == nil || !strings.Contains(err.Error(), "cannot reach the sluice server at "+gone.URL) {
 		t.Fatalf("a closed address: got %v", err)
 	}
