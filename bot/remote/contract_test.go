@@ -17,6 +17,7 @@ import (
 	"github.com/sluicehq/sluice/bot/wire"
 	"github.com/sluicehq/sluice/internal/apitest"
 	"github.com/sluicehq/sluice/rollout"
+	"github.com/sluicehq/sluice/rollout/policy"
 )
 
 // remote.Engine is the bot's engine in the Action's event mode.
@@ -90,7 +91,7 @@ func TestRemoteDrivesEveryOperationThroughTheAPI(t *testing.T) {
 	st = must(eng.Traffic(ctx, "web", rollout.TrafficRequest{Split: map[string]int{"web-001": 90, "web-002": 10}}, who))(t)
 	wantSplit(t, st, "web-001", map[string]int{"web-001": 90, "web-002": 10})
 
-	st = must(eng.Route(ctx, "web", rollout.Rule{Version: "web-002", Match: map[string]string{"env": "beta*"}}, who))(t)
+	st = must(eng.Route(ctx, "web", policy.Rule{Version: "web-002", Match: map[string]string{"env": "beta*"}}, who))(t)
 	if len(st.Policy.Rules) != 1 || st.Policy.Rules[0].Version != "web-002" || st.Policy.Rules[0].Match["env"] != "beta*" {
 		t.Fatalf("route: rules %+v", st.Policy.Rules)
 	}
@@ -210,7 +211,7 @@ func TestRemoteTurnsRefusalsIntoEngineErrors(t *testing.T) {
 		}, rollout.KindInvalid, "invalid_policy"},
 		{"400 promote names no version", func() error { _, err := admin.Promote(ctx, "web", "", false, who); return err }, rollout.KindInvalid, "invalid_parameter"},
 		{"400 bad glob", func() error {
-			_, err := admin.Route(ctx, "web", rollout.Rule{Version: "web-001", Match: map[string]string{"env": "[x"}}, who)
+			_, err := admin.Route(ctx, "web", policy.Rule{Version: "web-001", Match: map[string]string{"env": "[x"}}, who)
 			return err
 		}, rollout.KindInvalid, "invalid_rule"},
 		{"413 upload too large", func() error {
