@@ -73,7 +73,7 @@ const (
 	DefaultMaxBody     = 5 << 20
 	DefaultMaxInflight = 8
 	DefaultBodyTimeout = 30 * time.Second
-	DefaultMaxTarball  = 256 << 20
+	maxTarball         = 256 << 20
 	stickyEntries      = 20
 	retryMin, retryMax = time.Second, 5 * time.Minute
 )

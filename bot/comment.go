@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"sort"
 	"strings"
@@ -135,14 +136,19 @@ func (b *Bot) onIssueComment(ctx context.Context, d delivery) ([]rollout.Op, err
 		return nil, fmt.Errorf("read permission of %s: %w", p.actor, err)
 	}
 	// GitHub reports maintain as "write" in this field.
-	level := perm.GetPermission()
-	if !writePermissions[level] {
+	if level := perm.GetPermission(); !writePermissions[level] {
 		log.Info("command refused", "actor", p.actor, "permission", level)
 		entry := render.Entry{Time: b.now(), Title: "Refused", Body: render.Refusal(p.actor, level)}
 		ops, err := b.addEntries(p, entry)
 		return append(ops, b.reaction(p, "confused")), err
 	}
+	return b.runCommands(ctx, log, p, results)
+}
 
+// runCommands runs a comment's commands in order and queues their
+// entries on the sticky comment and the reaction that sums them up: 😕
+// when one failed, 🚀 when all are done (none left for a follow-up).
+func (b *Bot) runCommands(ctx context.Context, log *slog.Logger, p *prCmd, results []command.Result) ([]rollout.Op, error) {
 	var (
 		entries []render.Entry
 		ops     []rollout.Op
@@ -252,12 +258,12 @@ func fetchTarball(ctx context.Context, gh *github.Client, owner, name, ref strin
 		}
 		return nil, fmt.Errorf("download tarball of %s: %s", ref, resp.Status)
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, DefaultMaxTarball+1))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxTarball+1))
 	if err != nil {
 		return nil, fmt.Errorf("download tarball of %s: %w", ref, err)
 	}
-	if len(data) > DefaultMaxTarball {
-		return nil, permanent(fmt.Errorf("tarball of %s is larger than %d bytes", ref, DefaultMaxTarball))
+	if len(data) > maxTarball {
+		return nil, permanent(fmt.Errorf("tarball of %s is larger than %d bytes", ref, maxTarball))
 	}
 	return data, nil
 }

@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
+
+	"github.com/google/go-github/v60/github"
 
 	"github.com/sluicehq/sluice/bot/redact"
 	"github.com/sluicehq/sluice/bot/render"
@@ -15,6 +18,16 @@ import (
 )
 
 func isNotFound(err error) bool { return errors.Is(err, rollout.ErrNotFound) }
+
+// sentBy is who sent an event, and through which installation of the App.
+type sentBy struct {
+	Sender struct {
+		Login string `json:"login"`
+	} `json:"sender"`
+	Installation struct {
+		ID int64 `json:"id"`
+	} `json:"installation"`
+}
 
 // pushEvent is the part of a push payload the bot reads.
 type pushEvent struct {
@@ -29,12 +42,7 @@ type pushEvent struct {
 		FullName      string `json:"full_name"`
 		DefaultBranch string `json:"default_branch"`
 	} `json:"repository"`
-	Sender struct {
-		Login string `json:"login"`
-	} `json:"sender"`
-	Installation struct {
-		ID int64 `json:"id"`
-	} `json:"installation"`
+	sentBy
 }
 
 // onPush deploys each service of the default branch's new head with its
@@ -64,57 +72,76 @@ func (b *Bot) onPush(ctx context.Context, d delivery) ([]rollout.Op, error) {
 	}
 	info, _ := source.Inspect(archive, source.DefaultLimits)
 	m, _ := manifest.Parse(manifest.FileName, info.Manifest)
-	origin := rollout.Origin{Via: "merge", Actor: p.Sender.Login, URL: p.HeadCommit.URL, Ref: p.After, Repo: repo, Installation: p.Installation.ID,
-		Principal: rollout.ServicePrincipal(repo)}
-	digest, _ := source.Digest(archive, source.DefaultLimits)
+	mg := merge{repo: repo, inst: p.Installation.ID, sha: p.After, archive: archive, log: log,
+		origin: rollout.Origin{Via: "merge", Actor: p.Sender.Login, URL: p.HeadCommit.URL, Ref: p.After, Repo: repo, Installation: p.Installation.ID,
+			Principal: rollout.ServicePrincipal(repo)}}
+	mg.digest, _ = source.Digest(archive, source.DefaultLimits)
 	var ops []rollout.Op
 	for _, s := range m.Services {
-		var err error
-		if st, err := b.eng.Status(ctx, s.Name); err == nil && st.Repo == repo && s.OnMerge != manifest.OnMergeNone {
-			if v, ok := stableVersion(st); ok && v.Digest == digest && v.Status == rollout.StatusNormal {
-				// The merge's tree is what the stable version already
-				// serves (a promoted PR): nothing to build.
-				log.Info("merge already served by the stable version", "service", s.Name, "version", v.Name)
-				ops = append(ops, b.staticCheck(repo, p.Installation.ID, p.After, static{Name: checkName(s.Name),
-					ExternalID: "unchanged:" + s.Name + ":" + p.After, Conclusion: "success",
-					Title:   v.Name + " already serves this tree",
-					Summary: "The merged tree is identical to " + v.Name + ", the stable version of " + s.Name + "; nothing was rebuilt."}))
-				continue
-			}
-		}
-		switch s.OnMerge {
-		case manifest.OnMergeNone:
-			continue
-		case manifest.OnMergeRedeploy:
-			err = b.mergeRedeploy(ctx, s.Name, archive, origin)
-		default:
-			strategy := rollout.StrategyFull
-			if s.OnMerge == manifest.OnMergeCanary {
-				strategy = rollout.StrategyCanary
-			}
-			// A canary merge follows the service's canary plan, if any.
-			_, err = b.eng.Deploy(ctx, rollout.DeployRequest{Service: s.Name, Archive: archive, Strategy: strategy,
-				AutoCanary: true, Origin: origin})
-		}
-		if re, ok := rollout.AsError(err); ok {
-			log.Warn("merge deploy refused", "service", s.Name, "err", re.Message)
-			if re.Code == rollout.ErrCodeManifest {
-				ops = append(ops, b.manifestCheck(repo, p.Installation.ID, p.After, []string{s.Name}, re)...)
-			} else {
-				// Nothing was built; the failed check says why (another
-				// repository's service, a version that is not normal …).
-				ops = append(ops, b.staticCheck(repo, p.Installation.ID, p.After, static{Name: checkName(s.Name),
-					ExternalID: "refused:" + s.Name + ":" + p.After, Title: "Not deployed: " + re.Code,
-					Summary: redact.String(re.Message, b.cfg.Secrets)}))
-			}
-			continue
-		}
+		more, err := b.deployMerged(ctx, mg, s)
 		if err != nil {
 			return nil, err
 		}
-		log.Info("merge deploy started", "service", s.Name, "sha", p.After, "on_merge", s.OnMerge)
+		ops = append(ops, more...)
 	}
 	return ops, nil
+}
+
+// merge is one push to a default branch being deployed.
+type merge struct {
+	repo, sha, digest string
+	inst              int64
+	archive           []byte
+	origin            rollout.Origin
+	log               *slog.Logger
+}
+
+// deployMerged deploys one service of a merge with its on_merge strategy,
+// or reports on the commit (a check run) why it did not: the stable
+// version already serves this tree, or the engine refused.
+func (b *Bot) deployMerged(ctx context.Context, mg merge, s manifest.Service) ([]rollout.Op, error) {
+	if s.OnMerge == manifest.OnMergeNone {
+		return nil, nil
+	}
+	if st, err := b.eng.Status(ctx, s.Name); err == nil && st.Repo == mg.repo {
+		if v, ok := stableVersion(st); ok && v.Digest == mg.digest && v.Status == rollout.StatusNormal {
+			// The merge's tree is what the stable version already
+			// serves (a promoted PR): nothing to build.
+			mg.log.Info("merge already served by the stable version", "service", s.Name, "version", v.Name)
+			return []rollout.Op{b.staticCheck(mg.repo, mg.inst, mg.sha, static{Name: checkName(s.Name),
+				ExternalID: "unchanged:" + s.Name + ":" + mg.sha, Conclusion: "success",
+				Title:   v.Name + " already serves this tree",
+				Summary: "The merged tree is identical to " + v.Name + ", the stable version of " + s.Name + "; nothing was rebuilt."})}, nil
+		}
+	}
+	var err error
+	if s.OnMerge == manifest.OnMergeRedeploy {
+		err = b.mergeRedeploy(ctx, s.Name, mg.archive, mg.origin)
+	} else {
+		strategy := rollout.StrategyFull
+		if s.OnMerge == manifest.OnMergeCanary {
+			strategy = rollout.StrategyCanary
+		}
+		// A canary merge follows the service's canary plan, if any.
+		_, err = b.eng.Deploy(ctx, rollout.DeployRequest{Service: s.Name, Archive: mg.archive, Strategy: strategy,
+			AutoCanary: true, Origin: mg.origin})
+	}
+	if re, ok := rollout.AsError(err); ok {
+		mg.log.Warn("merge deploy refused", "service", s.Name, "err", re.Message)
+		if re.Code == rollout.ErrCodeManifest {
+			return b.manifestCheck(mg.repo, mg.inst, mg.sha, []string{s.Name}, re), nil
+		}
+		// Nothing was built; the failed check says why (another
+		// repository's service, a version that is not normal …).
+		return []rollout.Op{b.staticCheck(mg.repo, mg.inst, mg.sha, static{Name: checkName(s.Name),
+			ExternalID: "refused:" + s.Name + ":" + mg.sha, Title: "Not deployed: " + re.Code,
+			Summary: redact.String(re.Message, b.cfg.Secrets)})}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	mg.log.Info("merge deploy started", "service", s.Name, "sha", mg.sha, "on_merge", s.OnMerge)
+	return nil, nil
 }
 
 func stableVersion(st rollout.ServiceStatus) (rollout.VersionStatus, bool) {
@@ -189,29 +216,28 @@ func (b *Bot) onPullRequest(ctx context.Context, d delivery) ([]rollout.Op, erro
 	return ops, nil
 }
 
+// checkRunEvent is the part of a check_run payload the bot reads.
+type checkRunEvent struct {
+	Action   string `json:"action"`
+	CheckRun struct {
+		ExternalID string `json:"external_id"`
+		HeadSHA    string `json:"head_sha"`
+		Name       string `json:"name"`
+	} `json:"check_run"`
+	RequestedAction struct {
+		Identifier string `json:"identifier"`
+	} `json:"requested_action"`
+	Repository struct {
+		FullName string `json:"full_name"`
+	} `json:"repository"`
+	sentBy
+}
+
 // onCheckRun handles "Re-run" (deploy that commit again) and the check
-// run's buttons (promote, abort, rollback).
+// run's buttons (promote, abort, rollback) of a check run of ours, for a
+// sender who may write to the repository; the outcome goes on the PR.
 func (b *Bot) onCheckRun(ctx context.Context, d delivery) ([]rollout.Op, error) {
-	var p struct {
-		Action   string `json:"action"`
-		CheckRun struct {
-			ExternalID string `json:"external_id"`
-			HeadSHA    string `json:"head_sha"`
-			Name       string `json:"name"`
-		} `json:"check_run"`
-		RequestedAction struct {
-			Identifier string `json:"identifier"`
-		} `json:"requested_action"`
-		Repository struct {
-			FullName string `json:"full_name"`
-		} `json:"repository"`
-		Sender struct {
-			Login string `json:"login"`
-		} `json:"sender"`
-		Installation struct {
-			ID int64 `json:"id"`
-		} `json:"installation"`
-	}
+	var p checkRunEvent
 	if err := json.Unmarshal(d.Body, &p); err != nil {
 		return nil, permanent(fmt.Errorf("decode check_run: %w", err))
 	}
@@ -226,71 +252,96 @@ func (b *Bot) onCheckRun(ctx context.Context, d delivery) ([]rollout.Op, error) 
 	if !ok {
 		return nil, nil
 	}
-	owner, name := splitRepo(cs.Repo)
 	gh := b.gh.Installation(p.Installation.ID)
-	perm, _, err := gh.Repositories.GetPermissionLevel(ctx, owner, name, p.Sender.Login)
-	if err != nil {
-		return nil, fmt.Errorf("read permission of %s: %w", p.Sender.Login, err)
-	}
-	if !writePermissions[perm.GetPermission()] {
-		b.log.Info("check run action refused", "actor", p.Sender.Login, "permission", perm.GetPermission())
-		if cs.PR == 0 {
-			return nil, nil
-		}
-		return b.addPREntries(cs.Repo, p.Installation.ID, cs.PR, render.Entry{Time: b.now(), Title: "Refused", Body: render.Refusal(p.Sender.Login, perm.GetPermission())})
+	if ops, refused, err := b.checkRunRefused(ctx, gh, p, cs); err != nil || refused {
+		return ops, err
 	}
 	origin := rollout.Origin{Via: "check_run", Actor: p.Sender.Login, Ref: cs.SHA, PR: cs.PR, Repo: cs.Repo, Installation: p.Installation.ID,
 		Principal: rollout.ServicePrincipal(cs.Repo)}
 	var (
 		body string
 		ops  []rollout.Op
+		err  error
 	)
-	switch {
-	case p.Action == "rerequested":
-		why, refusal, err := b.rerunForkRefusal(ctx, gh, p.Installation.ID, cs)
-		if err != nil {
-			return nil, err
-		}
-		if why != "" {
-			body, ops = "Re-run refused: "+why, refusal
-			break
-		}
-		archive, err := fetchTarball(ctx, gh, owner, name, cs.SHA)
-		if err != nil {
-			return nil, err
-		}
-		nv, err := b.eng.Deploy(ctx, rollout.DeployRequest{Service: cs.Service, Archive: archive, Strategy: v.Strategy, Origin: origin})
-		if err != nil {
-			if re, ok := rollout.AsError(err); ok {
-				body = "Re-run refused: " + re.Message
-				break
-			}
-			return nil, err
-		}
-		body = fmt.Sprintf("⏳ Re-run: deploying %s again as %s.", shortSHA(cs.SHA), nv.Name)
-	default:
-		var st rollout.ServiceStatus
-		switch p.RequestedAction.Identifier {
-		case "promote":
-			st, err = b.eng.Promote(ctx, cs.Service, v.Name, false, origin)
-		case "abort":
-			st, err = b.eng.Abort(ctx, cs.Service, v.Name, origin)
-		case "rollback":
-			st, err = b.eng.Rollback(ctx, cs.Service, "", origin)
-		default:
-			return nil, nil
-		}
-		if re, ok := rollout.AsError(err); ok {
-			body = p.RequestedAction.Identifier + " refused: " + re.Message
-		} else if err != nil {
-			return nil, err
-		} else {
-			body = fmt.Sprintf("%s of %s done (from the check run, by @%s).\n\n%s", p.RequestedAction.Identifier, v.Name, p.Sender.Login, render.Status(st))
-		}
+	if p.Action == "rerequested" {
+		body, ops, err = b.rerunCheck(ctx, gh, p, cs, v, origin)
+	} else {
+		body, err = b.checkRunButton(ctx, p, cs, v, origin)
 	}
-	if cs.PR == 0 {
-		return ops, nil
+	if err != nil || body == "" || cs.PR == 0 {
+		return ops, err
 	}
 	more, err := b.addPREntries(cs.Repo, p.Installation.ID, cs.PR, render.Entry{Time: b.now(), Title: "Check run: " + p.Action, Body: body, OK: true})
 	return append(ops, more...), err
+}
+
+// checkRunRefused reports whether the sender of a check run event may not
+// write to the repository, with the refusal for its PR.
+func (b *Bot) checkRunRefused(ctx context.Context, gh *github.Client, p checkRunEvent, cs checkState) ([]rollout.Op, bool, error) {
+	owner, name := splitRepo(cs.Repo)
+	perm, _, err := gh.Repositories.GetPermissionLevel(ctx, owner, name, p.Sender.Login)
+	if err != nil {
+		return nil, false, fmt.Errorf("read permission of %s: %w", p.Sender.Login, err)
+	}
+	if writePermissions[perm.GetPermission()] {
+		return nil, false, nil
+	}
+	b.log.Info("check run action refused", "actor", p.Sender.Login, "permission", perm.GetPermission())
+	if cs.PR == 0 {
+		return nil, true, nil
+	}
+	ops, err := b.addPREntries(cs.Repo, p.Installation.ID, cs.PR, render.Entry{Time: b.now(), Title: "Refused", Body: render.Refusal(p.Sender.Login, perm.GetPermission())})
+	return ops, true, err
+}
+
+// rerunCheck deploys a check run's commit again ("Re-run"), unless a
+// fork's head may not be built, and says what happened.
+func (b *Bot) rerunCheck(ctx context.Context, gh *github.Client, p checkRunEvent, cs checkState, v rollout.VersionStatus, origin rollout.Origin) (string, []rollout.Op, error) {
+	why, refusal, err := b.rerunForkRefusal(ctx, gh, p.Installation.ID, cs)
+	if err != nil {
+		return "", nil, err
+	}
+	if why != "" {
+		return "Re-run refused: " + why, refusal, nil
+	}
+	owner, name := splitRepo(cs.Repo)
+	archive, err := fetchTarball(ctx, gh, owner, name, cs.SHA)
+	if err != nil {
+		return "", nil, err
+	}
+	nv, err := b.eng.Deploy(ctx, rollout.DeployRequest{Service: cs.Service, Archive: archive, Strategy: v.Strategy, Origin: origin})
+	if re, ok := rollout.AsError(err); ok {
+		return "Re-run refused: " + re.Message, nil, nil
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	return fmt.Sprintf("⏳ Re-run: deploying %s again as %s.", shortSHA(cs.SHA), nv.Name), nil, nil
+}
+
+// checkRunButton runs a check run's button (promote, abort, rollback) and
+// says what happened; "" for a button sluice does not have.
+func (b *Bot) checkRunButton(ctx context.Context, p checkRunEvent, cs checkState, v rollout.VersionStatus, origin rollout.Origin) (string, error) {
+	var (
+		st  rollout.ServiceStatus
+		err error
+	)
+	id := p.RequestedAction.Identifier
+	switch id {
+	case "promote":
+		st, err = b.eng.Promote(ctx, cs.Service, v.Name, false, origin)
+	case "abort":
+		st, err = b.eng.Abort(ctx, cs.Service, v.Name, origin)
+	case "rollback":
+		st, err = b.eng.Rollback(ctx, cs.Service, "", origin)
+	default:
+		return "", nil
+	}
+	if re, ok := rollout.AsError(err); ok {
+		return id + " refused: " + re.Message, nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s of %s done (from the check run, by @%s).\n\n%s", id, v.Name, p.Sender.Login, render.Status(st)), nil
 }

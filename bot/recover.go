@@ -58,32 +58,10 @@ func (b *Bot) RecoverMissed(ctx context.Context) (int, error) {
 	if b.app == nil {
 		return 0, nil
 	}
-	cutoff := b.now().Add(-recoverWindow)
-	var newest []*github.HookDelivery // newest attempt of each GUID, newest first
-	seen := map[string]bool{}
-	opts := &github.ListCursorOptions{PerPage: 100}
-	for range recoverPages {
-		ds, resp, err := b.app.Apps.ListHookDeliveries(ctx, opts)
-		if err != nil {
-			return 0, fmt.Errorf("list webhook deliveries: %w", err)
-		}
-		old := false
-		for _, d := range ds {
-			if d.GetDeliveredAt().Before(cutoff) {
-				old = true
-				continue
-			}
-			if !seen[d.GetGUID()] {
-				seen[d.GetGUID()] = true
-				newest = append(newest, d)
-			}
-		}
-		if old || resp == nil || resp.Cursor == "" {
-			break
-		}
-		opts.Cursor = resp.Cursor
+	newest, err := b.recentDeliveries(ctx)
+	if err != nil {
+		return 0, err
 	}
-	slices.Reverse(newest)
 	handled := b.handlers()
 	n := 0
 	for _, d := range newest {
@@ -126,4 +104,37 @@ func (b *Bot) RecoverMissed(ctx context.Context) (int, error) {
 			"delivered_at", d.GetDeliveredAt().Format(time.RFC3339), "status_code", d.GetStatusCode(), "attempt", asked+1)
 	}
 	return n, nil
+}
+
+// recentDeliveries lists the newest attempt of each of the App's
+// deliveries of the last recoverWindow, oldest first, reading at most
+// recoverPages pages.
+func (b *Bot) recentDeliveries(ctx context.Context) ([]*github.HookDelivery, error) {
+	cutoff := b.now().Add(-recoverWindow)
+	var newest []*github.HookDelivery // newest attempt of each GUID, newest first
+	seen := map[string]bool{}
+	opts := &github.ListCursorOptions{PerPage: 100}
+	for range recoverPages {
+		ds, resp, err := b.app.Apps.ListHookDeliveries(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("list webhook deliveries: %w", err)
+		}
+		old := false
+		for _, d := range ds {
+			if d.GetDeliveredAt().Before(cutoff) {
+				old = true
+				continue
+			}
+			if !seen[d.GetGUID()] {
+				seen[d.GetGUID()] = true
+				newest = append(newest, d)
+			}
+		}
+		if old || resp == nil || resp.Cursor == "" {
+			break
+		}
+		opts.Cursor = resp.Cursor
+	}
+	slices.Reverse(newest)
+	return newest, nil
 }
