@@ -32,7 +32,27 @@ type DeployRequest struct {
 // run in the background and end in normal (with the strategy applied to the
 // split) or a failure status with a reason. An *Error means nothing was
 // recorded.
+//
+// Who may deploy is decided before anything in the request is looked at:
+// a principal that may not deploy the service is refused with
+// KindForbidden whatever its source or strategy, so a stranger learns
+// nothing from sluice's validation of what it sent.
 func (e *Engine) Deploy(ctx context.Context, req DeployRequest) (Version, error) {
+	unlock := e.lock(req.Service)
+	defer unlock()
+	svc, err := e.store.Service(req.Service)
+	if err != nil && !isNotFound(err) {
+		return Version{}, fmt.Errorf("load service %s: %w", req.Service, err)
+	}
+	now := e.now().UTC()
+	exists := !isNotFound(err)
+	if !exists {
+		svc = Service{Name: req.Service, NextSeq: 1, Policy: policy.Policy{Split: map[string]int{}}, CreatedAt: now}
+	}
+	p := req.Origin.Principal
+	if err := authorize(p, &svc, exists, "deploy"); err != nil {
+		return Version{}, err
+	}
 	switch req.Strategy {
 	case "":
 		req.Strategy = StrategyFull
@@ -48,21 +68,6 @@ func (e *Engine) Deploy(ctx context.Context, req DeployRequest) (Version, error)
 	digest, err := source.Digest(req.Archive, e.limits)
 	if err != nil {
 		return Version{}, invalid(ErrCodeInvalidSource, "%v", err)
-	}
-	unlock := e.lock(req.Service)
-	defer unlock()
-	svc, err := e.store.Service(req.Service)
-	if err != nil && !isNotFound(err) {
-		return Version{}, fmt.Errorf("load service %s: %w", req.Service, err)
-	}
-	now := e.now().UTC()
-	exists := !isNotFound(err)
-	if !exists {
-		svc = Service{Name: req.Service, NextSeq: 1, Policy: policy.Policy{Split: map[string]int{}}, CreatedAt: now}
-	}
-	p := req.Origin.Principal
-	if err := authorize(p, &svc, exists, "deploy"); err != nil {
-		return Version{}, err
 	}
 	switch {
 	case !p.Admin:

@@ -33,6 +33,16 @@ func TestForeignPrincipalChangesNothing(t *testing.T) {
 			_, err := h.eng.Deploy(ctx, rollout.DeployRequest{Service: svc, Archive: appSource(t, svc, "serve", ""), Origin: o})
 			return err
 		},
+		// Ownership is decided before the request is validated: a stranger
+		// is refused, not told what is wrong with what it sent.
+		"deploy of a source that is not a tar.gz": func(svc, v string, o rollout.Origin) error {
+			_, err := h.eng.Deploy(ctx, rollout.DeployRequest{Service: svc, Archive: []byte("not a tarball"), Origin: o})
+			return err
+		},
+		"deploy with an unknown strategy": func(svc, v string, o rollout.Origin) error {
+			_, err := h.eng.Deploy(ctx, rollout.DeployRequest{Service: svc, Archive: appSource(t, svc, "serve", ""), Strategy: "sideways", Origin: o})
+			return err
+		},
 		"redeploy with new source": func(svc, v string, o rollout.Origin) error {
 			_, err := h.eng.Redeploy(ctx, svc, v, rollout.RedeployRequest{Archive: appSource(t, svc, "serve", ""), Origin: o})
 			return err
