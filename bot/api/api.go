@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,7 +16,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/sluicehq/sluice/bot/auth"
-	"github.com/sluicehq/sluice/bot/redact"
 	"github.com/sluicehq/sluice/bot/wire"
 	"github.com/sluicehq/sluice/rollout"
 	"github.com/sluicehq/sluice/rollout/policy"
@@ -70,7 +68,7 @@ func WithToken(t string) Option { return func(s *server) { s.token = t } }
 func WithMaxUpload(n int64) Option { return func(s *server) { s.maxUpload = n } }
 
 // WithSecrets adds secrets (the admin token, the App key, the webhook
-// secret) that logs read with a scoped token must never show.
+// secret) that a scoped caller never reads: not in logs, statuses or events.
 func WithSecrets(secrets ...string) Option {
 	return func(s *server) { s.secrets = append(s.secrets, secrets...) }
 }
@@ -258,6 +256,10 @@ func (s *server) services(c echo.Context) error {
 		}
 		out = append(out, st)
 	}
+	r := s.statusRedactor(c, out...)
+	for i := range out {
+		out[i] = r.status(out[i])
+	}
 	return c.JSON(http.StatusOK, wire.ServiceList{Services: out})
 }
 
@@ -266,7 +268,7 @@ func (s *server) status(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, st)
+	return c.JSON(http.StatusOK, s.statusRedactor(c, st).status(st))
 }
 
 func (s *server) deploy(c echo.Context) error {
@@ -280,7 +282,7 @@ func (s *server) deploy(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusAccepted, wire.VersionView{Version: v, URL: s.eng.VersionURL(v.Service, v.Name)})
+	return c.JSON(http.StatusAccepted, wire.VersionView{Version: s.redactorFor(c, v).version(v), URL: s.eng.VersionURL(v.Service, v.Name)})
 }
 
 func (s *server) stop(c echo.Context) error {
@@ -303,6 +305,7 @@ func (s *server) version(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	st = s.statusRedactor(c, st).status(st)
 	for _, v := range st.Versions {
 		if v.Name == c.Param("version") {
 			return c.JSON(http.StatusOK, v)
@@ -335,20 +338,14 @@ func (s *server) logs(c echo.Context) error {
 }
 
 // redactLogs hides from a scoped caller what the admin alone may read in a
-// version's logs: the configured secrets, the version's env values that
+// version's logs: the configured secrets, the service's env values that
 // redact.Env hides, and credentials inside URLs.
 func (s *server) redactLogs(c echo.Context, logs string) (string, error) {
 	st, err := s.eng.Status(c.Request().Context(), c.Param("service"))
 	if err != nil {
 		return "", err
 	}
-	secrets := slices.Clone(s.secrets)
-	for _, v := range st.Versions {
-		if v.Name == c.Param("version") {
-			secrets = append(secrets, redact.Env(v.Config.Env)...)
-		}
-	}
-	return redact.String(logs, secrets), nil
+	return s.statusRedactor(c, st).text(logs), nil
 }
 
 // redeploy takes either a JSON RedeployBody, or a tar.gz body (new source)
@@ -379,7 +376,7 @@ func (s *server) redeploy(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusAccepted, wire.VersionView{Version: v, URL: s.eng.VersionURL(v.Service, v.Name)})
+	return c.JSON(http.StatusAccepted, wire.VersionView{Version: s.redactorFor(c, v).version(v), URL: s.eng.VersionURL(v.Service, v.Name)})
 }
 
 func (s *server) traffic(c echo.Context) error {
@@ -541,10 +538,13 @@ func (s *server) events(c echo.Context) error {
 		limit = v
 	}
 	svc := c.Param("service")
+	var r redactor // the admin's: /events is theirs alone
 	if svc != "" {
-		if _, err := s.eng.Status(c.Request().Context(), svc); err != nil {
+		st, err := s.eng.Status(c.Request().Context(), svc)
+		if err != nil {
 			return err
 		}
+		r = s.statusRedactor(c, st)
 	}
 	var evs []rollout.Event
 	if forward {
@@ -558,7 +558,7 @@ func (s *server) events(c echo.Context) error {
 	if evs == nil {
 		evs = []rollout.Event{}
 	}
-	return c.JSON(http.StatusOK, wire.EventList{Events: evs})
+	return c.JSON(http.StatusOK, wire.EventList{Events: r.events(evs)})
 }
 
 // setRepo is the admin's: the engine refuses anyone else.
