@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/sluicehq/sluice/rollout/runtime"
 )
 
 // Recover brings the engine back to the stored state after a start or a
@@ -12,7 +14,9 @@ import (
 // one becomes deploy-failed and keeps its old configuration), publishes the
 // stored policies at once (versions answer 503 until their instances are
 // up), and starts the instances of every version that should run in the
-// background. Call once, before serving.
+// background. A runtime whose versions outlive sluice (runtime.Adopter) is
+// first told, in the background, which stored versions should run and
+// which must not. Call once, before serving.
 func (e *Engine) Recover(ctx context.Context) error {
 	if err := e.rt.Cleanup(ctx); err != nil {
 		return fmt.Errorf("clean up leftover processes: %w", err)
@@ -62,10 +66,19 @@ func (e *Engine) Recover(ctx context.Context) error {
 	if err := e.publish(); err != nil {
 		return err
 	}
-	if e.plane != nil {
-		// A crash between applying a policy and committing it leaves the
-		// data plane ahead of the store: the stored policy wins.
+	adopter, _ := e.rt.(runtime.Adopter)
+	if adopter != nil || e.plane != nil {
 		e.sched.Go(func() {
+			// The runtime first learns where each service lives (the data
+			// plane writes its routes there) and stops what should not run.
+			if adopter != nil {
+				e.adopt(adopter, svcs)
+			}
+			if e.plane == nil {
+				return
+			}
+			// A crash between applying a policy and committing it leaves the
+			// data plane ahead of the store: the stored policy wins.
 			for _, s := range svcs {
 				if err := e.plane.ApplyPolicy(e.ctx, s.Name, s.Policy); err != nil {
 					e.log.Error("reapply stored policy", "service", s.Name, "err", err)
@@ -77,6 +90,32 @@ func (e *Engine) Recover(ctx context.Context) error {
 		e.sched.Go(func() { e.startAfterRecover(v) })
 	}
 	return nil
+}
+
+// adopt hands every stored version whose status is settled to a runtime
+// whose versions outlive sluice: serving ones are to run, the others (a
+// deploy interrupted by the crash, stopped, failed) are to be stopped.
+// Creating and updating versions belong to operations started since
+// Recover, which drive the runtime themselves.
+func (e *Engine) adopt(a runtime.Adopter, svcs []Service) {
+	for _, s := range svcs {
+		unlock := e.lock(s.Name)
+		vs, err := e.store.Versions(s.Name)
+		if err != nil {
+			unlock()
+			e.log.Error("load versions to adopt", "service", s.Name, "err", err)
+			continue
+		}
+		for _, v := range vs {
+			if v.Status == StatusCreating || v.Status == StatusUpdating {
+				continue
+			}
+			if err := a.Adopt(e.ctx, specOf(v, v.Config, v.Generation, nil), v.Status.Serving()); err != nil {
+				e.log.Error("adopt version", "service", v.Service, "version", v.Name, "err", err)
+			}
+		}
+		unlock()
+	}
 }
 
 // Restarts after a crash are retried this many times, waiting

@@ -109,6 +109,18 @@ type Runtime interface {
 	Cleanup(ctx context.Context) error
 }
 
+// Adopter is implemented by runtimes whose versions outlive sluice (the
+// kubernetes runtime: Deployments keep running while sluice is away). At
+// start-up the engine calls Adopt once for every stored version, holding
+// that version's service lock, so that the runtime learns where the
+// version lives and converges what runs on what the store says: run false
+// (a version interrupted while creating, stopped or failed) means nothing of
+// spec's version may keep running; run true means the engine will Start it
+// again. Idempotent.
+type Adopter interface {
+	Adopt(ctx context.Context, spec Spec, run bool) error
+}
+
 // Group is the set of running instances of one generation of a version.
 type Group interface {
 	// Instances reports the instances' addresses (host:port) and whether

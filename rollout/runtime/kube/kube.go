@@ -46,7 +46,10 @@ type Kube struct {
 	namespaces map[string]string // service → namespace its versions were last placed in
 }
 
-var _ runtime.Runtime = (*Kube)(nil)
+var (
+	_ runtime.Runtime = (*Kube)(nil)
+	_ runtime.Adopter = (*Kube)(nil)
+)
 
 // Option configures a Kube.
 type Option func(*Kube)
@@ -422,6 +425,24 @@ func (k *Kube) Logs(version string, max int) (string, error) {
 // while sluice is away and the next start adopts them. Retiring a version
 // (a Stop before Release) scales it to zero.
 func (k *Kube) Release() { k.released.Store(true) }
+
+// Adopt implements runtime.Adopter: at sluice's start-up it records the
+// namespace of spec's service (so that its HTTPRoute is written there
+// before any version starts again) and, when run is false, scales the
+// version's Deployment to zero: a deploy that sluice's crash interrupted
+// was applied and may have become ready since, but its version is failed
+// and must not keep pods. A version with no Deployment is fine.
+func (k *Kube) Adopt(ctx context.Context, spec runtime.Spec, run bool) error {
+	w := k.workload(spec)
+	if run {
+		return nil
+	}
+	err := k.scale(ctx, w.Namespace, w.Version, 0)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
 
 // Cleanup does nothing: versions on a cluster outlive sluice on purpose, and
 // Start adopts their objects again on restart.

@@ -25,11 +25,15 @@ import (
 // Deployment, a pod or a gateway would report progress, the test writes that
 // status itself, as the controller would, and says so.
 var (
-	testREST *rest.Config
-	k8s      client.Client
+	testREST       *rest.Config
+	testKubeconfig []byte // admin kubeconfig of the control plane, for child processes
+	k8s            client.Client
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "deploy" {
+		os.Exit(childDeploy())
+	}
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		if os.Getenv("CI") != "" {
 			fmt.Println("KUBEBUILDER_ASSETS is unset under CI: .ci/run must build the control plane with hack/kubebins/build.sh")
@@ -74,7 +78,7 @@ func run(m *testing.M) int {
 		fmt.Println(err)
 		return 1
 	}
-	testREST = cfg
+	testREST, testKubeconfig = cfg, env.KubeConfig
 	k8s, err = client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		fmt.Println("client:", err)

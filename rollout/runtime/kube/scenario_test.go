@@ -18,14 +18,13 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/sluicehq/sluice/rollout"
 	"github.com/sluicehq/sluice/rollout/policy"
-	"github.com/sluicehq/sluice/rollout/router"
-	"github.com/sluicehq/sluice/store"
 )
 
 // controllers plays, for one namespace, what a cluster would run: the
@@ -41,10 +40,11 @@ type controllers struct {
 	fail    map[string]corev1.PodStatus // "<version>/<generation>" → the pod status to show instead of rolling out
 	noRegex bool
 	played  map[string]bool
+	held    map[string]bool // versions whose rollout never progresses
 }
 
 func startControllers(t *testing.T, ns string) *controllers {
-	c := &controllers{t: t, ns: ns, fail: map[string]corev1.PodStatus{}, played: map[string]bool{}}
+	c := &controllers{t: t, ns: ns, fail: map[string]corev1.PodStatus{}, played: map[string]bool{}, held: map[string]bool{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	t.Cleanup(func() { cancel(); <-done })
@@ -84,6 +84,20 @@ func (c *controllers) recover(version string, gen int) {
 	}
 }
 
+// hold keeps version's rollout from progressing until release: its
+// Deployment is left as the API server wrote it.
+func (c *controllers) hold(version string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.held[version] = true
+}
+
+func (c *controllers) release(version string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.held, version)
+}
+
 func (c *controllers) setNoRegex(v bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -99,6 +113,9 @@ func (c *controllers) step(ctx context.Context) {
 	}
 	for i := range deps.Items {
 		d := &deps.Items[i]
+		if c.held[d.Name] {
+			continue
+		}
 		gen := d.Spec.Template.Annotations[AnnotationGeneration]
 		key := d.Name + "/" + gen
 		if st, bad := c.fail[key]; bad {
@@ -151,52 +168,61 @@ func (c *controllers) step(ctx context.Context) {
 	}
 }
 
-// archive is a source tree holding only sluice.yaml for service hello.
-func archive(t *testing.T, image string) []byte {
+// archive is a source tree holding only sluice.yaml for service hello,
+// placed in namespace ns.
+func archive(t *testing.T, image, ns string) []byte {
 	t.Helper()
-	manifest := fmt.Sprintf("services:\n  hello:\n    run: ./app\n    health: /healthz\n    env: {GREETING: hi}\n    instances: 2\n    timeouts: {start: 1m}\n    kubernetes: {image: %q}\n", image)
+	b, err := manifestArchive(image, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func manifestArchive(image, ns string) ([]byte, error) {
+	manifest := fmt.Sprintf("services:\n  hello:\n    run: ./app\n    health: /healthz\n    env: {GREETING: hi}\n    instances: 2\n    timeouts: {start: 1m}\n    kubernetes: {image: %q, namespace: %q}\n", image, ns)
 	var buf bytes.Buffer
 	gz := gzip.NewWriter(&buf)
 	tw := tar.NewWriter(gz)
 	for _, f := range []struct{ name, body string }{{"sluice.yaml", manifest}, {"main.go", "package main\n"}} {
 		if err := tw.WriteHeader(&tar.Header{Name: "src/" + f.name, Mode: 0o644, Size: int64(len(f.body)), Typeflag: tar.TypeReg}); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		if _, err := io.WriteString(tw, f.body); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 	}
 	if err := tw.Close(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if err := gz.Close(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	return buf.Bytes()
+	return buf.Bytes(), nil
 }
 
 // TestScenario runs the engine on this runtime through the scenario
 // (deploy full, canary at 0%, 90/10, a rule, predict, promote, rollback, a
 // failing and a succeeding in-place redeploy, an image that cannot be
 // pulled, a crash-looping version, a route the gateway rejects) and checks
-// the HTTPRoute after each step. Pods and gateway are played by controllers.
+// the HTTPRoute after each step; then sluice is killed with SIGKILL in the
+// middle of a deploy and started again on the same data directory. Pods and
+// gateway are played by controllers.
 func TestScenario(t *testing.T) {
 	t.Parallel()
 	ns := namespace(t)
 	ctl := startControllers(t, ns)
-	db, err := store.Open(filepath.Join(t.TempDir(), "sluice.db"), store.WithLogger(slog.New(slog.DiscardHandler)))
+	// Versions name their namespace in sluice.yaml; the runtime's default
+	// namespace is another one, which must stay empty.
+	defaultNS := namespace(t)
+	dbPath := filepath.Join(t.TempDir(), "sluice.db")
+	quiet := slog.New(slog.DiscardHandler)
+	srv, err := startServer(k8s, dbPath, defaultNS, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	tr := newTraffic(k8s, ns)
-	k := New(k8s, WithNamespace(ns), WithPoll(20*time.Millisecond), WithVersionRoutes(tr), WithLogger(slog.New(slog.DiscardHandler)))
-	eng := rollout.New(db, k, router.New("apps.example.com"), "apps.example.com", rollout.WithDataPlane(tr), rollout.WithLogger(slog.New(slog.DiscardHandler)))
+	defer func() { srv.stop() }()
 	ctx := context.Background()
-	if err := eng.Recover(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { k.Release(); _ = eng.Close(ctx) }()
 	origin := func(sha string) rollout.Origin {
 		return rollout.Origin{Via: "test", Ref: sha, PR: 12, Principal: rollout.Principal{Admin: true}}
 	}
@@ -204,16 +230,16 @@ func TestScenario(t *testing.T) {
 
 	deploy := func(image, sha string, strategy rollout.Strategy) rollout.Version {
 		t.Helper()
-		v, err := eng.Deploy(ctx, rollout.DeployRequest{Service: "hello", Archive: archive(t, image), Strategy: strategy, Origin: origin(sha)})
+		v, err := srv.eng.Deploy(ctx, rollout.DeployRequest{Service: "hello", Archive: archive(t, image, ns), Strategy: strategy, Origin: origin(sha)})
 		if err != nil {
 			t.Fatalf("deploy: %v", err)
 		}
-		eng.Wait()
+		srv.eng.Wait()
 		return v
 	}
 	version := func(name string) rollout.VersionStatus {
 		t.Helper()
-		st, err := eng.Status(ctx, "hello")
+		st, err := srv.eng.Status(ctx, "hello")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -230,7 +256,7 @@ func TestScenario(t *testing.T) {
 	// against want.
 	routeIs := func(step string, want policy.Policy) {
 		t.Helper()
-		st, err := eng.Status(ctx, "hello")
+		st, err := srv.eng.Status(ctx, "hello")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -271,46 +297,46 @@ func TestScenario(t *testing.T) {
 	routeIs("canary at 0%", policy.Policy{Split: map[string]int{v1.Name: 100}})
 
 	split := map[string]int{v1.Name: 90, v2.Name: 10}
-	if _, err := eng.Traffic(ctx, "hello", rollout.TrafficRequest{Split: split}, origin("")); err != nil {
+	if _, err := srv.eng.Traffic(ctx, "hello", rollout.TrafficRequest{Split: split}, origin("")); err != nil {
 		t.Fatalf("traffic: %v", err)
 	}
 	routeIs("split 90/10", policy.Policy{Split: split})
 
 	beta := policy.Rule{Version: v2.Name, Match: map[string]string{"env": "beta*"}}
-	if _, err := eng.Route(ctx, "hello", beta, origin("")); err != nil {
+	if _, err := srv.eng.Route(ctx, "hello", beta, origin("")); err != nil {
 		t.Fatalf("route: %v", err)
 	}
 	routeIs("route env=beta*", policy.Policy{Rules: []policy.Rule{beta}, Split: split})
-	if p, err := eng.Predict(ctx, "hello", "env=beta-2"); err != nil || p.Version != v2.Name || p.Rule != 1 {
+	if p, err := srv.eng.Predict(ctx, "hello", "env=beta-2"); err != nil || p.Version != v2.Name || p.Rule != 1 {
 		t.Errorf("predict env=beta-2: %+v %v", p, err)
 	}
 
 	// A gateway without regular expressions refuses the next rule: the
 	// change fails with its message, the route and the policy stay.
 	ctl.setNoRegex(true)
-	_, err = eng.Route(ctx, "hello", policy.Rule{Version: v2.Name, Match: map[string]string{"env": "gamma*"}}, origin(""))
+	_, err = srv.eng.Route(ctx, "hello", policy.Rule{Version: v2.Name, Match: map[string]string{"env": "gamma*"}}, origin(""))
 	if e, ok := rollout.AsError(err); !ok || e.Code != rollout.ErrCodeDataPlane || !strings.Contains(e.Message, "not supported by this gateway") {
 		t.Fatalf("route rejected by the gateway: %v", err)
 	}
 	routeIs("after the rejection", policy.Policy{Rules: []policy.Rule{beta}, Split: split})
 	ctl.setNoRegex(false)
 
-	if _, err := eng.Promote(ctx, "hello", v2.Name, false, origin("")); err != nil {
+	if _, err := srv.eng.Promote(ctx, "hello", v2.Name, false, origin("")); err != nil {
 		t.Fatalf("promote: %v", err)
 	}
 	// Rules to the promoted version stay.
 	routeIs("promote", policy.Policy{Rules: []policy.Rule{beta}, Split: map[string]int{v2.Name: 100}})
-	if _, err := eng.Rollback(ctx, "hello", "", origin("")); err != nil {
+	if _, err := srv.eng.Rollback(ctx, "hello", "", origin("")); err != nil {
 		t.Fatalf("rollback: %v", err)
 	}
 	routeIs("rollback", policy.Policy{Split: map[string]int{v1.Name: 100}})
 
 	// In-place redeploys of v1: one whose pods crash, then one that works.
 	ctl.failGeneration(v1.Name, 2, waiting("CrashLoopBackOff", "back-off", &corev1.ContainerStateTerminated{ExitCode: 1, Message: "bad GREETING"}))
-	if _, err := eng.Redeploy(ctx, "hello", v1.Name, rollout.RedeployRequest{Env: map[string]string{"GREETING": "broken"}, Origin: origin("")}); err != nil {
+	if _, err := srv.eng.Redeploy(ctx, "hello", v1.Name, rollout.RedeployRequest{Env: map[string]string{"GREETING": "broken"}, Origin: origin("")}); err != nil {
 		t.Fatalf("redeploy: %v", err)
 	}
-	eng.Wait()
+	srv.eng.Wait()
 	if got := version(v1.Name); got.Status != rollout.StatusDeployFailed || got.Reason.Code != "ProcessExited" || !strings.Contains(got.Reason.Detail, "bad GREETING") {
 		t.Fatalf("failing redeploy: %s %+v", got.Status, got.Reason)
 	}
@@ -318,10 +344,10 @@ func TestScenario(t *testing.T) {
 		t.Fatalf("after the failed redeploy the template is generation %q (%v); want 1", d.Spec.Template.Annotations[AnnotationGeneration], err)
 	}
 	ctl.recover(v1.Name, 2)
-	if _, err := eng.Redeploy(ctx, "hello", v1.Name, rollout.RedeployRequest{Env: map[string]string{"GREETING": "hello"}, Origin: origin("")}); err != nil {
+	if _, err := srv.eng.Redeploy(ctx, "hello", v1.Name, rollout.RedeployRequest{Env: map[string]string{"GREETING": "hello"}, Origin: origin("")}); err != nil {
 		t.Fatalf("redeploy: %v", err)
 	}
-	eng.Wait()
+	srv.eng.Wait()
 	if got := version(v1.Name); got.Status != rollout.StatusNormal || got.Generation != 2 {
 		t.Fatalf("succeeding redeploy: %s gen %d %+v", got.Status, got.Generation, got.Reason)
 	}
@@ -339,4 +365,43 @@ func TestScenario(t *testing.T) {
 		t.Fatalf("crash loop: %s %+v", got.Status, got.Reason)
 	}
 	routeIs("after the failed deploys", policy.Policy{Split: map[string]int{v1.Name: 100}})
+
+	// kill -9 of sluice while a full deploy waits for its rollout. The
+	// rollout then completes while sluice is away; the restart on the same
+	// data directory fails the version as Interrupted, scales it to zero
+	// (its traffic never moved) and serves the stored policy.
+	srv.stop()
+	killMidDeploy(t, ctl, dbPath, defaultNS, ns, "registry.example/hello:{{.SHA}}", "hello-005")
+	ctl.release("hello-005")
+	eventually(t, "hello-005 to roll out while sluice is away", func() (bool, error) {
+		err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "hello-005"}, d)
+		return err == nil && d.Status.AvailableReplicas == 2, err
+	})
+	if srv, err = startServer(k8s, dbPath, defaultNS, quiet); err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	srv.eng.Wait()
+	if got := version("hello-005"); got.Status != rollout.StatusFailed || got.Reason.Code != rollout.CodeInterrupted {
+		t.Fatalf("after kill -9 mid-deploy: %s %+v; want failed Interrupted", got.Status, got.Reason)
+	}
+	routeIs("after kill -9 and restart", policy.Policy{Split: map[string]int{v1.Name: 100}})
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "hello-005"}, d); err != nil || d.Spec.Replicas == nil || *d.Spec.Replicas != 0 {
+		t.Fatalf("the interrupted version's Deployment (%v) wants %d replicas; want it scaled to 0", err, replicasOf(d))
+	}
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "hello-005"}, &gwv1.HTTPRoute{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the interrupted version has a route of its own (%v); want none", err)
+	}
+	var stray gwv1.HTTPRouteList
+	if err := k8s.List(ctx, &stray, client.InNamespace(defaultNS)); err != nil || len(stray.Items) != 0 {
+		t.Errorf("routes in the runtime's default namespace after the restart: %v %d; want none: the service lives in %s", err, len(stray.Items), ns)
+	}
+	if got := version(v1.Name); got.Status != rollout.StatusNormal {
+		t.Errorf("%s after the restart: %s %+v", v1.Name, got.Status, got.Reason)
+	}
+	// Deploying again, as the reason suggests, works.
+	v6 := deploy("registry.example/hello:{{.SHA}}", "eee555", rollout.StrategyFull)
+	if got := version(v6.Name); got.Status != rollout.StatusNormal {
+		t.Fatalf("deploy after the restart: %s %+v", got.Status, got.Reason)
+	}
+	routeIs("deploy after the restart", policy.Policy{Split: map[string]int{v6.Name: 100}})
 }
