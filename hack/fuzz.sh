@@ -3,8 +3,7 @@
 # bounded time each (FUZZTIME, default 60s; go test fuzzes one target per
 # invocation). A finding is written to rollout/router/testdata/fuzz/, where
 # the ordinary `go test ./...` replays it from then on: commit it with the fix.
-# CI replays the committed corpus through `go test` and does not fuzz itself,
-# so that a run's result depends only on the commit.
+# CI runs this with FUZZTIME=20s after the suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for target in FuzzRequestHead FuzzChunked; do
