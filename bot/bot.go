@@ -89,7 +89,7 @@ const (
 	bucketFollowups = "gh-followups"  // version → followup
 	bucketMerges    = "gh-merges"     // "owner/repo@sha" → PR number
 	bucketIDs       = "gh-ids"        // external key → GitHub object id
-	bucketDone      = "gh-done"       // replay key (see replayKey) → delivery id that handled it
+	bucketDone      = "gh-done"       // replay key (see replayKey) → doneRecord: the delivery that handled it, when
 	bucketFailed    = "gh-failed"     // delivery id → failedDelivery: deliveries that ended without success
 	bucketReacted   = "gh-reacted"    // "owner/repo:comment:content" → time the reaction was queued
 )

@@ -125,7 +125,7 @@ func (b *Bot) onIssueComment(ctx context.Context, d delivery) ([]rollout.Op, err
 
 	// 👀 at once, before anything slow, and once: a retried delivery
 	// does not react again.
-	if _, err := b.journal.PutIfAbsent(bucketReacted, fmt.Sprintf("%s:%d:eyes", p.repo, p.commentID),
+	if _, err := b.journal.PutIfAbsent(bucketReacted, reactedKey(p.repo, p.commentID),
 		[]byte(b.now().UTC().Format(time.RFC3339)), b.reaction(p, "eyes")); err != nil {
 		return nil, err
 	}

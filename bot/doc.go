@@ -25,7 +25,9 @@
 // saying why. A handler that panics fails its delivery the same way. The
 // same signed body re-sent under a new delivery id is recognised by what
 // it asks for (a comment's id and edit time; a push's repository, ref and
-// commits) and runs nothing again.
+// commits) and runs nothing again. Those records are pruned past a
+// horizon (Prune), and an event older than it by its own time is ignored
+// on arrival, so pruning never lets a replay through.
 //
 // A delivery is settled (removed from the inbox, its reports queued) in one
 // transaction after its commands ran; a crash in between runs them again

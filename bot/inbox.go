@@ -253,15 +253,15 @@ func (b *Bot) replayed(e inboxEntry) bool {
 	if key == "" {
 		return false
 	}
-	id, err := b.journal.Get(bucketDone, key)
-	return err == nil && string(id) != e.d.ID
+	data, err := b.journal.Get(bucketDone, key)
+	return err == nil && readDone(data).Delivery != e.d.ID
 }
 
 // settle removes a delivery from the inbox together with ops, recording
 // what it asked for as done.
 func (b *Bot) settle(e inboxEntry, ops []rollout.Op) error {
 	if key := e.r.replayKey(e.d.Event); key != "" {
-		ops = append(ops, rollout.Put(bucketDone, key, []byte(e.d.ID)))
+		ops = append(ops, rollout.Put(bucketDone, key, mustJSON(doneRecord{Delivery: e.d.ID, At: b.now().UTC()})))
 	}
 	ops = append(ops, rollout.Delete(bucketInbox, e.key))
 	if err := b.journal.Apply(ops...); err != nil {

@@ -132,7 +132,8 @@ type acceptError struct {
 func (e *acceptError) Error() string { return e.msg }
 
 // Accept records a verified delivery for handling and reports the status
-// to answer with: 202 accepted, 200 for a duplicate or an ignored event. A
+// to answer with: 202 accepted, 200 for a duplicate, an ignored event, or
+// a "stale" one (older than the replay horizon, see maxEventAge). A
 // transport that verified the delivery itself (the GitHub Action's event
 // mode reads it from the runner) calls Accept directly.
 func (b *Bot) Accept(event, id string, body []byte) (int, string, error) {
@@ -146,6 +147,12 @@ func (b *Bot) Accept(event, id string, body []byte) (int, string, error) {
 		return http.StatusOK, "ignored", nil
 	}
 	now := b.now().UTC()
+	if why := staleReason(event, body, now); why != "" {
+		// Past the horizon its records may have been pruned: acting on it
+		// could run a replay again.
+		b.log.Warn("delivery ignored: older than the replay horizon", "delivery", id, "event", event, "reason", why)
+		return http.StatusOK, "stale", nil
+	}
 	d := delivery{ID: id, Event: event, Body: body, Received: now}
 	added, err := b.journal.PutIfAbsent(bucketSeen, id, []byte(now.Format(time.RFC3339)), rollout.Append(bucketInbox, mustJSON(d)))
 	if err != nil {

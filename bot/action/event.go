@@ -216,6 +216,7 @@ func (s *step) reportEvent(ctx context.Context, accepted string, evs []rollout.E
 	var b strings.Builder
 	fmt.Fprintf(&b, "### sluice: `%s` event %s\n\n", s.r.EventName, map[string]string{
 		"accepted": "handled", "ignored": "ignored (sluice does not act on it)", "duplicate": "already handled by this run",
+		"stale": "ignored (older than sluice's replay horizon of 84 hours: re-running an old workflow run does not replay its event)",
 	}[accepted])
 	if len(evs) == 0 {
 		b.WriteString("Nothing changed on the sluice server. Any answer to a command is on the pull request.\n\n")

@@ -13,8 +13,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // FixturesDir returns the GitHub fixtures directory kept in the repository,
@@ -44,9 +48,14 @@ func FixturesDir(t testing.TB) string {
 	return fx
 }
 
-// Fixture returns the bytes of webhook payload name (for example
+// Fixture returns webhook payload name (for example
 // "issue_comment.created.pull_request.json"; ".json" may be left off) from
-// the fixtures' webhooks directory.
+// the fixtures' webhooks directory, dated today: every timestamp in it
+// (RFC 3339 strings, and the Unix seconds of a push's repository) is moved
+// forward by the same amount, so that the payload's events, recorded
+// upstream in May 2019, happened when the test binary first read a
+// fixture. A receiver ignores events older than its replay horizon; the
+// rest of the bytes are the file's own.
 func Fixture(t testing.TB, name string) []byte {
 	t.Helper()
 	if !strings.HasSuffix(name, ".json") {
@@ -56,7 +65,44 @@ func Fixture(t testing.TB, name string) []byte {
 	if err != nil {
 		t.Fatalf("githubtest: read fixture: %v", err)
 	}
-	return b
+	return shiftTimes(b, fixtureShift())
+}
+
+// fixtureShift is the amount every fixture's times move by: fixed at the
+// first call, so that a fixture read twice is the same body (a replay is
+// byte for byte the original).
+var fixtureShift = sync.OnceValue(func() time.Duration {
+	return time.Now().UTC().Truncate(time.Second).Sub(fixtureEpoch)
+})
+
+// fixtureEpoch is when the webhook fixtures' events happened upstream (the
+// newest event time among them: check_run.rerequested's completed_at).
+// Fixture moves it to the present.
+var fixtureEpoch = time.Date(2019, 5, 15, 15, 21, 45, 0, time.UTC)
+
+var (
+	rfc3339Field = regexp.MustCompile(`"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z)"`)
+	unixField    = regexp.MustCompile(`("(?:created|updated|pushed)_at":\s*)(\d{9,10})\b`)
+)
+
+// shiftTimes moves every timestamp in a JSON payload by d, keeping every
+// other byte.
+func shiftTimes(body []byte, d time.Duration) []byte {
+	body = rfc3339Field.ReplaceAllFunc(body, func(m []byte) []byte {
+		at, err := time.Parse(time.RFC3339, string(m[1:len(m)-1]))
+		if err != nil {
+			return m
+		}
+		return []byte(`"` + at.Add(d).Format(time.RFC3339) + `"`)
+	})
+	return unixField.ReplaceAllFunc(body, func(m []byte) []byte {
+		sub := unixField.FindSubmatch(m)
+		secs, err := strconv.ParseInt(string(sub[2]), 10, 64)
+		if err != nil {
+			return m
+		}
+		return append(append([]byte{}, sub[1]...), strconv.FormatInt(time.Unix(secs, 0).Add(d).Unix(), 10)...)
+	})
 }
 
 // Sign returns the X-Hub-Signature-256 value of body: "sha256=<hex>".

@@ -504,6 +504,15 @@ func (s *serveCmd) Run(env *cli.Env) error {
 			}
 		})
 	}
+	if gb != nil {
+		// The inbox's records of deliveries past the replay horizon go;
+		// Prune contains its own panics.
+		_, _ = c.AddFunc("@every "+bot.DefaultPruneEvery.String(), func() {
+			if _, err := gb.Prune(env.Ctx); err != nil {
+				log.Error("prune the webhook inbox", "err", err)
+			}
+		})
+	}
 	_, _ = c.AddFunc("@every 5s", func() {
 		if err := contain.Do(log, "canary round", func() error { return eng.AdvanceCanaries(env.Ctx) }); err != nil {
 			log.Error("advance canaries", "err", err)
