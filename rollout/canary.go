@@ -8,7 +8,7 @@ import (
 
 	"github.com/sluicehq/sluice/rollout/contain"
 	"github.com/sluicehq/sluice/rollout/policy"
-	"github.com/sluicehq/sluice/rollout/router"
+	"github.com/sluicehq/sluice/rollout/routing"
 )
 
 // canaryWindow is where a canary's current step began: when, and the
@@ -17,7 +17,7 @@ import (
 // window starts again.
 type canaryWindow struct {
 	since time.Time
-	base  router.Stats
+	base  routing.Stats
 }
 
 func (e *Engine) startCanaryWindow(version string) {
@@ -38,7 +38,7 @@ func (e *Engine) canaryWindow(version string) (canaryWindow, bool) {
 }
 
 // canaryVerdict judges one step of a canary: "" to go on, or why to stop.
-func canaryVerdict(plan *CanaryPlan, base, now router.Stats) string {
+func canaryVerdict(plan *CanaryPlan, base, now routing.Stats) string {
 	n := now.Responses() - base.Responses()
 	if n == 0 {
 		return ""

@@ -11,7 +11,7 @@ import (
 
 	"github.com/sluicehq/sluice/rollout/contain"
 	"github.com/sluicehq/sluice/rollout/policy"
-	"github.com/sluicehq/sluice/rollout/router"
+	"github.com/sluicehq/sluice/rollout/routing"
 	"github.com/sluicehq/sluice/rollout/runtime"
 	"github.com/sluicehq/sluice/rollout/source"
 )
@@ -20,9 +20,9 @@ import (
 // wait for in-flight requests to instances that left it, and read what
 // each version served (for status and canary analysis).
 type Router interface {
-	Update(router.Table)
+	Update(routing.Table)
 	Drain(ctx context.Context, addrs []string) error
-	Stats(version string) router.Stats
+	Stats(version string) routing.Stats
 }
 
 // DataPlane carries a service's policy to routing outside sluice's own
@@ -222,7 +222,7 @@ func (e *Engine) publish() error {
 	if err != nil {
 		return fmt.Errorf("publish table: %w", err)
 	}
-	var t router.Table
+	var t routing.Table
 	for _, s := range svcs {
 		vs, err := e.store.Versions(s.Name)
 		if err != nil {
@@ -235,14 +235,14 @@ func (e *Engine) publish() error {
 			e.log.Error("stored policy does not compile", "service", s.Name, "err", err)
 			c, _ = policy.Compile(policy.Policy{})
 		}
-		st := router.ServiceTable{Name: s.Name, Policy: c}
+		st := routing.Service{Name: s.Name, Policy: c}
 		for _, v := range vs {
 			if v.Name == s.Stable() {
 				// Service-wide router settings come with the stable
 				// version's configuration.
 				st.Sticky, st.MaxBodyBytes = v.Config.Sticky, v.Config.MaxBodyBytes
 			}
-			vt := router.VersionTable{Name: v.Name, Stopped: v.Status == StatusStopped}
+			vt := routing.Version{Name: v.Name, Stopped: v.Status == StatusStopped}
 			if in := e.getRunning(v.Name); in != nil && v.Status.Serving() {
 				for _, i := range in.group.Instances() {
 					if i.Up {

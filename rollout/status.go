@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/sluicehq/sluice/rollout/policy"
-	"github.com/sluicehq/sluice/rollout/router"
+	"github.com/sluicehq/sluice/rollout/routing"
 	"github.com/sluicehq/sluice/rollout/runtime"
 )
 
@@ -45,7 +45,7 @@ type Served struct {
 	P99Ms     float64 `json:"p99_ms"`
 }
 
-func servedOf(s router.Stats) Served {
+func servedOf(s routing.Stats) Served {
 	return Served{Requests: s.Requests, InFlight: s.InFlight, Errors5xx: s.Status5xx, ErrorRate: s.ErrorRate(),
 		P50Ms: float64(s.P50.Microseconds()) / 1000, P99Ms: float64(s.P99.Microseconds()) / 1000}
 }

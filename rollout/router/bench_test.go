@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"github.com/sluicehq/sluice/rollout/routing"
 	"io"
 	"log/slog"
 	"net"
@@ -34,10 +35,10 @@ func BenchmarkProxy(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	r.Update(Table{Services: []ServiceTable{{
+	r.Update(routing.Table{Services: []routing.Service{{
 		Name:   "hello",
 		Policy: pol,
-		Versions: []VersionTable{
+		Versions: []routing.Version{
 			{Name: "hello-001", Addrs: []string{backend.Listener.Addr().String()}},
 			{Name: "hello-002", Addrs: []string{backend.Listener.Addr().String()}},
 		},
@@ -101,10 +102,10 @@ func BenchmarkServe(b *testing.B) {
 		b.Fatal(err)
 	}
 	addr := inst.Listener.Addr().String()
-	r.Update(Table{Services: []ServiceTable{{
+	r.Update(routing.Table{Services: []routing.Service{{
 		Name:     "hello",
 		Policy:   pol,
-		Versions: []VersionTable{{Name: "hello-001", Addrs: []string{addr}}, {Name: "hello-002", Addrs: []string{addr}}},
+		Versions: []routing.Version{{Name: "hello-001", Addrs: []string{addr}}, {Name: "hello-002", Addrs: []string{addr}}},
 	}}})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"fmt"
+	"github.com/sluicehq/sluice/rollout/routing"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -49,16 +50,16 @@ func TestChangesUnderLoad(t *testing.T) {
 		}()
 
 		pol := policy.Policy{Split: map[string]int{"hello-001": 100}}
-		table := func() Table {
-			st := ServiceTable{Name: "hello", Policy: mustCompile(t, pol)}
+		table := func() routing.Table {
+			st := routing.Service{Name: "hello", Policy: mustCompile(t, pol)}
 			for _, v := range versions {
-				vt := VersionTable{Name: v}
+				vt := routing.Version{Name: v}
 				for _, s := range insts[v] {
 					vt.Addrs = append(vt.Addrs, addrOf(s))
 				}
 				st.Versions = append(st.Versions, vt)
 			}
-			return Table{Services: []ServiceTable{st}}
+			return routing.Table{Services: []routing.Service{st}}
 		}
 		r, base := startOn(t, fr.start, table())
 

@@ -4,17 +4,20 @@
 // the version that decision chose.
 //
 // It owns the proxy (Router: its own HTTP/1.1 server, Serve and Shutdown,
-// and an http.Handler), the routing table, the limits and the per-version
-// metrics (Stats, Collector). It imports the standard library, package
-// policy and github.com/prometheus/client_golang/prometheus; it must not
-// import rollout, store, the runtimes or any front door (bot, api,
-// dashboard): rollout drives it, never the other way round. Nothing that
-// only needs a policy's shape, validation or match syntax imports router.
+// and an http.Handler), the lookup structures built from a routing table,
+// the limits and the per-version metrics (Router.Stats, Collector). It
+// imports the standard library, packages policy and routing and
+// github.com/prometheus/client_golang/prometheus; it must not import
+// rollout, store, the runtimes or any front door (bot, api, dashboard):
+// rollout drives it, never the other way round. The engine speaks to it
+// only through package routing's types, so nothing that only needs a
+// policy, a table or a version's counters imports router.
 //
 // # The table and the decision
 //
-// Router serves a Table: services, their compiled policies, the live
-// addresses of each version, and per service stickiness and a body limit.
+// Router serves a routing.Table, which the engine builds: services, their
+// compiled policies, the live addresses of each version, and per service
+// stickiness and a body limit.
 // Update builds the lookup maps, the versions' counters and the header
 // lines the request path writes once, and publishes them with an atomic
 // pointer swap; the request path loads that pointer, never takes a lock,
@@ -130,7 +133,7 @@
 //     X-Sluice-Version at once; an instance that does not send its response
 //     head within Limits.UpstreamTimeout gives 504; neither closes the
 //     client's connection.
-//   - Stickiness (ServiceTable.Sticky): a cookie "sluice-<service>" pins a
+//   - Stickiness (routing.Service.Sticky): a cookie "sluice-<service>" pins a
 //     client of the default URL to the version the split gave it while the
 //     policy holds that version (weight above 0 or a rule); a matching rule
 //     still wins.
@@ -152,7 +155,7 @@
 //     Transfer-Encoding, Upgrade unless upgrading, Proxy-Authorization);
 //     the client gets no hop-by-hop field of the instance's and the
 //     router's X-Sluice-Version only.
-//   - Limits (Limits, ServiceTable.MaxBodyBytes): head size (431), body
+//   - Limits (Limits, routing.Service.MaxBodyBytes): head size (431), body
 //     size per service (413, before the instance sees a declared length),
 //     read, write and idle timeouts, and a cap on connections that closes
 //     idle ones to make room. A client sending its head a byte at a time is

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"github.com/sluicehq/sluice/rollout/routing"
 	"io"
 	"log/slog"
 	"net"
@@ -27,13 +28,13 @@ func TestRetryOncePerInstance(t *testing.T) {
 		resetter, resetterHits := droppingInstance(t, true)
 		a, aHits := droppingInstance(t, false)
 		b, bHits := droppingInstance(t, true)
-		_, base := startOn(t, fr.start, Table{Services: []ServiceTable{
+		_, base := startOn(t, fr.start, routing.Table{Services: []routing.Service{
 			{Name: "closer", Policy: mustCompile(t, policy.Policy{Split: map[string]int{"closer-001": 100}}),
-				Versions: []VersionTable{{Name: "closer-001", Addrs: []string{closer}}}},
+				Versions: []routing.Version{{Name: "closer-001", Addrs: []string{closer}}}},
 			{Name: "resetter", Policy: mustCompile(t, policy.Policy{Split: map[string]int{"resetter-001": 100}}),
-				Versions: []VersionTable{{Name: "resetter-001", Addrs: []string{resetter}}}},
+				Versions: []routing.Version{{Name: "resetter-001", Addrs: []string{resetter}}}},
 			{Name: "two", Policy: mustCompile(t, policy.Policy{Split: map[string]int{"two-001": 100}}),
-				Versions: []VersionTable{{Name: "two-001", Addrs: []string{a, b}}}},
+				Versions: []routing.Version{{Name: "two-001", Addrs: []string{a, b}}}},
 		}})
 		tests := []struct {
 			host  string

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/sluicehq/sluice/rollout/routing"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -31,10 +32,10 @@ func TestDeadInstance(t *testing.T) {
 	forEachFront(t, func(t *testing.T, fr frontEnd) {
 		live := instance(t, "live")
 		dead := deadAddr(t)
-		r, base := startOn(t, fr.start, Table{Services: []ServiceTable{{
+		r, base := startOn(t, fr.start, routing.Table{Services: []routing.Service{{
 			Name:     "hello",
 			Policy:   mustCompile(t, policy.Policy{Split: map[string]int{"hello-001": 100}}),
-			Versions: []VersionTable{{Name: "hello-001", Addrs: []string{dead, addrOf(live)}}},
+			Versions: []routing.Version{{Name: "hello-001", Addrs: []string{dead, addrOf(live)}}},
 		}}})
 		for i := range 6 {
 			method := "GET"
@@ -118,16 +119,16 @@ func TestRetryIdempotent(t *testing.T) {
 	forEachFront(t, func(t *testing.T, fr frontEnd) {
 		broken, hits := brokenInstance(t)
 		live := instance(t, "live")
-		_, base := startOn(t, fr.start, Table{Services: []ServiceTable{
+		_, base := startOn(t, fr.start, routing.Table{Services: []routing.Service{
 			{
 				Name:     "hello",
 				Policy:   mustCompile(t, policy.Policy{Split: map[string]int{"hello-001": 100}}),
-				Versions: []VersionTable{{Name: "hello-001", Addrs: []string{broken, addrOf(live)}}},
+				Versions: []routing.Version{{Name: "hello-001", Addrs: []string{broken, addrOf(live)}}},
 			},
 			{
 				Name:     "world",
 				Policy:   mustCompile(t, policy.Policy{Split: map[string]int{"world-001": 100}}),
-				Versions: []VersionTable{{Name: "world-001", Addrs: []string{broken}}},
+				Versions: []routing.Version{{Name: "world-001", Addrs: []string{broken}}},
 			},
 		}})
 		for i := range 6 {
@@ -205,14 +206,14 @@ func TestUpstreamTimeout(t *testing.T) {
 func TestSticky(t *testing.T) {
 	forEachFront(t, func(t *testing.T, fr frontEnd) {
 		a, b := instance(t, "a"), instance(t, "b")
-		tbl := func(split map[string]int, sticky bool) Table {
-			return Table{Services: []ServiceTable{{
+		tbl := func(split map[string]int, sticky bool) routing.Table {
+			return routing.Table{Services: []routing.Service{{
 				Name: "hello",
 				Policy: mustCompile(t, policy.Policy{
 					Rules: []policy.Rule{{Version: "hello-002", Match: map[string]string{"beta": "1"}}},
 					Split: split,
 				}),
-				Versions: []VersionTable{
+				Versions: []routing.Version{
 					{Name: "hello-001", Addrs: []string{addrOf(a)}},
 					{Name: "hello-002", Addrs: []string{addrOf(b)}},
 				},
@@ -482,11 +483,11 @@ func TestForwardingHeaders(t *testing.T) {
 			h.Set("X-Kept", "yes")
 			io.WriteString(w, "ok")
 		}))
-		_, base := startOn(t, fr.start, Table{Services: []ServiceTable{
+		_, base := startOn(t, fr.start, routing.Table{Services: []routing.Service{
 			{Name: "hello", Policy: mustCompile(t, policy.Policy{Split: map[string]int{"hello-001": 100}}),
-				Versions: []VersionTable{{Name: "hello-001", Addrs: []string{echo}}}},
+				Versions: []routing.Version{{Name: "hello-001", Addrs: []string{echo}}}},
 			{Name: "hop", Policy: mustCompile(t, policy.Policy{Split: map[string]int{"hop-001": 100}}),
-				Versions: []VersionTable{{Name: "hop-001", Addrs: []string{hop}}}},
+				Versions: []routing.Version{{Name: "hop-001", Addrs: []string{hop}}}},
 		}})
 		rc := dialRaw(t, base)
 		rc.send("GET /p?q=1 HTTP/1.1\r\nHost: hello.sluice.test:8000\r\nConnection: X-Hop\r\nX-Hop: 1\r\n" +
@@ -611,10 +612,10 @@ func TestMetricsExact(t *testing.T) {
 			}
 			io.WriteString(w, "small")
 		}))
-		r, base := startOn(t, fr.start, Table{Services: []ServiceTable{{
+		r, base := startOn(t, fr.start, routing.Table{Services: []routing.Service{{
 			Name:   "hello",
 			Policy: mustCompile(t, policy.Policy{Split: map[string]int{"hello-001": 100}}),
-			Versions: []VersionTable{
+			Versions: []routing.Version{
 				{Name: "hello-001", Addrs: []string{inst}},
 				{Name: "hello-002"}, // no instance: 503
 			},
@@ -642,10 +643,10 @@ func TestMetrics(t *testing.T) {
 	slow, release := slowInstance(t, "slow")
 	defer release()
 	a := instance(t, "a")
-	r, base := startRouter(t, Table{Services: []ServiceTable{{
+	r, base := startRouter(t, routing.Table{Services: []routing.Service{{
 		Name:   "hello",
 		Policy: mustCompile(t, policy.Policy{Split: map[string]int{"hello-001": 100}}),
-		Versions: []VersionTable{
+		Versions: []routing.Version{
 			{Name: "hello-001", Addrs: []string{addrOf(a)}},
 			{Name: "hello-002"}, // no instance: 503
 			{Name: "hello-003", Addrs: []string{addrOf(slow)}},
@@ -667,7 +668,7 @@ func TestMetrics(t *testing.T) {
 	if st := r.Stats("hello-002"); st.Requests != 2 || st.Status5xx != 2 || st.ErrorRate() != 1 {
 		t.Errorf("hello-002 stats = %+v; want 2 requests, 2 5xx", st)
 	}
-	if st := r.Stats("nope"); st != (Stats{}) {
+	if st := r.Stats("nope"); st != (routing.Stats{}) {
 		t.Errorf("unknown version stats = %+v; want zero", st)
 	}
 

@@ -46,7 +46,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 				return
 			}
 			if v.stopped {
-				httpPlain(w, http.StatusServiceUnavailable, v.name, MsgStopped)
+				httpPlain(w, http.StatusServiceUnavailable, v.name, msgStopped)
 				return
 			}
 		} else {
@@ -467,7 +467,7 @@ func httpPlain(w http.ResponseWriter, status int, version, msg string) {
 	} else {
 		h.Del(VersionHeader)
 	}
-	if status == http.StatusServiceUnavailable && msg != MsgStopped {
+	if status == http.StatusServiceUnavailable && msg != msgStopped {
 		h.Set("Retry-After", "1")
 	}
 	http.Error(w, "sluice: "+msg, status)

@@ -2,6 +2,7 @@ package router
 
 import (
 	"bufio"
+	"github.com/sluicehq/sluice/rollout/routing"
 	"io"
 	"net"
 	"net/http"
@@ -115,11 +116,11 @@ func headerLines(body string) http.Header {
 	return h
 }
 
-func table1(version string, sticky bool, maxBody int64, addrs ...string) Table {
-	return Table{Services: []ServiceTable{{
+func table1(version string, sticky bool, maxBody int64, addrs ...string) routing.Table {
+	return routing.Table{Services: []routing.Service{{
 		Name:         "hello",
 		Policy:       mustCompilePolicy(policy.Policy{Split: map[string]int{version: 100}}),
-		Versions:     []VersionTable{{Name: version, Addrs: addrs}},
+		Versions:     []routing.Version{{Name: version, Addrs: addrs}},
 		Sticky:       sticky,
 		MaxBodyBytes: maxBody,
 	}}}

@@ -30,7 +30,7 @@ type Limits struct {
 	// MaxHeaderBytes bounds a request's line and header fields; a longer
 	// head is answered 431 and the connection closed.
 	MaxHeaderBytes int
-	// MaxBodyBytes bounds a request body for services whose ServiceTable
+	// MaxBodyBytes bounds a request body for services whose routing.Service
 	// sets none; a larger one is answered 413. Negative: no limit.
 	MaxBodyBytes int64
 	// ReadTimeout bounds how long a request head may take to arrive from

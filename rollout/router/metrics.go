@@ -1,6 +1,7 @@
 package router
 
 import (
+	"github.com/sluicehq/sluice/rollout/routing"
 	"sync/atomic"
 	"time"
 
@@ -58,41 +59,8 @@ func (s *versionStats) end(status int, d time.Duration) {
 	s.sumNanos.Add(uint64(d))
 }
 
-// Stats is a snapshot of one version's counters since the router first
-// served it. Counters only grow, so rates over a window are differences of
-// two snapshots.
-type Stats struct {
-	// Requests routed to the version, including those answered by the
-	// router itself (503 when no instance was live, 502, 504).
-	Requests uint64
-	// InFlight is how many of them are not finished yet.
-	InFlight int64
-	// Responses by status class. A request whose client went away before
-	// its response began counts in none.
-	Status1xx, Status2xx, Status3xx, Status4xx, Status5xx uint64
-	// Latency quantiles from first byte in to last byte out, estimated from
-	// a histogram (linear within a bucket); 0 before the first response.
-	P50, P90, P99 time.Duration
-	// LatencySum is the total latency of the finished requests.
-	LatencySum time.Duration
-}
-
-// Responses is the number of responses of every class.
-func (s Stats) Responses() uint64 {
-	return s.Status1xx + s.Status2xx + s.Status3xx + s.Status4xx + s.Status5xx
-}
-
-// ErrorRate is the share of responses that were 5xx, 0 with no response.
-func (s Stats) ErrorRate() float64 {
-	n := s.Responses()
-	if n == 0 {
-		return 0
-	}
-	return float64(s.Status5xx) / float64(n)
-}
-
-func (s *versionStats) snapshot() Stats {
-	st := Stats{
+func (s *versionStats) snapshot() routing.Stats {
+	st := routing.Stats{
 		Requests:   s.requests.Load(),
 		InFlight:   s.inflight.Load(),
 		Status1xx:  s.classes[0].Load(),
@@ -146,10 +114,10 @@ func quantile(counts []uint64, total uint64, q float64) time.Duration {
 // current table; the zero Stats when the table has no such version.
 // Versions keep their counters across Updates for as long as they stay in
 // the table. Safe for concurrent use; it takes no lock.
-func (r *Router) Stats(version string) Stats {
+func (r *Router) Stats(version string) routing.Stats {
 	s := r.table.Load().stats[version]
 	if s == nil {
-		return Stats{}
+		return routing.Stats{}
 	}
 	return s.snapshot()
 }

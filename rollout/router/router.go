@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"github.com/sluicehq/sluice/rollout/routing"
 	"log/slog"
 	"net"
 	"net/http"
@@ -51,43 +52,8 @@ const (
 // drainPoll is how often Drain looks at the in-flight counters.
 const drainPoll = 5 * time.Millisecond
 
-// Table is everything the router serves: the services, their compiled
-// policies and the live instances of each version. Build a new one for every
-// change and hand it to Router.Update; the router does not keep the slices.
-type Table struct {
-	Services []ServiceTable
-}
-
-// ServiceTable is one service in a Table. Name is its DNS label (matched
-// case-insensitively); a nil Policy serves nothing on the service's default
-// URL, like an empty split.
-type ServiceTable struct {
-	Name     string
-	Policy   *policy.Compiled
-	Versions []VersionTable
-	// Sticky pins each client of the service's default URL to the version
-	// the split first gave it, with a cookie (see StickyCookiePrefix), for
-	// as long as the policy holds that version (Compiled.Holds). A rule that
-	// matches still wins over the cookie; version URLs ignore it.
-	Sticky bool
-	// MaxBodyBytes bounds a request body to the service (413 past it):
-	// 0 takes the router's Limits.MaxBodyBytes, a negative value means no
-	// limit.
-	MaxBodyBytes int64
-}
-
-// VersionTable is one version of a service and the host:port of each of its
-// live instances; Addrs may be empty (the version is known, nothing serves it).
-type VersionTable struct {
-	Name  string
-	Addrs []string
-	// Stopped says the version is retired: its URL answers 503 with
-	// MsgStopped, and no Retry-After (it comes back only when asked).
-	Stopped bool
-}
-
-// MsgStopped is the router's answer on the URL of a stopped version.
-const MsgStopped = "this version is stopped (retired); it serves again once a rollback, traffic change or redeploy names it"
+// msgStopped is the router's answer on the URL of a stopped version.
+const msgStopped = "this version is stopped (retired); it serves again once a rollback, traffic change or redeploy names it"
 
 // Router is the reverse proxy in front of every service: it maps a request's
 // Host to a service or a version, lets the service's policy pick the version,
@@ -144,7 +110,7 @@ type versionRoute struct {
 	backends []*backend
 	next     atomic.Uint32 // round-robin cursor
 	stats    *versionStats
-	stopped  bool // retired: its URL answers MsgStopped
+	stopped  bool // retired: its URL answers msgStopped
 
 	// Precomputed header lines for the Serve path.
 	versionLine []byte // "X-Sluice-Version: <name>\r\n"
@@ -253,7 +219,7 @@ func New(baseDomain string, opts ...Option) *Router {
 // built here, never on the request path. Service names must be unique (a
 // later duplicate replaces an earlier one), as must version names. Safe for
 // concurrent use with requests, Drain and other Updates.
-func (r *Router) Update(t Table) {
+func (r *Router) Update(t routing.Table) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sluicehq/sluice/rollout/routing"
 	"io"
 	"log/slog"
 	"net"
@@ -112,13 +113,13 @@ func newRouter(opts ...Option) *Router {
 }
 
 // startRouter serves a Router with Serve on a real loopback listener.
-func startRouter(t *testing.T, tbl Table, opts ...Option) (*Router, string) {
+func startRouter(t *testing.T, tbl routing.Table, opts ...Option) (*Router, string) {
 	t.Helper()
 	return startOn(t, serveFront, tbl, opts...)
 }
 
 // startOn serves a Router with the given front.
-func startOn(t *testing.T, start func(*testing.T, *Router) string, tbl Table, opts ...Option) (*Router, string) {
+func startOn(t *testing.T, start func(*testing.T, *Router) string, tbl routing.Table, opts ...Option) (*Router, string) {
 	t.Helper()
 	r := newRouter(opts...)
 	r.Update(tbl)
@@ -169,14 +170,14 @@ func TestHostRouting(t *testing.T) {
 	forEachFront(t, func(t *testing.T, fr frontEnd) {
 		a, b := instance(t, "a"), instance(t, "b")
 		other := instance(t, "other")
-		_, front := startOn(t, fr.start, Table{Services: []ServiceTable{
+		_, front := startOn(t, fr.start, routing.Table{Services: []routing.Service{
 			{
 				Name: "hello",
 				Policy: mustCompile(t, policy.Policy{
 					Rules: []policy.Rule{{Version: "hello-002", Match: map[string]string{"env": "beta*"}}},
 					Split: map[string]int{"hello-001": 100},
 				}),
-				Versions: []VersionTable{
+				Versions: []routing.Version{
 					{Name: "hello-001", Addrs: []string{addrOf(a)}},
 					{Name: "hello-002", Addrs: []string{addrOf(b)}},
 				},
@@ -184,7 +185,7 @@ func TestHostRouting(t *testing.T) {
 			{
 				Name:     "world",
 				Policy:   mustCompile(t, policy.Policy{Split: map[string]int{"world-001": 100}}),
-				Versions: []VersionTable{{Name: "world-001", Addrs: []string{addrOf(other)}}},
+				Versions: []routing.Version{{Name: "world-001", Addrs: []string{addrOf(other)}}},
 			},
 		}})
 
@@ -242,10 +243,10 @@ func TestHostRouting(t *testing.T) {
 func TestProxyPassesRequestAndResponse(t *testing.T) {
 	forEachFront(t, func(t *testing.T, fr frontEnd) {
 		a := instance(t, "a")
-		_, front := startOn(t, fr.start, Table{Services: []ServiceTable{{
+		_, front := startOn(t, fr.start, routing.Table{Services: []routing.Service{{
 			Name:     "hello",
 			Policy:   mustCompile(t, policy.Policy{Split: map[string]int{"hello-001": 100}}),
-			Versions: []VersionTable{{Name: "hello-001", Addrs: []string{addrOf(a)}}},
+			Versions: []routing.Version{{Name: "hello-001", Addrs: []string{addrOf(a)}}},
 		}}})
 		req, err := http.NewRequest("POST", front+"/api/items?x=1&env=prod", strings.NewReader("payload"))
 		if err != nil {
@@ -277,11 +278,11 @@ func TestProxyPassesRequestAndResponse(t *testing.T) {
 
 func TestUnavailable(t *testing.T) {
 	forEachFront(t, func(t *testing.T, fr frontEnd) {
-		_, front := startOn(t, fr.start, Table{Services: []ServiceTable{
+		_, front := startOn(t, fr.start, routing.Table{Services: []routing.Service{
 			{
 				Name:   "hello",
 				Policy: mustCompile(t, policy.Policy{Split: map[string]int{"hello-001": 100}}),
-				Versions: []VersionTable{
+				Versions: []routing.Version{
 					{Name: "hello-001"}, // no live instance
 					{Name: "hello-002", Addrs: []string{deadAddr(t)}},
 				},
@@ -327,10 +328,10 @@ func TestUnavailable(t *testing.T) {
 func TestRoundRobin(t *testing.T) {
 	forEachFront(t, func(t *testing.T, fr frontEnd) {
 		a, b, c := instance(t, "a"), instance(t, "b"), instance(t, "c")
-		_, front := startOn(t, fr.start, Table{Services: []ServiceTable{{
+		_, front := startOn(t, fr.start, routing.Table{Services: []routing.Service{{
 			Name:     "hello",
 			Policy:   mustCompile(t, policy.Policy{Split: map[string]int{"hello-001": 100}}),
-			Versions: []VersionTable{{Name: "hello-001", Addrs: []string{addrOf(a), addrOf(b), addrOf(c)}}},
+			Versions: []routing.Version{{Name: "hello-001", Addrs: []string{addrOf(a), addrOf(b), addrOf(c)}}},
 		}}})
 		var got []string
 		for range 9 {
@@ -353,10 +354,10 @@ func TestStreaming(t *testing.T) {
 		}))
 		defer s.Close()
 		defer close(more)
-		_, front := startOn(t, fr.start, Table{Services: []ServiceTable{{
+		_, front := startOn(t, fr.start, routing.Table{Services: []routing.Service{{
 			Name:     "hello",
 			Policy:   mustCompile(t, policy.Policy{Split: map[string]int{"hello-001": 100}}),
-			Versions: []VersionTable{{Name: "hello-001", Addrs: []string{addrOf(s)}}},
+			Versions: []routing.Version{{Name: "hello-001", Addrs: []string{addrOf(s)}}},
 		}}})
 		req, _ := http.NewRequest("GET", front+"/", nil)
 		req.Host = "hello.sluice.test"
@@ -384,7 +385,7 @@ func TestStreaming(t *testing.T) {
 
 func TestRouterDecide(t *testing.T) {
 	r := New(testBase)
-	r.Update(Table{Services: []ServiceTable{{
+	r.Update(routing.Table{Services: []routing.Service{{
 		Name: "hello",
 		Policy: mustCompile(t, policy.Policy{
 			Rules: []policy.Rule{{Version: "hello-002", Match: map[string]string{"env": "beta"}}},
@@ -409,11 +410,11 @@ func TestRouterDecide(t *testing.T) {
 }
 
 // oneVersion is a table serving hello from one version at addrs.
-func oneVersion(t testing.TB, version string, addrs ...string) Table {
-	return Table{Services: []ServiceTable{{
+func oneVersion(t testing.TB, version string, addrs ...string) routing.Table {
+	return routing.Table{Services: []routing.Service{{
 		Name:     "hello",
 		Policy:   mustCompile(t, policy.Policy{Split: map[string]int{version: 100}}),
-		Versions: []VersionTable{{Name: version, Addrs: addrs}},
+		Versions: []routing.Version{{Name: version, Addrs: addrs}},
 	}}}
 }
 

@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"github.com/sluicehq/sluice/rollout/routing"
 	"io"
 	"net"
 	"net/http"
@@ -109,11 +110,11 @@ func TestHTTP10(t *testing.T) {
 		w.(http.Flusher).Flush()
 		io.WriteString(w, "part2")
 	}))
-	_, base := startRouter(t, Table{Services: []ServiceTable{
+	_, base := startRouter(t, routing.Table{Services: []routing.Service{
 		{Name: "hello", Policy: mustCompile(t, policy.Policy{Split: map[string]int{"hello-001": 100}}),
-			Versions: []VersionTable{{Name: "hello-001", Addrs: []string{inst}}}},
+			Versions: []routing.Version{{Name: "hello-001", Addrs: []string{inst}}}},
 		{Name: "chunky", Policy: mustCompile(t, policy.Policy{Split: map[string]int{"chunky-001": 100}}),
-			Versions: []VersionTable{{Name: "chunky-001", Addrs: []string{chunky}}}},
+			Versions: []routing.Version{{Name: "chunky-001", Addrs: []string{chunky}}}},
 	}})
 	rc := dialRaw(t, base)
 	rc.send("GET /a HTTP/1.0\r\nHost: hello.sluice.test\r\nConnection: keep-alive\r\n\r\n")
@@ -434,10 +435,10 @@ func TestShutdownTimeout(t *testing.T) {
 // the client's connection carries the next request.
 func TestNoHang503(t *testing.T) {
 	a := instance(t, "a")
-	_, base := startRouter(t, Table{Services: []ServiceTable{{
+	_, base := startRouter(t, routing.Table{Services: []routing.Service{{
 		Name:   "hello",
 		Policy: mustCompile(t, policy.Policy{Split: map[string]int{"hello-001": 100}}),
-		Versions: []VersionTable{
+		Versions: []routing.Version{
 			{Name: "hello-001", Addrs: []string{deadAddr(t), deadAddr(t)}},
 			{Name: "hello-002", Addrs: []string{addrOf(a)}},
 		},
@@ -468,10 +469,10 @@ func TestNoHang503(t *testing.T) {
 func TestHeldBodyRetried(t *testing.T) {
 	broken, hits := brokenInstance(t)
 	live, _ := countingEcho(t)
-	_, base := startRouter(t, Table{Services: []ServiceTable{{
+	_, base := startRouter(t, routing.Table{Services: []routing.Service{{
 		Name:     "hello",
 		Policy:   mustCompile(t, policy.Policy{Split: map[string]int{"hello-001": 100}}),
-		Versions: []VersionTable{{Name: "hello-001", Addrs: []string{broken, live}}},
+		Versions: []routing.Version{{Name: "hello-001", Addrs: []string{broken, live}}},
 	}}})
 	body := strings.Repeat("0123456789abcdef", 20<<10/16)
 	for i := range 4 {

@@ -431,7 +431,7 @@ func (c *conn) serveRequest(head []byte) bool {
 				return c.refuse(404, nil, "", "unknown version")
 			}
 			if v.stopped {
-				return c.refuse(503, v, "", MsgStopped)
+				return c.refuse(503, v, "", msgStopped)
 			}
 		} else {
 			var name string
@@ -529,7 +529,7 @@ func cookieValue(field []byte, name string) ([]byte, bool) {
 
 // plain writes a short text/plain response of the router's own. v or name
 // names the version it concerns, if any; 503s say when to retry (except
-// MsgStopped: a stopped version comes back only when asked).
+// msgStopped: a stopped version comes back only when asked).
 func (c *conn) plain(status int, v *versionRoute, name, msg string, keep bool) bool {
 	if c.r.srv.shutdown.Load() {
 		keep = false
@@ -548,7 +548,7 @@ func (c *conn) plain(status int, v *versionRoute, name, msg string, keep bool) b
 		out = append(out, name...)
 		out = append(out, "\r\n"...)
 	}
-	if status == 503 && msg != MsgStopped {
+	if status == 503 && msg != msgStopped {
 		out = append(out, "Retry-After: 1\r\n"...)
 	}
 	out = append(out, "Content-Length: "...)
