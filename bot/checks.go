@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sluicehq/sluice/rollout/reason"
 	"strconv"
 
 	"github.com/google/go-github/v60/github"
@@ -13,7 +14,6 @@ import (
 	"github.com/sluicehq/sluice/bot/render"
 	"github.com/sluicehq/sluice/rollout"
 	"github.com/sluicehq/sluice/rollout/contain"
-	"github.com/sluicehq/sluice/rollout/runtime"
 )
 
 // checkState is what the bot knows of a version it reports on GitHub.
@@ -61,13 +61,13 @@ func steps(v rollout.VersionStatus, built bool) []render.Step {
 		done = 4
 	case rollout.StatusFailed, rollout.StatusDeployFailed:
 		switch v.Reason.Code {
-		case runtime.CodeSourceUnavailable:
+		case reason.SourceUnavailable:
 			failedAt = 0
-		case runtime.CodeBuildFailed, runtime.CodeBuildTimeout:
+		case reason.BuildFailed, reason.BuildTimeout:
 			failedAt = 1
-		case runtime.CodeProcessExited, runtime.CodePortNotListening, runtime.CodeStartFailed:
+		case reason.ProcessExited, reason.PortNotListening, reason.StartFailed:
 			failedAt = 2
-		case runtime.CodeHealthCheckFailed, runtime.CodeHealthCheckTimeout:
+		case reason.HealthCheckFailed, reason.HealthCheckTimeout:
 			failedAt = 3
 		default:
 			failedAt = done
@@ -348,7 +348,7 @@ func (b *Bot) sendDeployment(ctx context.Context, gh *github.Client, owner, name
 	}
 	desc := string(v.Status)
 	if v.Reason.Code != "" {
-		desc += ": " + v.Reason.Code
+		desc += ": " + string(v.Reason.Code)
 	}
 	desc = clip(desc, maxStatusDescription)
 	_, _, err = gh.Repositories.CreateDeploymentStatus(ctx, owner, name, id, &github.DeploymentStatusRequest{
@@ -483,7 +483,7 @@ func (b *Bot) runFollowup(ctx context.Context, e rollout.Event) ([]rollout.Op, e
 	ok := e.Status == rollout.StatusNormal
 	switch {
 	case !ok:
-		r := rollout.Reason{Code: "Failed"}
+		r := rollout.Reason{Code: reason.Failed}
 		if e.Reason != nil {
 			r = *e.Reason
 		}

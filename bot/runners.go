@@ -3,6 +3,7 @@ package bot
 import (
 	"context"
 	"fmt"
+	"github.com/sluicehq/sluice/rollout/reason"
 	"slices"
 
 	"github.com/sluicehq/sluice/bot/command"
@@ -51,7 +52,7 @@ func (b *Bot) sourceService(ctx context.Context, p *prCmd, c command.Command) (s
 	}
 	names, merr := manifestServices(archive)
 	if merr != nil {
-		out := failed(render.Failure(shortSHA(p.head), rollout.Reason{Code: rollout.CodeInvalidManifest, Detail: merr.Message,
+		out := failed(render.Failure(shortSHA(p.head), rollout.Reason{Code: reason.InvalidManifest, Detail: merr.Message,
 			Suggestion: "Fix sluice.yaml at the lines shown, push, and run the command again."}))
 		out.ops = append(out.ops, b.manifestCheck(p.repo, p.inst, p.head, brokenServices(c.Service, archive), merr)...)
 		return "", &out, nil

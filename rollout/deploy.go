@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sluicehq/sluice/rollout/reason"
 	"sort"
 	"strings"
 	"time"
@@ -259,7 +260,7 @@ func reasonOf(err error) *Reason {
 	if errors.As(err, &f) {
 		return &Reason{Code: f.Code, Detail: f.Detail, Suggestion: f.Suggestion}
 	}
-	return &Reason{Code: "InternalError", Detail: err.Error(),
+	return &Reason{Code: reason.InternalError, Detail: err.Error(),
 		Suggestion: "This is a problem in sluice itself; check the server log and deploy again."}
 }
 

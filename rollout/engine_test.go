@@ -279,7 +279,7 @@ func TestFailedDeploysExplainThemselvesAndGetNoTraffic(t *testing.T) {
 		t.Run(tc.code, func(t *testing.T) {
 			h := h.with(t)
 			v := h.deploy("hello", tc.mode, rollout.StrategyFull, tc.extra)
-			if v.Status != rollout.StatusFailed || v.Reason.Code != tc.code {
+			if v.Status != rollout.StatusFailed || string(v.Reason.Code) != tc.code {
 				t.Fatalf("got %s %+v", v.Status, v.Reason)
 			}
 			if !strings.Contains(v.Reason.Detail, tc.inDetail) || v.Reason.Suggestion == "" {

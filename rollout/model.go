@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"github.com/sluicehq/sluice/rollout/reason"
 	"time"
 
 	"github.com/sluicehq/sluice/rollout/policy"
@@ -36,23 +37,13 @@ func (s Status) Serving() bool {
 	return s == StatusNormal || s == StatusUpdating || s == StatusDeployFailed
 }
 
-// Reason codes that the engine itself assigns; runtime drivers add theirs
-// (see package runtime, e.g. BuildFailed, ProcessExited, HealthCheckFailed).
-const (
-	// CodeInvalidManifest: sluice.yaml is missing, malformed, or does not
-	// declare the service.
-	CodeInvalidManifest = "InvalidManifest"
-	// CodeInterrupted: sluice stopped while the operation was in flight.
-	CodeInterrupted = "Interrupted"
-)
-
 // Reason explains a failure status: a stable machine code, what happened
 // (with the relevant log tail) and what the user should do next. The zero
-// Reason means no failure.
+// Reason means no failure. Codes are package reason's.
 type Reason struct {
-	Code       string `json:"code"`
-	Detail     string `json:"detail"`
-	Suggestion string `json:"suggestion"`
+	Code       reason.Code `json:"code"`
+	Detail     string      `json:"detail"`
+	Suggestion string      `json:"suggestion"`
 }
 
 // Config is the recorded, immutable configuration of one generation of a

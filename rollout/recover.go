@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"fmt"
+	"github.com/sluicehq/sluice/rollout/reason"
 	"time"
 
 	"github.com/sluicehq/sluice/rollout/runtime"
@@ -37,14 +38,14 @@ func (e *Engine) Recover(ctx context.Context) error {
 			switch v.Status {
 			case StatusCreating:
 				v.Status = StatusFailed
-				v.Reason = Reason{Code: CodeInterrupted,
+				v.Reason = Reason{Code: reason.Interrupted,
 					Detail:     fmt.Sprintf("sluice stopped while %s was being built or started; nothing of it is running.", v.Name),
 					Suggestion: "Deploy the same source again."}
 				ev = &Event{Kind: EventVersionStatus, Status: v.Status, Reason: &v.Reason,
 					Message: v.Name + " was interrupted while creating"}
 			case StatusUpdating:
 				v.Status, v.Pending = StatusDeployFailed, nil
-				v.Reason = Reason{Code: CodeInterrupted,
+				v.Reason = Reason{Code: reason.Interrupted,
 					Detail:     fmt.Sprintf("sluice stopped while %s was being redeployed in place; the previous configuration was kept and started again.", v.Name),
 					Suggestion: "Run the in-place redeploy again."}
 				ev = &Event{Kind: EventVersionStatus, Status: v.Status, Reason: &v.Reason,

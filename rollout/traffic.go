@@ -198,7 +198,7 @@ func validatePolicy(service string, p policy.Policy, vs []Version) error {
 		if st := vs[i].Status; !st.Serving() {
 			msg := fmt.Sprintf("%s is %s", name, st)
 			if vs[i].Reason.Code != "" {
-				msg += " (" + vs[i].Reason.Code + ")"
+				msg += " (" + string(vs[i].Reason.Code) + ")"
 			}
 			return conflict(ErrCodeNotNormal, "%s; only normal versions can take traffic", msg)
 		}

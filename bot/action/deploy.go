@@ -172,7 +172,7 @@ func (s *step) deploy(ctx context.Context) error {
 // reasonAnnotation is the ::error of a failed version: its reason code as
 // the title, the detail's first line and the suggestion as the message.
 func reasonAnnotation(v rollout.VersionStatus) Annotation {
-	code := v.Reason.Code
+	code := string(v.Reason.Code)
 	if code == "" {
 		code = string(v.Status)
 	}

@@ -94,7 +94,7 @@ func versionTable(st rollout.ServiceStatus, mark []string) string {
 		}
 		status := string(v.Status)
 		if v.Reason.Code != "" && v.Status != rollout.StatusNormal {
-			status += " (" + v.Reason.Code + ")"
+			status += " (" + string(v.Reason.Code) + ")"
 		}
 		traffic := fmt.Sprintf("%d%%", v.Traffic)
 		if len(v.Rules) > 0 {

@@ -584,7 +584,7 @@ func renderStatus(w io.Writer, st rollout.ServiceStatus) {
 		}
 		status := string(v.Status)
 		if v.Reason.Code != "" {
-			status += " (" + v.Reason.Code + ")"
+			status += " (" + string(v.Reason.Code) + ")"
 		}
 		fmt.Fprintf(w, "  %-14s %-26s %3d%% %s%s  %s\n", v.Name, status, v.Traffic, bar, extra, v.URL)
 	}

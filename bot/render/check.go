@@ -43,7 +43,7 @@ func CheckOutput(v rollout.VersionStatus, steps []Step) (title, summary, text st
 func checkTitle(v rollout.VersionStatus) string {
 	withCode := func(s string) string {
 		if v.Reason.Code != "" {
-			return s + ": " + v.Reason.Code
+			return s + ": " + string(v.Reason.Code)
 		}
 		return s
 	}
@@ -112,7 +112,7 @@ func checkText(v rollout.VersionStatus) string {
 	}
 	d := splitDetail(v.Reason.Detail)
 	var b strings.Builder
-	fmt.Fprintf(&b, "### %s\n\n", Code(v.Reason.Code))
+	fmt.Fprintf(&b, "### %s\n\n", Code(string(v.Reason.Code)))
 	if d.text != "" {
 		b.WriteString(d.text + "\n\n")
 	}

@@ -121,7 +121,7 @@ func statusRows(st rollout.ServiceStatus) (shown, hidden []rollout.VersionStatus
 func statusCell(v rollout.Version) string {
 	s := statusEmoji(v.Status) + string(v.Status)
 	if v.Reason.Code != "" {
-		s += " · " + Code(v.Reason.Code)
+		s += " · " + Code(string(v.Reason.Code))
 	}
 	return s
 }
@@ -146,7 +146,7 @@ func Failure(version string, r rollout.Reason) string {
 		return ""
 	}
 	var b strings.Builder
-	code := r.Code
+	code := string(r.Code)
 	if code == "" {
 		code = "failure"
 	}

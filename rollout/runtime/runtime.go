@@ -3,50 +3,17 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"github.com/sluicehq/sluice/rollout/reason"
 	"time"
 )
 
-// Failure codes a runtime reports. They are persisted and shown to users, so
-// they are strings and never change meaning.
-const (
-	// CodeSourceUnavailable: the source archive could not be unpacked into the
-	// work directory, or a stored artifact has disappeared.
-	CodeSourceUnavailable = "SourceUnavailable"
-	// CodeBuildFailed: the build command exited non-zero.
-	CodeBuildFailed = "BuildFailed"
-	// CodeBuildTimeout: the build command ran past its timeout and was killed.
-	CodeBuildTimeout = "BuildTimeout"
-	// CodeProcessExited: an instance exited before it became healthy.
-	CodeProcessExited = "ProcessExited"
-	// CodePortNotListening: an instance kept running but nothing accepted
-	// connections on $PORT before the start timeout.
-	CodePortNotListening = "PortNotListening"
-	// CodePortNotAllowed: an instance listened on a port other than the
-	// $PORT it was given (local runtime).
-	CodePortNotAllowed = "PortNotAllowed"
-	// CodeHealthCheckFailed: the health path answered, but never with 2xx,
-	// before the start timeout.
-	CodeHealthCheckFailed = "HealthCheckFailed"
-	// CodeHealthCheckTimeout: connections were accepted but the health path
-	// never answered before the start timeout.
-	CodeHealthCheckTimeout = "HealthCheckTimeout"
-	// CodeStartFailed: the run command could not be started at all (for
-	// example the shell is missing).
-	CodeStartFailed = "StartFailed"
-	// CodeImagePullFailed: the container image could not be pulled (it does
-	// not exist, or the cluster may not read it).
-	CodeImagePullFailed = "ImagePullFailed"
-	// CodeUnschedulable: no node could take the version's pods (resources,
-	// node selectors, taints).
-	CodeUnschedulable = "Unschedulable"
-)
-
 // Failure is the error a runtime returns when a version cannot be built or
-// started for a reason the user can act on. Detail says what happened and
+// started for a reason the user can act on (Code: one of package
+// reason's driver codes). Detail says what happened and
 // includes the relevant log tail; Suggestion says what to do next. Both are
 // shown verbatim to users, so they must not contain secrets.
 type Failure struct {
-	Code       string
+	Code       reason.Code
 	Detail     string
 	Suggestion string
 }

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"fmt"
+	"github.com/sluicehq/sluice/rollout/reason"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -25,7 +26,7 @@ func diagnose(st state, final bool) *runtime.Failure {
 		return f
 	}
 	if c := condition(d, appsv1.DeploymentReplicaFailure); c != nil && c.Status == corev1.ConditionTrue {
-		return &runtime.Failure{Code: runtime.CodeStartFailed,
+		return &runtime.Failure{Code: reason.StartFailed,
 			Detail:     fmt.Sprintf("the cluster refused to create the pods (%s): %s", c.Reason, c.Message),
 			Suggestion: "Check the namespace's resource quotas, limit ranges and admission policies, or lower instances/resources in sluice.yaml."}
 	}
@@ -38,7 +39,7 @@ func diagnose(st state, final bool) *runtime.Failure {
 	for _, p := range st.pods {
 		for _, c := range p.Status.Conditions {
 			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
-				return &runtime.Failure{Code: runtime.CodeUnschedulable,
+				return &runtime.Failure{Code: reason.Unschedulable,
 					Detail:     fmt.Sprintf("pod %s could not be placed on any node: %s", p.Name, c.Message),
 					Suggestion: "Lower the version's resource requests or instances, or add capacity to the cluster."}
 			}
@@ -55,19 +56,19 @@ func diagnose(st state, final bool) *runtime.Failure {
 	tail := strings.Join(lastN(probe, 3), "\n")
 	switch {
 	case answered:
-		return &runtime.Failure{Code: runtime.CodeHealthCheckFailed,
+		return &runtime.Failure{Code: reason.HealthCheckFailed,
 			Detail:     "the readiness probe answered, but never with 2xx, before the start timeout:\n" + tail,
 			Suggestion: "Make the health path of sluice.yaml answer 2xx once the app is ready, or point health at a path that does."}
 	case len(probe) > 0:
-		return &runtime.Failure{Code: runtime.CodeHealthCheckTimeout,
+		return &runtime.Failure{Code: reason.HealthCheckTimeout,
 			Detail:     "the readiness probe never got an answer before the start timeout:\n" + tail,
 			Suggestion: "Make the app listen on $PORT, or raise timeouts.start in sluice.yaml if it needs longer to start."}
 	case len(st.pods) == 0:
-		return &runtime.Failure{Code: runtime.CodeHealthCheckTimeout,
+		return &runtime.Failure{Code: reason.HealthCheckTimeout,
 			Detail:     fmt.Sprintf("no pod of this version was created before the start timeout (Deployment status: %d/%d available)", d.Status.AvailableReplicas, replicasOf(d)),
 			Suggestion: "Check the cluster with kubectl describe deployment " + d.Name + " (is the controller manager running?)."}
 	}
-	return &runtime.Failure{Code: runtime.CodeHealthCheckTimeout,
+	return &runtime.Failure{Code: reason.HealthCheckTimeout,
 		Detail:     fmt.Sprintf("the pods did not become ready before the start timeout (%d/%d available)", d.Status.AvailableReplicas, replicasOf(d)),
 		Suggestion: "Make the app listen on $PORT and answer the health path with 2xx, or raise timeouts.start in sluice.yaml."}
 }
@@ -86,7 +87,7 @@ func podFailure(pods []corev1.Pod, final bool) *runtime.Failure {
 			}
 			switch {
 			case w.Reason == "ImagePullBackOff" || w.Reason == "InvalidImageName" || final && w.Reason == "ErrImagePull":
-				return &runtime.Failure{Code: runtime.CodeImagePullFailed,
+				return &runtime.Failure{Code: reason.ImagePullFailed,
 					Detail:     fmt.Sprintf("pod %s cannot pull image %s (%s): %s", p.Name, cs.Image, w.Reason, w.Message),
 					Suggestion: "Check that the image was pushed for this commit and that the cluster may pull it (imagePullSecrets); the image comes from kubernetes.image in sluice.yaml."}
 			case w.Reason == "CrashLoopBackOff":
@@ -97,10 +98,10 @@ func podFailure(pods []corev1.Pod, final bool) *runtime.Failure {
 						detail += ":\n" + t.Message
 					}
 				}
-				return &runtime.Failure{Code: runtime.CodeProcessExited, Detail: detail,
+				return &runtime.Failure{Code: reason.ProcessExited, Detail: detail,
 					Suggestion: "Run the image locally with PORT set to see why it exits; the output above is the end of its last run."}
 			case final && w.Reason == "CreateContainerConfigError":
-				return &runtime.Failure{Code: runtime.CodeStartFailed,
+				return &runtime.Failure{Code: reason.StartFailed,
 					Detail:     fmt.Sprintf("pod %s cannot start its container: %s", p.Name, w.Message),
 					Suggestion: "Check the version's Secret and configuration with kubectl describe pod " + p.Name + "."}
 			}

@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"github.com/sluicehq/sluice/rollout/reason"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -110,7 +111,7 @@ func (k *Kube) workload(spec runtime.Spec) Workload {
 // with code StartFailed.
 func (k *Kube) Build(_ context.Context, spec runtime.Spec) error {
 	if _, err := Build(k.workload(spec), ""); err != nil {
-		return &runtime.Failure{Code: runtime.CodeStartFailed, Detail: err.Error(),
+		return &runtime.Failure{Code: reason.StartFailed, Detail: err.Error(),
 			Suggestion: "Fix the kubernetes block of sluice.yaml (image template, namespace) and deploy again."}
 	}
 	return nil
@@ -129,7 +130,7 @@ func (k *Kube) Start(ctx context.Context, spec runtime.Spec, _ func()) (runtime.
 	w := k.workload(spec)
 	objs, err := Build(w, "")
 	if err != nil {
-		return nil, &runtime.Failure{Code: runtime.CodeStartFailed, Detail: err.Error(),
+		return nil, &runtime.Failure{Code: reason.StartFailed, Detail: err.Error(),
 			Suggestion: "Fix the kubernetes block of sluice.yaml and deploy again."}
 	}
 	var prev *appsv1.Deployment
@@ -282,12 +283,12 @@ func (k *Kube) waitReady(ctx context.Context, w Workload, dep *appsv1.Deployment
 		}
 		select {
 		case <-ctx.Done():
-			return &runtime.Failure{Code: runtime.CodeStartFailed, Detail: "the start was interrupted: " + ctx.Err().Error(),
+			return &runtime.Failure{Code: reason.StartFailed, Detail: "the start was interrupted: " + ctx.Err().Error(),
 				Suggestion: "Deploy again."}
 		case <-deadline.C:
 			st, err := k.observe(ctx, w)
 			if err != nil {
-				return &runtime.Failure{Code: runtime.CodeHealthCheckTimeout,
+				return &runtime.Failure{Code: reason.HealthCheckTimeout,
 					Detail:     fmt.Sprintf("the Deployment did not become available within %s, and its state could not be read: %v", timeout, err),
 					Suggestion: "Check the cluster with kubectl describe deployment " + w.Version + "."}
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sluicehq/sluice/rollout/reason"
 	"strconv"
 	"strings"
 	"testing"
@@ -254,7 +255,7 @@ func TestStartFailureReasons(t *testing.T) {
 		name    string
 		timeout time.Duration
 		play    func(t *testing.T, ns string)
-		code    string
+		code    reason.Code
 		detail  string
 	}{
 		{
@@ -262,7 +263,7 @@ func TestStartFailureReasons(t *testing.T) {
 			play: func(t *testing.T, ns string) {
 				addPod(t, ns, 1, waiting("ImagePullBackOff", `Back-off pulling image "registry.example/hello:abc123"`, nil))
 			},
-			code: runtime.CodeImagePullFailed, detail: "cannot pull image registry.example/hello:abc123",
+			code: reason.ImagePullFailed, detail: "cannot pull image registry.example/hello:abc123",
 		},
 		{
 			name: "crash loop", timeout: time.Minute,
@@ -270,7 +271,7 @@ func TestStartFailureReasons(t *testing.T) {
 				addPod(t, ns, 1, waiting("CrashLoopBackOff", "back-off 40s restarting failed container",
 					&corev1.ContainerStateTerminated{ExitCode: 2, Reason: "Error", Message: "panic: no DATABASE_URL"}))
 			},
-			code: runtime.CodeProcessExited, detail: "last exit code 2 (Error):\npanic: no DATABASE_URL",
+			code: reason.ProcessExited, detail: "last exit code 2 (Error):\npanic: no DATABASE_URL",
 		},
 		{
 			name: "pods refused by quota", timeout: time.Minute,
@@ -278,7 +279,7 @@ func TestStartFailureReasons(t *testing.T) {
 				deploymentCondition(t, ns, appsv1.DeploymentCondition{Type: appsv1.DeploymentReplicaFailure, Status: corev1.ConditionTrue,
 					Reason: "FailedCreate", Message: `pods "hello-001-x" is forbidden: exceeded quota: compute`})
 			},
-			code: runtime.CodeStartFailed, detail: "exceeded quota: compute",
+			code: reason.StartFailed, detail: "exceeded quota: compute",
 		},
 		{
 			name: "progress deadline exceeded", timeout: time.Minute,
@@ -287,7 +288,7 @@ func TestStartFailureReasons(t *testing.T) {
 				deploymentCondition(t, ns, appsv1.DeploymentCondition{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse,
 					Reason: "ProgressDeadlineExceeded", Message: `ReplicaSet "hello-001-x" has timed out progressing.`})
 			},
-			code: runtime.CodeHealthCheckTimeout, detail: "did not become ready",
+			code: reason.HealthCheckTimeout, detail: "did not become ready",
 		},
 		{
 			name: "unschedulable", timeout: time.Second,
@@ -296,7 +297,7 @@ func TestStartFailureReasons(t *testing.T) {
 					Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable, Message: "0/3 nodes are available: 3 Insufficient cpu."}}}
 				addPod(t, ns, 1, st)
 			},
-			code: runtime.CodeUnschedulable, detail: "0/3 nodes are available: 3 Insufficient cpu.",
+			code: reason.Unschedulable, detail: "0/3 nodes are available: 3 Insufficient cpu.",
 		},
 		{
 			name: "health path answers 503", timeout: time.Second,
@@ -304,7 +305,7 @@ func TestStartFailureReasons(t *testing.T) {
 				p := addPod(t, ns, 1, running(false))
 				probeEvent(t, ns, p, "Readiness probe failed: HTTP probe failed with statuscode: 503")
 			},
-			code: runtime.CodeHealthCheckFailed, detail: "statuscode: 503",
+			code: reason.HealthCheckFailed, detail: "statuscode: 503",
 		},
 		{
 			name: "health path never answers", timeout: time.Second,
@@ -312,7 +313,7 @@ func TestStartFailureReasons(t *testing.T) {
 				p := addPod(t, ns, 1, running(false))
 				probeEvent(t, ns, p, `Readiness probe failed: Get "http://10.0.0.7:8080/healthz": dial tcp 10.0.0.7:8080: connect: connection refused`)
 			},
-			code: runtime.CodeHealthCheckTimeout, detail: "connection refused",
+			code: reason.HealthCheckTimeout, detail: "connection refused",
 		},
 	}
 	for _, tt := range tests {
@@ -356,7 +357,7 @@ func TestFailedRedeployRevertsToThePreviousTemplate(t *testing.T) {
 	addPod(t, ns, 2, waiting("CrashLoopBackOff", "back-off", &corev1.ContainerStateTerminated{ExitCode: 1, Message: "bad config"}))
 	r2 := result(t, ch)
 	var f *runtime.Failure
-	if !errors.As(r2.err, &f) || f.Code != runtime.CodeProcessExited {
+	if !errors.As(r2.err, &f) || f.Code != reason.ProcessExited {
 		t.Fatalf("redeploy error = %v; want ProcessExited", r2.err)
 	}
 	d := deployment(t, ns, 1) // the generation annotation is back to 1

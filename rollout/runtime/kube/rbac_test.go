@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"github.com/sluicehq/sluice/rollout/reason"
 	"os"
 	"strings"
 	"testing"
@@ -13,8 +14,6 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
-
-	"github.com/sluicehq/sluice/rollout/runtime"
 )
 
 // TestTheShippedRoleIsEnough runs the runtime as a user holding only the
@@ -61,7 +60,7 @@ func TestTheShippedRoleIsEnough(t *testing.T) {
 	ch := startAsync(k, spec)
 	deployment(t, ns, 2)
 	addPod(t, ns, 2, waiting("CrashLoopBackOff", "back-off", &corev1.ContainerStateTerminated{ExitCode: 3, Message: "no config"}))
-	if r := result(t, ch); r.err == nil || !strings.Contains(r.err.Error(), runtime.CodeProcessExited) {
+	if r := result(t, ch); r.err == nil || !strings.Contains(r.err.Error(), string(reason.ProcessExited)) {
 		t.Fatalf("failing redeploy as the role's user: %v", r.err)
 	}
 	if logs, err := k.Logs("hello-001", 4096); err != nil || !strings.Contains(logs, "no config") {

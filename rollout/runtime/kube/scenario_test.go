@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"context"
 	"fmt"
+	"github.com/sluicehq/sluice/rollout/reason"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -381,7 +382,7 @@ func TestScenario(t *testing.T) {
 		t.Fatalf("restart: %v", err)
 	}
 	srv.eng.Wait()
-	if got := version("hello-005"); got.Status != rollout.StatusFailed || got.Reason.Code != rollout.CodeInterrupted {
+	if got := version("hello-005"); got.Status != rollout.StatusFailed || got.Reason.Code != reason.Interrupted {
 		t.Fatalf("after kill -9 mid-deploy: %s %+v; want failed Interrupted", got.Status, got.Reason)
 	}
 	routeIs("after kill -9 and restart", policy.Policy{Split: map[string]int{v1.Name: 100}})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sluicehq/sluice/rollout/reason"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -30,8 +31,8 @@ import (
 // Build is idempotent: a generation whose build completed is not built
 // again, and one whose build did not complete is built from scratch.
 // Builds of one generation are serialized; different ones run concurrently.
-// It returns a *runtime.Failure (CodeSourceUnavailable, CodeBuildFailed,
-// CodeBuildTimeout) for problems the user must fix, ctx's error if ctx
+// It returns a *runtime.Failure (reason.SourceUnavailable, reason.BuildFailed,
+// reason.BuildTimeout) for problems the user must fix, ctx's error if ctx
 // ends first (the build is killed), and other errors for local faults.
 func (l *Local) Build(ctx context.Context, spec runtime.Spec) error {
 	if err := checkVersion(spec.Version); err != nil {
@@ -85,7 +86,7 @@ func (l *Local) Build(ctx context.Context, spec runtime.Spec) error {
 		if err := extract(spec.Archive, src); err != nil {
 			log.Warn("source unavailable", "err", err)
 			return &runtime.Failure{
-				Code:       runtime.CodeSourceUnavailable,
+				Code:       reason.SourceUnavailable,
 				Detail:     "The source archive could not be unpacked into the work directory: " + extractReason(err) + ".",
 				Suggestion: "Check that the source (commit or directory) is complete and within the size limits, then deploy again.",
 			}
@@ -153,7 +154,7 @@ func (l *Local) reuseBase(spec runtime.Spec, src string, log *slog.Logger) error
 	unavailable := func(why string) error {
 		log.Warn("source unavailable", "base_generation", base, "err", why)
 		return &runtime.Failure{
-			Code:       runtime.CodeSourceUnavailable,
+			Code:       reason.SourceUnavailable,
 			Detail:     fmt.Sprintf("Generation %d of %s was to reuse the build of generation %d, but %s.", spec.Generation, spec.Version, base, why),
 			Suggestion: "Deploy the version again from its source so it is rebuilt.",
 		}
@@ -192,7 +193,7 @@ func (l *Local) runBuild(ctx context.Context, spec runtime.Spec, src string, log
 	if err != nil {
 		log.Warn("build could not start", "err", err)
 		return &runtime.Failure{
-			Code:       runtime.CodeBuildFailed,
+			Code:       reason.BuildFailed,
 			Detail:     fmt.Sprintf("The build command `%s` could not be started: %v.", spec.Build, err),
 			Suggestion: "Check that the build command and the env values in sluice.yaml are valid.",
 		}
@@ -227,7 +228,7 @@ func (l *Local) runBuild(ctx context.Context, spec runtime.Spec, src string, log
 		_ = appendFile(logPath, fmt.Sprintf("==== sluice: build killed after the %v timeout\n", timeout))
 		log.Warn("build timed out", "pid", p.pid, "timeout", timeout)
 		return &runtime.Failure{
-			Code: runtime.CodeBuildTimeout,
+			Code: reason.BuildTimeout,
 			Detail: withTail(fmt.Sprintf("The build command `%s` was still running after the build timeout of %v and was killed.",
 				spec.Build, timeout), "the build log", tail),
 			Suggestion: fmt.Sprintf("Run `%s` locally in the source directory to see where it spends its time, and make it finish within %v, or raise `timeouts.build` in sluice.yaml.",
@@ -238,7 +239,7 @@ func (l *Local) runBuild(ctx context.Context, spec runtime.Spec, src string, log
 		_ = appendFile(logPath, fmt.Sprintf("==== sluice: build %s after %v\n", what, took))
 		log.Warn("build failed", "pid", p.pid, "exit", what)
 		return &runtime.Failure{
-			Code:       runtime.CodeBuildFailed,
+			Code:       reason.BuildFailed,
 			Detail:     withTail(fmt.Sprintf("The build command `%s` %s after %v.", spec.Build, what, took), "the build log", tail),
 			Suggestion: fmt.Sprintf("Run `%s` locally in the source directory and fix the errors shown above.", spec.Build),
 		}

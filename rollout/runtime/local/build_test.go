@@ -1,13 +1,12 @@
 package local
 
 import (
+	"github.com/sluicehq/sluice/rollout/reason"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/sluicehq/sluice/rollout/runtime"
 )
 
 func TestBuild(t *testing.T) {
@@ -17,10 +16,10 @@ func TestBuild(t *testing.T) {
 		archive  []byte
 		build    string
 		timeout  time.Duration
-		code     string   // "" for success
-		detail   []string // substrings of the failure detail
-		suggests string   // substring of the suggestion
-		files    []string // files in src after a successful build
+		code     reason.Code // "" for success
+		detail   []string    // substrings of the failure detail
+		suggests string      // substring of the suggestion
+		files    []string    // files in src after a successful build
 	}{
 		{
 			name:  "success",
@@ -35,7 +34,7 @@ func TestBuild(t *testing.T) {
 		{
 			name:     "non-zero exit",
 			build:    `echo "main.go:3: undefined: foo"; exit 7`,
-			code:     runtime.CodeBuildFailed,
+			code:     reason.BuildFailed,
 			detail:   []string{"exited with status 7", "main.go:3: undefined: foo"},
 			suggests: "Run `echo",
 		},
@@ -43,7 +42,7 @@ func TestBuild(t *testing.T) {
 			name:     "timeout kills the whole group",
 			build:    `sleep 30 & echo $! > ../bg.pid; echo waiting; sleep 30`,
 			timeout:  300 * time.Millisecond,
-			code:     runtime.CodeBuildTimeout,
+			code:     reason.BuildTimeout,
 			detail:   []string{"build timeout of 300ms", "waiting"},
 			suggests: "timeouts.build",
 		},
@@ -51,7 +50,7 @@ func TestBuild(t *testing.T) {
 			name:     "archive that cannot be unpacked",
 			archive:  []byte("this is not a tar.gz"),
 			build:    "true",
-			code:     runtime.CodeSourceUnavailable,
+			code:     reason.SourceUnavailable,
 			detail:   []string{"could not be unpacked"},
 			suggests: "deploy again",
 		},
@@ -105,7 +104,7 @@ func TestBuild(t *testing.T) {
 			if _, err := os.Stat(l.builtMarker("hello-001", 1)); err == nil {
 				t.Error("a failed build marked the generation built")
 			}
-			if tt.code == runtime.CodeBuildTimeout {
+			if tt.code == reason.BuildTimeout {
 				if took > 3*time.Second {
 					t.Errorf("timed-out build returned after %v", took)
 				}
@@ -197,8 +196,8 @@ func TestBuildReusesBaseGeneration(t *testing.T) {
 	third := next
 	third.Generation, third.BaseGeneration = 3, 1
 	f := asFailure(t, l.Build(ctx, third))
-	if f.Code != runtime.CodeSourceUnavailable {
-		t.Errorf("code = %s, want %s", f.Code, runtime.CodeSourceUnavailable)
+	if f.Code != reason.SourceUnavailable {
+		t.Errorf("code = %s, want %s", f.Code, reason.SourceUnavailable)
 	}
 	log, _ := os.ReadFile(filepath.Join(l.logDir("hello-001"), "build.log"))
 	if !strings.Contains(string(log), "generation 2: reusing the build of generation 1") {

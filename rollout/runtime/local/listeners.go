@@ -3,14 +3,13 @@ package local
 import (
 	"bufio"
 	"fmt"
+	"github.com/sluicehq/sluice/rollout/reason"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/sluicehq/sluice/rollout/runtime"
 )
 
 // Deployed code may listen only on its own $PORT. Without containers
@@ -147,9 +146,9 @@ func anyListens(port int) bool {
 // portViolation checks that the instance on port, led by pid, listens on
 // port and on nothing else. It returns "" when it does (or when /proc
 // cannot tell), else what is wrong, for a user to read, and the failure
-// code that fits: CodePortNotAllowed for extra ports, CodePortNotListening
+// code that fits: reason.PortNotAllowed for extra ports, reason.PortNotListening
 // when another process holds the instance's port.
-func portViolation(pid, port int) (string, string) {
+func portViolation(pid, port int) (string, reason.Code) {
 	ports, ok := listening(pid)
 	if !ok {
 		return "", ""
@@ -165,11 +164,11 @@ func portViolation(pid, port int) (string, string) {
 	}
 	switch {
 	case len(extra) == 1:
-		return fmt.Sprintf("it listens on port %s besides its own $PORT %d", extra[0], port), runtime.CodePortNotAllowed
+		return fmt.Sprintf("it listens on port %s besides its own $PORT %d", extra[0], port), reason.PortNotAllowed
 	case len(extra) > 1:
-		return fmt.Sprintf("it listens on ports %s besides its own $PORT %d", strings.Join(extra, ", "), port), runtime.CodePortNotAllowed
+		return fmt.Sprintf("it listens on ports %s besides its own $PORT %d", strings.Join(extra, ", "), port), reason.PortNotAllowed
 	case !own && anyListens(port):
-		return fmt.Sprintf("another process, not this instance, listens on its $PORT %d", port), runtime.CodePortNotListening
+		return fmt.Sprintf("another process, not this instance, listens on its $PORT %d", port), reason.PortNotListening
 	}
 	return "", ""
 }

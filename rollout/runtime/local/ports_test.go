@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"fmt"
+	"github.com/sluicehq/sluice/rollout/reason"
 	"io"
 	"log/slog"
 	"net"
@@ -14,8 +15,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/sluicehq/sluice/rollout/runtime"
 )
 
 // extraPort is the port an extraport app said it listens on besides $PORT.
@@ -53,8 +52,8 @@ func TestStartFailsAnInstanceListeningOnAnExtraPort(t *testing.T) {
 	}
 	f := asFailure(t, err)
 	port := extraPort(t, runLog(t, l, "hello-001"))
-	if f.Code != runtime.CodePortNotAllowed || !strings.Contains(f.Detail, "port "+port+" besides its own $PORT") {
-		t.Errorf("failure = %s: %s; want %s naming port %s", f.Code, f.Detail, runtime.CodePortNotAllowed, port)
+	if f.Code != reason.PortNotAllowed || !strings.Contains(f.Detail, "port "+port+" besides its own $PORT") {
+		t.Errorf("failure = %s: %s; want %s naming port %s", f.Code, f.Detail, reason.PortNotAllowed, port)
 	}
 	if len(l.ports) != 0 {
 		t.Errorf("ports still reserved after the refused start: %v", l.ports)
@@ -198,8 +197,8 @@ func TestPortHeldByAnotherProcessIsNotTheInstances(t *testing.T) {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	why, code := portViolation(child.Process.Pid, port)
-	if code != runtime.CodePortNotListening || !strings.Contains(why, "another process") || !strings.Contains(why, strconv.Itoa(port)) {
-		t.Errorf("portViolation with the port held elsewhere = %q, %q; want %s naming port %d", why, code, runtime.CodePortNotListening, port)
+	if code != reason.PortNotListening || !strings.Contains(why, "another process") || !strings.Contains(why, strconv.Itoa(port)) {
+		t.Errorf("portViolation with the port held elsewhere = %q, %q; want %s naming port %d", why, code, reason.PortNotListening, port)
 	}
 	ln.Close()
 	if why, code := portViolation(child.Process.Pid, port); why != "" {

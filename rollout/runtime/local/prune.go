@@ -30,7 +30,7 @@ const serviceFile = "service"
 // WithKeepVersions sets how many version directories (builds and logs) of
 // one service are kept: the n newest, plus every version with instances
 // running. Starting a removed version again fails with
-// CodeSourceUnavailable; deploying it again rebuilds it. n < 1 keeps
+// reason.SourceUnavailable; deploying it again rebuilds it. n < 1 keeps
 // DefaultKeepVersions.
 func WithKeepVersions(n int) Option {
 	return func(l *Local) {

@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"github.com/sluicehq/sluice/rollout/reason"
 	"io"
 	"log/slog"
 	"os"
@@ -118,7 +119,7 @@ func TestOldVersionDirectoriesArePruned(t *testing.T) {
 	}
 	spec := appSpec(t, "hello-002", "serve", nil)
 	_, err = l.Start(ctx, spec, nil)
-	if f := asFailure(t, err); f.Code != runtime.CodeSourceUnavailable {
-		t.Errorf("Start of a pruned version: %s, want %s", f.Code, runtime.CodeSourceUnavailable)
+	if f := asFailure(t, err); f.Code != reason.SourceUnavailable {
+		t.Errorf("Start of a pruned version: %s, want %s", f.Code, reason.SourceUnavailable)
 	}
 }

@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"fmt"
+	"github.com/sluicehq/sluice/rollout/reason"
 	"io"
 	"net/http"
 	"net/http/httptrace"
@@ -25,9 +26,9 @@ import (
 // spec.StartTimeout (DefaultStartTimeout when zero).
 //
 // On failure it kills every instance it started and returns a
-// *runtime.Failure saying which instance failed how (CodeProcessExited,
-// CodePortNotListening, CodeHealthCheckFailed, CodeHealthCheckTimeout,
-// CodeStartFailed, or CodeSourceUnavailable when the generation is not
+// *runtime.Failure saying which instance failed how (reason.ProcessExited,
+// reason.PortNotListening, reason.HealthCheckFailed, reason.HealthCheckTimeout,
+// reason.StartFailed, or reason.SourceUnavailable when the generation is not
 // built); if ctx ends first it returns ctx's error, also leaving nothing
 // running.
 //
@@ -46,7 +47,7 @@ func (l *Local) Start(ctx context.Context, spec runtime.Spec, notify func()) (ru
 	if !l.built(spec.Version, spec.Generation) {
 		log.Warn("start of an unbuilt generation")
 		return nil, &runtime.Failure{
-			Code:       runtime.CodeSourceUnavailable,
+			Code:       reason.SourceUnavailable,
 			Detail:     fmt.Sprintf("Generation %d of %s has no built work directory.", spec.Generation, spec.Version),
 			Suggestion: "Deploy the version again so it is rebuilt.",
 		}
@@ -60,7 +61,7 @@ func (l *Local) Start(ctx context.Context, spec runtime.Spec, notify func()) (ru
 	}
 	if _, err := url.ParseRequestURI(health); err != nil {
 		return nil, &runtime.Failure{
-			Code:       runtime.CodeHealthCheckFailed,
+			Code:       reason.HealthCheckFailed,
 			Detail:     fmt.Sprintf("The health path %q is not a valid URL path.", spec.Health),
 			Suggestion: "Set `health:` in sluice.yaml to a path such as /healthz.",
 		}
@@ -104,7 +105,7 @@ func (l *Local) Start(ctx context.Context, spec runtime.Spec, notify func()) (ru
 			g.abort(ctx)
 			log.Warn("instance could not start", "instance", i, "port", port, "err", err)
 			return nil, &runtime.Failure{
-				Code: runtime.CodeStartFailed,
+				Code: reason.StartFailed,
 				Detail: withTail(fmt.Sprintf("Instance %d: the run command `%s` could not be started: %v.", i, spec.Run, err),
 					"its log ("+filepath.Base(inst.logPath)+")", readTail(inst.logPath, 0, tailLines, tailBytes)),
 				Suggestion: "Check that the run command and the env values in sluice.yaml are valid and that the work directory exists.",
@@ -293,7 +294,7 @@ func (g *group) failure(inst *instance, r healthResult) *runtime.Failure {
 	tail := readTail(inst.logPath, inst.p.logOff, tailLines, tailBytes)
 	if r.exited {
 		return &runtime.Failure{
-			Code: runtime.CodeProcessExited,
+			Code: reason.ProcessExited,
 			Detail: withTail(fmt.Sprintf("Instance %d (run command `%s`, port %d) %s before it passed the health check at %s.",
 				inst.idx, spec.Run, inst.port, inst.p.exitText(), g.health), logName, tail),
 			Suggestion: fmt.Sprintf("Read the log above and fix what makes the process exit; `run: %s` must start a server that keeps running in the source directory and listens on $PORT.", spec.Run),
@@ -303,28 +304,28 @@ func (g *group) failure(inst *instance, r healthResult) *runtime.Failure {
 	case obsStatus:
 		if r.failing {
 			return &runtime.Failure{
-				Code: runtime.CodeHealthCheckFailed,
+				Code: reason.HealthCheckFailed,
 				Detail: withTail(fmt.Sprintf("Instance %d (%s) answered GET %s with HTTP %d %d times in a row, never with 2xx; sluice stopped waiting before the start timeout of %v.",
 					inst.idx, addr, g.health, r.last.status, failingProbes, g.timeout), logName, tail),
 				Suggestion: fmt.Sprintf("Make %s return a 2xx status once the app is ready (and no 5xx while it starts), or set `health:` in sluice.yaml to a path that does.", g.health),
 			}
 		}
 		return &runtime.Failure{
-			Code: runtime.CodeHealthCheckFailed,
+			Code: reason.HealthCheckFailed,
 			Detail: withTail(fmt.Sprintf("Instance %d (%s) answered GET %s with HTTP %d, never with 2xx, within the start timeout of %v.",
 				inst.idx, addr, g.health, r.last.status, g.timeout), logName, tail),
 			Suggestion: fmt.Sprintf("Make %s return a 2xx status once the app is ready, or set `health:` in sluice.yaml to a path that does.", g.health),
 		}
 	case obsNoAnswer:
 		return &runtime.Failure{
-			Code: runtime.CodeHealthCheckTimeout,
+			Code: reason.HealthCheckTimeout,
 			Detail: withTail(fmt.Sprintf("Instance %d (%s) accepted connections but never answered GET %s (each probe waits %v) within the start timeout of %v.",
 				inst.idx, addr, g.health, probeTimeout, g.timeout), logName, tail),
 			Suggestion: fmt.Sprintf("Make %s answer quickly, without waiting on slow dependencies, or raise `timeouts.start` in sluice.yaml.", g.health),
 		}
 	default:
 		return &runtime.Failure{
-			Code: runtime.CodePortNotListening,
+			Code: reason.PortNotListening,
 			Detail: withTail(fmt.Sprintf("Instance %d kept running but nothing accepted connections on %s ($PORT=%d) within the start timeout of %v.",
 				inst.idx, addr, inst.port, g.timeout), logName, tail),
 			Suggestion: fmt.Sprintf("Make the app listen on the port in the PORT environment variable (here %d), on 127.0.0.1 or all interfaces, or raise `timeouts.start` in sluice.yaml if it needs longer to start.", inst.port),

@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"fmt"
+	"github.com/sluicehq/sluice/rollout/reason"
 	"net"
 	"os"
 	"path/filepath"
@@ -22,39 +23,39 @@ func TestStartFailures(t *testing.T) {
 		instances int
 		env       map[string]string
 		timeout   time.Duration
-		code      string
+		code      reason.Code
 		detail    []string // "{port}" stands for the failing instance's port
 		suggests  string
 	}{
 		{
 			name: "process exits", mode: "exit", instances: 2,
-			code:     runtime.CodeProcessExited,
+			code:     reason.ProcessExited,
 			detail:   []string{"exited with status 3", "fatal: cannot open config.yaml", "/healthz"},
 			suggests: "Read the log above",
 		},
 		{
 			name: "port not listening", mode: "nolisten", instances: 2, timeout: 3 * time.Second,
-			code:     runtime.CodePortNotListening,
+			code:     reason.PortNotListening,
 			detail:   []string{"127.0.0.1:{port}", "$PORT={port}", "starting without listening"},
 			suggests: "PORT environment variable (here {port})",
 		},
 		{
 			// 5xx answers in a row end the start long before its timeout.
 			name: "health check fails", mode: "unhealthy", instances: 1, timeout: time.Hour,
-			code:     runtime.CodeHealthCheckFailed,
+			code:     reason.HealthCheckFailed,
 			detail:   []string{"HTTP 500 10 times in a row", "GET /healthz", "listening on"},
 			suggests: "`health:`",
 		},
 		{
 			name: "health check never answers", mode: "silent", instances: 1, timeout: 3 * time.Second,
-			code:     runtime.CodeHealthCheckTimeout,
+			code:     reason.HealthCheckTimeout,
 			detail:   []string{"accepted connections", "never answered GET /healthz"},
 			suggests: "answer quickly",
 		},
 		{
 			name: "command cannot start", mode: "serve", instances: 1,
 			env:      map[string]string{"BAD": "nul\x00byte"},
-			code:     runtime.CodeStartFailed,
+			code:     reason.StartFailed,
 			detail:   []string{"could not be started"},
 			suggests: "env values",
 		},
@@ -94,7 +95,7 @@ func TestStartFailures(t *testing.T) {
 			if want := strings.ReplaceAll(tt.suggests, "{port}", port); !strings.Contains(f.Suggestion, want) {
 				t.Errorf("suggestion %q lacks %q", f.Suggestion, want)
 			}
-			if tt.code == runtime.CodeStartFailed {
+			if tt.code == reason.StartFailed {
 				return // nothing ran
 			}
 			if pids := readPids(t, pidFile); len(pids) == 0 {
@@ -131,8 +132,8 @@ func TestStartUnbuiltGeneration(t *testing.T) {
 	t.Parallel()
 	l := newLocal(t)
 	_, err := l.Start(ctxT(t), appSpec(t, "hello-001", "serve", nil), nil)
-	if f := asFailure(t, err); f.Code != runtime.CodeSourceUnavailable {
-		t.Errorf("code = %s, want %s", f.Code, runtime.CodeSourceUnavailable)
+	if f := asFailure(t, err); f.Code != reason.SourceUnavailable {
+		t.Errorf("code = %s, want %s", f.Code, reason.SourceUnavailable)
 	}
 }
 
