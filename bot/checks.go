@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sluicehq/sluice/bot/command"
 	"github.com/sluicehq/sluice/rollout/reason"
 	"strconv"
 
@@ -407,7 +408,7 @@ func isFinal(s rollout.Status) bool {
 }
 
 func (b *Bot) onEngineEvent(ctx context.Context, e rollout.Event) ([]rollout.Op, error) {
-	if e.Kind == rollout.EventVersionStatus && e.Version != "" && (e.Op == "stop" || e.Op == "retire" || e.Op == "start") {
+	if e.Kind == rollout.EventVersionStatus && e.Version != "" && (e.Op == rollout.OpStop || e.Op == rollout.OpRetire || e.Op == rollout.OpStart) {
 		return b.deploymentChanged(e)
 	}
 	if e.Origin.Repo == "" || e.Version == "" || (b.cfg.Repo != "" && e.Origin.Repo != b.cfg.Repo) {
@@ -423,7 +424,7 @@ func (b *Bot) onEngineEvent(ctx context.Context, e rollout.Event) ([]rollout.Op,
 	case e.Kind == rollout.EventVersionCreated:
 		cs := checkState{Repo: e.Origin.Repo, Inst: e.Origin.Installation, SHA: e.Origin.Ref, Service: e.Service, PR: e.Origin.PR}
 		return append([]rollout.Op{rollout.Put(bucketChecks, e.Version, mustJSON(cs))}, report()...), nil
-	case e.Kind == rollout.EventVersionStep && e.Op == "deploy":
+	case e.Kind == rollout.EventVersionStep && e.Op == rollout.OpDeploy:
 		var cs checkState
 		if ok, err := getJSON(b.journal, bucketChecks, e.Version, &cs); err != nil || !ok {
 			return nil, err
@@ -431,7 +432,7 @@ func (b *Bot) onEngineEvent(ctx context.Context, e rollout.Event) ([]rollout.Op,
 		cs.Built = true
 		return []rollout.Op{rollout.Put(bucketChecks, e.Version, mustJSON(cs)),
 			rollout.Append(bucketOutbox, mustJSON(outboxItem{Kind: kindCheck, Repo: cs.Repo, Inst: cs.Inst, Version: e.Version, Service: e.Service}))}, nil
-	case e.Kind == rollout.EventVersionStatus && (e.Op == "deploy" || e.Op == "recover") && isFinal(e.Status):
+	case e.Kind == rollout.EventVersionStatus && (e.Op == rollout.OpDeploy || e.Op == rollout.OpRecover) && isFinal(e.Status):
 		ops := report()
 		more, err := b.runFollowup(ctx, e)
 		if err != nil {
@@ -446,7 +447,7 @@ func (b *Bot) onEngineEvent(ctx context.Context, e rollout.Event) ([]rollout.Op,
 			ops = append(ops, more...)
 		}
 		return ops, nil
-	case (e.Kind == rollout.EventVersionStatus || e.Kind == rollout.EventVersionConfig) && e.Op == "redeploy" && e.Origin.PR != 0 && isFinal(e.Status):
+	case (e.Kind == rollout.EventVersionStatus || e.Kind == rollout.EventVersionConfig) && e.Op == rollout.OpRedeploy && e.Origin.PR != 0 && isFinal(e.Status):
 		body := fmt.Sprintf("♻️ In-place redeploy of %s finished: %s.", e.Version, e.Status)
 		if e.Reason != nil {
 			body = render.Failure(e.Version, *e.Reason) + "\n\nThe previous configuration keeps serving."
@@ -488,8 +489,8 @@ func (b *Bot) runFollowup(ctx context.Context, e rollout.Event) ([]rollout.Op, e
 			r = *e.Reason
 		}
 		entry = render.Entry{Title: fu.Version + " failed", Body: render.Failure(fu.Version, r)}
-	case fu.Kind == "canary":
-		origin := rollout.Origin{Via: "comment", Actor: fu.Actor, URL: fu.URL, PR: fu.PR, Repo: fu.Repo, Installation: fu.Inst,
+	case fu.Kind == command.NameCanary:
+		origin := rollout.Origin{Via: rollout.ViaComment, Actor: fu.Actor, URL: fu.URL, PR: fu.PR, Repo: fu.Repo, Installation: fu.Inst,
 			Principal: rollout.ServicePrincipal(fu.Repo)}
 		var err error
 		entry, ok, err = b.applyCanary(ctx, fu.Service, fu.Version, fu.Percent, origin)

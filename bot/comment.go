@@ -68,7 +68,7 @@ type prCmd struct {
 }
 
 func (p *prCmd) origin() rollout.Origin {
-	return rollout.Origin{Via: "comment", Actor: p.actor, URL: p.url, Ref: p.head, PR: p.pr, Repo: p.repo, Installation: p.inst,
+	return rollout.Origin{Via: rollout.ViaComment, Actor: p.actor, URL: p.url, Ref: p.head, PR: p.pr, Repo: p.repo, Installation: p.inst,
 		Principal: rollout.ServicePrincipal(p.repo)}
 }
 
@@ -87,17 +87,17 @@ type runner func(ctx context.Context, p *prCmd, c command.Command) (outcome, err
 // runners maps a command to its runner (register, don't switch).
 func (b *Bot) runners() map[command.Name]runner {
 	return map[command.Name]runner{
-		"deploy":   b.runDeploy,
-		"canary":   b.runCanary,
-		"route":    b.runRoute,
-		"unroute":  b.runUnroute,
-		"promote":  b.runPromote,
-		"rollback": b.runRollback,
-		"abort":    b.runAbort,
-		"redeploy": b.runRedeploy,
-		"status":   b.runStatus,
-		"predict":  b.runPredict,
-		"help":     b.runHelp,
+		command.NameDeploy:   b.runDeploy,
+		command.NameCanary:   b.runCanary,
+		command.NameRoute:    b.runRoute,
+		command.NameUnroute:  b.runUnroute,
+		command.NamePromote:  b.runPromote,
+		command.NameRollback: b.runRollback,
+		command.NameAbort:    b.runAbort,
+		command.NameRedeploy: b.runRedeploy,
+		command.NameStatus:   b.runStatus,
+		command.NamePredict:  b.runPredict,
+		command.NameHelp:     b.runHelp,
 	}
 }
 

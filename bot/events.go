@@ -73,7 +73,7 @@ func (b *Bot) onPush(ctx context.Context, d delivery) ([]rollout.Op, error) {
 	info, _ := source.Inspect(archive, source.DefaultLimits)
 	m, _ := manifest.Parse(manifest.FileName, info.Manifest)
 	mg := merge{repo: repo, inst: p.Installation.ID, sha: p.After, archive: archive, log: log,
-		origin: rollout.Origin{Via: "merge", Actor: p.Sender.Login, URL: p.HeadCommit.URL, Ref: p.After, Repo: repo, Installation: p.Installation.ID,
+		origin: rollout.Origin{Via: rollout.ViaMerge, Actor: p.Sender.Login, URL: p.HeadCommit.URL, Ref: p.After, Repo: repo, Installation: p.Installation.ID,
 			Principal: rollout.ServicePrincipal(repo)}}
 	mg.digest, _ = source.Digest(archive, source.DefaultLimits)
 	var ops []rollout.Op
@@ -196,7 +196,7 @@ func (b *Bot) onPullRequest(ctx context.Context, d delivery) ([]rollout.Op, erro
 	if err != nil {
 		return nil, err
 	}
-	origin := rollout.Origin{Via: "pull_request", Actor: p.Sender.Login, PR: p.Number, Repo: p.Repository.FullName,
+	origin := rollout.Origin{Via: rollout.ViaPullRequest, Actor: p.Sender.Login, PR: p.Number, Repo: p.Repository.FullName,
 		Principal: rollout.ServicePrincipal(p.Repository.FullName)}
 	for _, n := range names {
 		st, err := b.eng.Status(ctx, n)
@@ -256,7 +256,7 @@ func (b *Bot) onCheckRun(ctx context.Context, d delivery) ([]rollout.Op, error) 
 	if ops, refused, err := b.checkRunRefused(ctx, gh, p, cs); err != nil || refused {
 		return ops, err
 	}
-	origin := rollout.Origin{Via: "check_run", Actor: p.Sender.Login, Ref: cs.SHA, PR: cs.PR, Repo: cs.Repo, Installation: p.Installation.ID,
+	origin := rollout.Origin{Via: rollout.ViaCheckRun, Actor: p.Sender.Login, Ref: cs.SHA, PR: cs.PR, Repo: cs.Repo, Installation: p.Installation.ID,
 		Principal: rollout.ServicePrincipal(cs.Repo)}
 	var (
 		body string

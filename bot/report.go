@@ -23,29 +23,32 @@ import (
 
 func formatMatch(m map[string]string) string { return policy.FormatMatch(m) }
 
+// outboxKind says what report an outbox item is; persisted in the journal.
+type outboxKind string
+
 // Outbox item kinds.
 const (
-	kindReaction   = "reaction"   // a reaction on a comment
-	kindSticky     = "sticky"     // create or edit the PR's sticky comment from its stored entries
-	kindCheck      = "check"      // create or update a version's check run from its current state
-	kindStatic     = "check-done" // a finished check run with fixed output (a manifest error)
-	kindDeployment = "deployment" // create a deployment and set its status from the version's state
+	kindReaction   outboxKind = "reaction"   // a reaction on a comment
+	kindSticky     outboxKind = "sticky"     // create or edit the PR's sticky comment from its stored entries
+	kindCheck      outboxKind = "check"      // create or update a version's check run from its current state
+	kindStatic     outboxKind = "check-done" // a finished check run with fixed output (a manifest error)
+	kindDeployment outboxKind = "deployment" // create a deployment and set its status from the version's state
 )
 
 // outboxItem is one report waiting to be sent to GitHub.
 type outboxItem struct {
-	Kind      string    `json:"kind"`
-	Repo      string    `json:"repo"`
-	Inst      int64     `json:"installation"`
-	CommentID int64     `json:"comment_id,omitempty"`
-	Content   string    `json:"content,omitempty"` // reaction
-	PR        int       `json:"pr,omitempty"`
-	Version   string    `json:"version,omitempty"`
-	Service   string    `json:"service,omitempty"`
-	SHA       string    `json:"sha,omitempty"`
-	Static    *static   `json:"static,omitempty"`
-	Attempts  int       `json:"attempts,omitempty"`
-	NotBefore time.Time `json:"not_before,omitzero"`
+	Kind      outboxKind `json:"kind"`
+	Repo      string     `json:"repo"`
+	Inst      int64      `json:"installation"`
+	CommentID int64      `json:"comment_id,omitempty"`
+	Content   string     `json:"content,omitempty"` // reaction
+	PR        int        `json:"pr,omitempty"`
+	Version   string     `json:"version,omitempty"`
+	Service   string     `json:"service,omitempty"`
+	SHA       string     `json:"sha,omitempty"`
+	Static    *static    `json:"static,omitempty"`
+	Attempts  int        `json:"attempts,omitempty"`
+	NotBefore time.Time  `json:"not_before,omitzero"`
 }
 
 // static is the fixed output of a finished check run.

@@ -17,19 +17,19 @@ import (
 // followup is work a command left for when its version is ready: the
 // event watcher runs it once the version is normal or failed.
 type followup struct {
-	Kind      string `json:"kind"` // "deploy" | "canary"
-	Service   string `json:"service"`
-	Version   string `json:"version"`
-	Percent   int    `json:"percent,omitempty"`
-	Repo      string `json:"repo"`
-	Inst      int64  `json:"installation"`
-	PR        int    `json:"pr"`
-	CommentID int64  `json:"comment_id"`
-	Actor     string `json:"actor"`
-	URL       string `json:"url"`
+	Kind      command.Name `json:"kind"` // the command that left it: NameDeploy or NameCanary
+	Service   string       `json:"service"`
+	Version   string       `json:"version"`
+	Percent   int          `json:"percent,omitempty"`
+	Repo      string       `json:"repo"`
+	Inst      int64        `json:"installation"`
+	PR        int          `json:"pr"`
+	CommentID int64        `json:"comment_id"`
+	Actor     string       `json:"actor"`
+	URL       string       `json:"url"`
 }
 
-func (p *prCmd) followup(kind, service, version string, percent int) followup {
+func (p *prCmd) followup(kind command.Name, service, version string, percent int) followup {
 	return followup{Kind: kind, Service: service, Version: version, Percent: percent, Repo: p.repo, Inst: p.inst,
 		PR: p.pr, CommentID: p.commentID, Actor: p.actor, URL: p.url}
 }
@@ -110,7 +110,7 @@ func (b *Bot) runDeploy(ctx context.Context, p *prCmd, c command.Command) (outco
 	if err != nil || done != nil {
 		return deref(done), err
 	}
-	fu := p.followup("deploy", svc, v.Name, 0)
+	fu := p.followup(command.NameDeploy, svc, v.Name, 0)
 	return outcome{pending: true, ok: true,
 		entry: render.Entry{Body: fmt.Sprintf("⏳ Deploying %s from %s; the check run `sluice / %s` shows its progress.", v.Name, shortSHA(p.head), svc)},
 		ops:   []rollout.Op{rollout.Put(bucketFollowups, v.Name, mustJSON(fu))}}, nil
@@ -136,7 +136,7 @@ func (b *Bot) runCanary(ctx context.Context, p *prCmd, c command.Command) (outco
 				entry, ok, err := b.applyCanary(ctx, svc, v.Name, c.Percent, p.origin())
 				return outcome{entry: entry, ok: ok}, err
 			case v.Status == rollout.StatusCreating:
-				fu := p.followup("canary", svc, v.Name, c.Percent)
+				fu := p.followup(command.NameCanary, svc, v.Name, c.Percent)
 				return outcome{pending: true, ok: true,
 					entry: render.Entry{Body: fmt.Sprintf("⏳ %s is still being created; it gets %d%% once it is healthy.", v.Name, c.Percent)},
 					ops:   []rollout.Op{rollout.Put(bucketFollowups, v.Name, mustJSON(fu))}}, nil
@@ -147,7 +147,7 @@ func (b *Bot) runCanary(ctx context.Context, p *prCmd, c command.Command) (outco
 	if err != nil || done != nil {
 		return deref(done), err
 	}
-	fu := p.followup("canary", svc, v.Name, c.Percent)
+	fu := p.followup(command.NameCanary, svc, v.Name, c.Percent)
 	return outcome{pending: true, ok: true,
 		entry: render.Entry{Body: fmt.Sprintf("⏳ Deploying %s from %s; it gets %d%% of %s's traffic once it is healthy.", v.Name, shortSHA(p.head), c.Percent, svc)},
 		ops:   []rollout.Op{rollout.Put(bucketFollowups, v.Name, mustJSON(fu))}}, nil
@@ -168,7 +168,7 @@ func (b *Bot) applyCanary(ctx context.Context, svc, version string, percent int,
 	}
 	st, err = b.eng.Traffic(ctx, svc, rollout.TrafficRequest{Split: split}, origin)
 	if err != nil {
-		out, err := engineFailure(err, command.Usage("canary"))
+		out, err := engineFailure(err, command.Usage(command.NameCanary))
 		return out.entry, false, err
 	}
 	return render.Entry{Body: fmt.Sprintf("🚦 %s now gets %d%% of %s's traffic.\n\n%s", version, st.Policy.Split[version], svc, render.Status(st))}, true, nil

@@ -97,7 +97,7 @@ func (e *Engine) advanceService(service string) error {
 		if e.now().Sub(win.since) < time.Duration(plan.Interval) {
 			continue
 		}
-		origin := Origin{Via: "sluice", Actor: "canary"}
+		origin := Origin{Via: ViaSluice, Actor: "canary"}
 		stable := svc.Stable()
 		p := clonePolicy(svc.Policy)
 		var msg string
@@ -127,7 +127,7 @@ func (e *Engine) advanceService(service string) error {
 			}
 		}
 		ev := Event{Time: e.now().UTC(), Kind: EventVersionStep, Service: service, Version: v.Name, Origin: origin,
-			Op: "canary", Status: v.Status, Message: msg}
+			Op: OpCanary, Status: v.Status, Message: msg}
 		if err := e.commitPolicy(&svc, vs, p, "canary", origin, ev); err != nil {
 			return err
 		}

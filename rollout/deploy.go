@@ -51,7 +51,7 @@ func (e *Engine) Deploy(ctx context.Context, req DeployRequest) (Version, error)
 		svc = Service{Name: req.Service, NextSeq: 1, Policy: policy.Policy{Split: map[string]int{}}, CreatedAt: now}
 	}
 	p := req.Origin.Principal
-	if err := authorize(p, &svc, exists, "deploy"); err != nil {
+	if err := authorize(p, &svc, exists, OpDeploy); err != nil {
 		return Version{}, err
 	}
 	switch req.Strategy {
@@ -99,7 +99,7 @@ func (e *Engine) Deploy(ctx context.Context, req DeployRequest) (Version, error)
 	}
 	svc.NextSeq++
 	ev := Event{Time: now, Kind: EventVersionCreated, Service: svc.Name, Version: v.Name, Origin: req.Origin,
-		Op: "deploy", Status: v.Status, Message: fmt.Sprintf("%s created (%s deploy)", v.Name, req.Strategy)}
+		Op: OpDeploy, Status: v.Status, Message: fmt.Sprintf("%s created (%s deploy)", v.Name, req.Strategy)}
 	if err := e.store.Commit(&svc, []Version{v}, []Event{ev}); err != nil {
 		return Version{}, fmt.Errorf("record version: %w", err)
 	}
@@ -222,7 +222,7 @@ const StepBuilt = "built"
 
 // buildAndStart runs one generation to healthy instances, or returns the
 // reason it could not. It records a step event once the build is done.
-func (e *Engine) buildAndStart(spec runtime.Spec, op string, origin Origin) (runtime.Group, *Reason) {
+func (e *Engine) buildAndStart(spec runtime.Spec, op Operation, origin Origin) (runtime.Group, *Reason) {
 	if err := e.contained("build", spec, func() error { return e.rt.Build(e.ctx, spec) }); err != nil {
 		return nil, reasonOf(err)
 	}
@@ -267,7 +267,7 @@ func reasonOf(err error) *Reason {
 // runDeploy is the background half of Deploy.
 func (e *Engine) runDeploy(v Version, archive []byte) {
 	log := e.log.With("service", v.Service, "version", v.Name)
-	group, reason := e.buildAndStart(specOf(v, v.Config, 1, archive), "deploy", v.CreatedBy)
+	group, reason := e.buildAndStart(specOf(v, v.Config, 1, archive), OpDeploy, v.CreatedBy)
 	if e.ctx.Err() != nil {
 		// Shutting down: leave the version creating; Recover marks it
 		// Interrupted.
@@ -294,7 +294,7 @@ func (e *Engine) runDeploy(v Version, archive []byte) {
 	if reason != nil {
 		cur.Status, cur.Reason = StatusFailed, *reason
 		ev := Event{Time: now, Kind: EventVersionStatus, Service: v.Service, Version: v.Name, Origin: v.CreatedBy,
-			Op: "deploy", Status: cur.Status, Reason: reason, Message: fmt.Sprintf("%s failed: %s", v.Name, reason.Code)}
+			Op: OpDeploy, Status: cur.Status, Reason: reason, Message: fmt.Sprintf("%s failed: %s", v.Name, reason.Code)}
 		if err := e.store.Commit(nil, []Version{cur}, []Event{ev}); err != nil {
 			log.Error("record deploy failure", "err", err)
 		}
@@ -305,7 +305,7 @@ func (e *Engine) runDeploy(v Version, archive []byte) {
 	e.setRunning(v.Name, &instances{gen: 1, group: group})
 	cur.Status = StatusNormal
 	events := []Event{{Time: now, Kind: EventVersionStatus, Service: v.Service, Version: v.Name, Origin: v.CreatedBy,
-		Op: "deploy", Status: StatusNormal, Message: fmt.Sprintf("%s is normal", v.Name)}}
+		Op: OpDeploy, Status: StatusNormal, Message: fmt.Sprintf("%s is normal", v.Name)}}
 	vs[i] = cur
 	if v.Strategy == StrategyFull {
 		p := clonePolicy(svc.Policy)
@@ -321,7 +321,7 @@ func (e *Engine) runDeploy(v Version, archive []byte) {
 		if step >= 100 {
 			p.Split = map[string]int{v.Name: 100}
 		}
-		if err := e.commitPolicy(&svc, vs, p, "canary", Origin{Via: "sluice", Actor: "canary"}, events...); err != nil {
+		if err := e.commitPolicy(&svc, vs, p, OpCanary, Origin{Via: ViaSluice, Actor: "canary"}, events...); err != nil {
 			log.Error("record canary start", "err", err)
 		}
 		e.startCanaryWindow(v.Name)

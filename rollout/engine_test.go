@@ -591,7 +591,7 @@ func TestRetireStopsIdleVersionsAndRollbackStartsThemAgain(t *testing.T) {
 	evs, _ := h.eng.Events("hello", 0, 1000)
 	var ops []string
 	for _, e := range evs {
-		ops = append(ops, e.Op)
+		ops = append(ops, string(e.Op))
 	}
 	if !strings.Contains(strings.Join(ops, ","), "retire,start,rollback") {
 		t.Fatalf("history: %v", ops)

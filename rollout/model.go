@@ -94,8 +94,8 @@ type CanaryPlan struct {
 // Origin says who or what asked for a change, and from where. It is
 // recorded with every version and event.
 type Origin struct {
-	// Via is the front door: "cli", "api", "comment", "merge", "action", "sluice".
-	Via string `json:"via"`
+	// Via is the front door (one of the Via constants).
+	Via Via `json:"via"`
 	// Actor is the person or system, e.g. a GitHub login or a local user name.
 	Actor string `json:"actor,omitempty"`
 	// URL points at the comment, commit or workflow run, when there is one.
@@ -113,6 +113,33 @@ type Origin struct {
 	// persisted (see Principal).
 	Principal Principal `json:"-"`
 }
+
+// Via names the front door a change came through. Persisted and shown to
+// users (history, check runs). A client of the API may name its own
+// front door (the CLI sends ViaCLI, the GitHub Action ViaAction); the
+// values below are the ones sluice's own front doors write.
+type Via string
+
+const (
+	// ViaCLI: the sluice command-line client.
+	ViaCLI Via = "cli"
+	// ViaAPI: the HTTP API, called without naming a front door.
+	ViaAPI Via = "api"
+	// ViaComment: a command in a pull request comment.
+	ViaComment Via = "comment"
+	// ViaMerge: a push to the default branch.
+	ViaMerge Via = "merge"
+	// ViaAction: the GitHub Action (a deploy step or its event mode).
+	ViaAction Via = "action"
+	// ViaPullRequest: a pull request event (closing a PR aborts its
+	// versions).
+	ViaPullRequest Via = "pull_request"
+	// ViaCheckRun: "Re-run" on a sluice check run (check_run.rerequested).
+	ViaCheckRun Via = "check_run"
+	// ViaSluice: sluice itself (recovery after a restart, retirement,
+	// automatic canary steps).
+	ViaSluice Via = "sluice"
+)
 
 // Version is one immutable deployment of a service. Name is
 // "<service>-NNN", increasing and never reused.
@@ -207,6 +234,41 @@ const (
 	EventServiceRepo EventKind = "service.repo"
 )
 
+// Operation names the operation that caused an event. Persisted and shown
+// in the history.
+type Operation string
+
+const (
+	// OpDeploy: a deploy created a version, built or started it.
+	OpDeploy Operation = "deploy"
+	// OpTraffic: the split (and/or rules) was replaced.
+	OpTraffic Operation = "traffic"
+	// OpRoute: a rule was added or removed.
+	OpRoute Operation = "route"
+	// OpPromote: a version took 100% and became stable.
+	OpPromote Operation = "promote"
+	// OpRollback: the split went back to a previous stable or named version.
+	OpRollback Operation = "rollback"
+	// OpRedeploy: an in-place redeploy of a version.
+	OpRedeploy Operation = "redeploy"
+	// OpAbort: a canary left the split and rules.
+	OpAbort Operation = "abort"
+	// OpCanary: an automatic canary moved a step, finished or was aborted.
+	OpCanary Operation = "canary"
+	// OpRetire: an idle version was stopped, keeping its configuration.
+	OpRetire Operation = "retire"
+	// OpStop: a version was stopped on request.
+	OpStop Operation = "stop"
+	// OpStart: a stopped version was started again.
+	OpStart Operation = "start"
+	// OpDelete: a failed version's record was deleted.
+	OpDelete Operation = "delete"
+	// OpRecover: a restart settled a version left mid-operation.
+	OpRecover Operation = "recover"
+	// OpSetRepo: the admin assigned a service to a repository.
+	OpSetRepo Operation = "set-repo"
+)
+
 // Event is one entry of the append-only history log.
 type Event struct {
 	Seq     uint64    `json:"seq"`
@@ -215,9 +277,8 @@ type Event struct {
 	Service string    `json:"service"`
 	Version string    `json:"version,omitempty"`
 	Origin  Origin    `json:"origin"`
-	// Op is the operation that caused the event: deploy, traffic, route,
-	// promote, rollback, redeploy, abort, retire, recover.
-	Op      string         `json:"op"`
+	// Op is the operation that caused the event.
+	Op      Operation      `json:"op"`
 	Message string         `json:"message"`
 	Status  Status         `json:"status,omitempty"`
 	Reason  *Reason        `json:"reason,omitempty"`

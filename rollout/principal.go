@@ -71,7 +71,7 @@ func (p Principal) String() string {
 
 // authorize decides whether p may run op on svc; exists is false when
 // svc is about to be created. It returns nil or a KindForbidden *Error.
-func authorize(p Principal, svc *Service, exists bool, op string) error {
+func authorize(p Principal, svc *Service, exists bool, op Operation) error {
 	switch {
 	case p.Admin:
 		return nil
@@ -96,7 +96,7 @@ func authorize(p Principal, svc *Service, exists bool, op string) error {
 
 // authorizeExisting loads service and authorizes op on it. A service that
 // does not exist is not found, whoever asks.
-func (e *Engine) authorizeExisting(service string, p Principal, op string) error {
+func (e *Engine) authorizeExisting(service string, p Principal, op Operation) error {
 	svc, err := e.store.Service(service)
 	if isNotFound(err) {
 		return notFound(ErrCodeUnknownService, "unknown service %q", service)
@@ -140,7 +140,7 @@ func (e *Engine) SetRepo(ctx context.Context, service, repo string, origin Origi
 	if from != "" {
 		msg += " (was " + from + ")"
 	}
-	ev := Event{Time: now, Kind: EventServiceRepo, Service: service, Origin: origin, Op: "set-repo", Message: msg}
+	ev := Event{Time: now, Kind: EventServiceRepo, Service: service, Origin: origin, Op: OpSetRepo, Message: msg}
 	if err := e.store.Commit(&svc, nil, []Event{ev}); err != nil {
 		return ServiceStatus{}, fmt.Errorf("record repository of %s: %w", service, err)
 	}

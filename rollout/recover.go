@@ -55,8 +55,8 @@ func (e *Engine) Recover(ctx context.Context) error {
 				toStart = append(toStart, v)
 			}
 			if ev != nil {
-				ev.Time, ev.Service, ev.Version, ev.Op = now, v.Service, v.Name, "recover"
-				ev.Origin = Origin{Via: "sluice"}
+				ev.Time, ev.Service, ev.Version, ev.Op = now, v.Service, v.Name, OpRecover
+				ev.Origin = Origin{Via: ViaSluice}
 				v.UpdatedAt = now
 				if err := e.store.Commit(nil, []Version{v}, []Event{*ev}); err != nil {
 					return fmt.Errorf("recover %s: %w", v.Name, err)
@@ -191,7 +191,7 @@ func (e *Engine) retireService(service string, olderThan time.Duration, origin O
 		unlock()
 		return nil, err
 	}
-	if err := authorize(origin.Principal, &svc, true, "retire"); err != nil {
+	if err := authorize(origin.Principal, &svc, true, OpRetire); err != nil {
 		unlock()
 		return nil, err
 	}
@@ -212,7 +212,7 @@ func (e *Engine) retireService(service string, olderThan time.Duration, origin O
 		changed = append(changed, v)
 		stopped = append(stopped, v.Name)
 		events = append(events, Event{Time: now, Kind: EventVersionStatus, Service: service, Version: v.Name,
-			Origin: origin, Op: "retire", Status: StatusStopped,
+			Origin: origin, Op: OpRetire, Status: StatusStopped,
 			Message: fmt.Sprintf("%s stopped after %s without traffic", v.Name, now.Sub(v.IdleSince).Round(time.Second))})
 	}
 	if len(changed) == 0 {
@@ -271,7 +271,7 @@ func (e *Engine) StopVersion(ctx context.Context, service, version string, origi
 	}
 	now := e.now().UTC()
 	v.Status, v.Reason, v.UpdatedAt = StatusStopped, Reason{}, now
-	ev := Event{Time: now, Kind: EventVersionStatus, Service: service, Version: version, Origin: origin, Op: "stop",
+	ev := Event{Time: now, Kind: EventVersionStatus, Service: service, Version: version, Origin: origin, Op: OpStop,
 		Status: StatusStopped, Message: version + " stopped"}
 	if err := e.store.Commit(nil, []Version{v}, []Event{ev}); err != nil {
 		unlock()
@@ -310,7 +310,7 @@ func (e *Engine) DeleteVersion(ctx context.Context, service, version string, ori
 		return conflict(ErrCodeBusy, "%s is %s; only failed versions can be deleted (retire stops a version, keeping it)", version, st)
 	}
 	ev := Event{Time: e.now().UTC(), Kind: EventVersionDeleted, Service: service, Version: version, Origin: origin,
-		Op: "delete", Message: version + " deleted"}
+		Op: OpDelete, Message: version + " deleted"}
 	if err := e.store.DeleteVersion(service, version, []Event{ev}); err != nil {
 		return fmt.Errorf("delete version: %w", err)
 	}

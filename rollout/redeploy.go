@@ -34,7 +34,7 @@ type RedeployRequest struct {
 func (e *Engine) Redeploy(ctx context.Context, service, version string, req RedeployRequest) (Version, error) {
 	// Refused callers learn nothing about the source they sent: the
 	// ownership check comes first (and again under the lock below).
-	if err := e.authorizeExisting(service, req.Origin.Principal, "redeploy"); err != nil {
+	if err := e.authorizeExisting(service, req.Origin.Principal, OpRedeploy); err != nil {
 		return Version{}, err
 	}
 	cur, err := e.version(service, version)
@@ -60,7 +60,7 @@ func (e *Engine) Redeploy(ctx context.Context, service, version string, req Rede
 	}
 	unlock := e.lock(service)
 	defer unlock()
-	if err := e.authorizeExisting(service, req.Origin.Principal, "redeploy"); err != nil {
+	if err := e.authorizeExisting(service, req.Origin.Principal, OpRedeploy); err != nil {
 		return Version{}, err
 	}
 	v, err := e.version(service, version)
@@ -80,7 +80,7 @@ func (e *Engine) Redeploy(ctx context.Context, service, version string, req Rede
 	now := e.now().UTC()
 	v.Status, v.Reason, v.Pending, v.UpdatedAt = StatusUpdating, Reason{}, &cfg, now
 	ev := Event{Time: now, Kind: EventVersionStatus, Service: service, Version: v.Name, Origin: req.Origin,
-		Op: "redeploy", Status: v.Status, Message: fmt.Sprintf("%s is updating in place", v.Name)}
+		Op: OpRedeploy, Status: v.Status, Message: fmt.Sprintf("%s is updating in place", v.Name)}
 	if err := e.store.Commit(nil, []Version{v}, []Event{ev}); err != nil {
 		return Version{}, fmt.Errorf("record redeploy: %w", err)
 	}
@@ -119,7 +119,7 @@ func applyOverrides(c Config, req RedeployRequest) (Config, error) {
 func (e *Engine) runRedeploy(v Version, cfg Config, digest string, archive []byte, origin Origin) {
 	log := e.log.With("service", v.Service, "version", v.Name)
 	gen := v.Generation + 1
-	group, reason := e.buildAndStart(specOf(v, cfg, gen, archive), "redeploy", origin)
+	group, reason := e.buildAndStart(specOf(v, cfg, gen, archive), OpRedeploy, origin)
 	if e.ctx.Err() != nil {
 		if group != nil {
 			_ = group.Stop(context.Background(), e.stopGrace)
@@ -135,7 +135,7 @@ func (e *Engine) runRedeploy(v Version, cfg Config, digest string, archive []byt
 	}
 	now := e.now().UTC()
 	cur.Pending, cur.UpdatedAt = nil, now
-	ev := Event{Time: now, Service: v.Service, Version: v.Name, Origin: origin, Op: "redeploy"}
+	ev := Event{Time: now, Service: v.Service, Version: v.Name, Origin: origin, Op: OpRedeploy}
 	var old *instances
 	if reason != nil {
 		cur.Status, cur.Reason = StatusDeployFailed, *reason

@@ -24,7 +24,7 @@ type TrafficRequest struct {
 // are normal); an *Error means nothing changed. When Traffic returns nil,
 // the new policy is committed and already routes new requests.
 func (e *Engine) Traffic(ctx context.Context, service string, req TrafficRequest, origin Origin) (ServiceStatus, error) {
-	return e.changePolicy(service, "traffic", origin, func(s *Service, vs []Version) (policy.Policy, error) {
+	return e.changePolicy(service, OpTraffic, origin, func(s *Service, vs []Version) (policy.Policy, error) {
 		p := clonePolicy(s.Policy)
 		if req.Split != nil {
 			p.Split = req.Split
@@ -46,7 +46,7 @@ func (e *Engine) Route(ctx context.Context, service string, rule policy.Rule, or
 	if err := (policy.Policy{Rules: []policy.Rule{rule}, Split: map[string]int{rule.Version: 100}}).Validate(); err != nil {
 		return ServiceStatus{}, invalid(ErrCodeInvalidRule, "%v", err)
 	}
-	return e.changePolicy(service, "route", origin, func(s *Service, vs []Version) (policy.Policy, error) {
+	return e.changePolicy(service, OpRoute, origin, func(s *Service, vs []Version) (policy.Policy, error) {
 		p := clonePolicy(s.Policy)
 		p.Rules = append(p.Rules, rule)
 		return p, e.startStopped(service, p, vs, origin)
@@ -71,7 +71,7 @@ func (e *Engine) ClearRoutes(ctx context.Context, service, version string, origi
 // Promote gives version 100% of the split and makes it stable. Rules that
 // send traffic to other versions are dropped unless keepRules.
 func (e *Engine) Promote(ctx context.Context, service, version string, keepOther bool, origin Origin) (ServiceStatus, error) {
-	return e.changePolicy(service, "promote", origin, func(s *Service, vs []Version) (policy.Policy, error) {
+	return e.changePolicy(service, OpPromote, origin, func(s *Service, vs []Version) (policy.Policy, error) {
 		if _, ok := findVersion(vs, version); !ok {
 			return policy.Policy{}, notFound(ErrCodeUnknownVersion, "service %s has no version %q", service, version)
 		}
@@ -89,7 +89,7 @@ func (e *Engine) Promote(ctx context.Context, service, version string, keepOther
 // Rolling back to the previous stable walks the stable history back, so a
 // second rollback goes one further.
 func (e *Engine) Rollback(ctx context.Context, service, version string, origin Origin) (ServiceStatus, error) {
-	return e.changePolicy(service, "rollback", origin, func(s *Service, vs []Version) (policy.Policy, error) {
+	return e.changePolicy(service, OpRollback, origin, func(s *Service, vs []Version) (policy.Policy, error) {
 		target := version
 		if target == "" {
 			idx := -1
@@ -122,7 +122,7 @@ func (e *Engine) Rollback(ctx context.Context, service, version string, origin O
 // Abort removes version (a canary) from the split and the rules; the stable
 // version gets its share back.
 func (e *Engine) Abort(ctx context.Context, service, version string, origin Origin) (ServiceStatus, error) {
-	return e.changePolicy(service, "abort", origin, func(s *Service, vs []Version) (policy.Policy, error) {
+	return e.changePolicy(service, OpAbort, origin, func(s *Service, vs []Version) (policy.Policy, error) {
 		if _, ok := findVersion(vs, version); !ok {
 			return policy.Policy{}, notFound(ErrCodeUnknownVersion, "service %s has no version %q", service, version)
 		}
@@ -165,7 +165,7 @@ func keepRules(rs []policy.Rule, keep func(policy.Rule) bool) []policy.Rule {
 // origin's principal must own the service (see authorize), decide computes the next policy (it may edit the service's stable history and
 // restart a stopped version), then commitPolicy validates, persists and
 // publishes it.
-func (e *Engine) changePolicy(service, op string, origin Origin, decide func(*Service, []Version) (policy.Policy, error)) (ServiceStatus, error) {
+func (e *Engine) changePolicy(service string, op Operation, origin Origin, decide func(*Service, []Version) (policy.Policy, error)) (ServiceStatus, error) {
 	unlock := e.lock(service)
 	defer unlock()
 	svc, vs, err := e.loadService(service)
@@ -228,7 +228,7 @@ func validatePolicy(service string, p policy.Policy, vs []Version) error {
 // times, commits it all with a policy event (plus extra events) in one
 // transaction, then publishes the new routing table. On error nothing is
 // committed.
-func (e *Engine) commitPolicy(svc *Service, vs []Version, p policy.Policy, op string, origin Origin, extra ...Event) error {
+func (e *Engine) commitPolicy(svc *Service, vs []Version, p policy.Policy, op Operation, origin Origin, extra ...Event) error {
 	if p.Split == nil {
 		p.Split = map[string]int{}
 	}
@@ -345,7 +345,7 @@ func (e *Engine) restart(v *Version, origin Origin) error {
 	now := e.now().UTC()
 	v.Status, v.Reason, v.UpdatedAt = StatusNormal, Reason{}, now
 	ev := Event{Time: now, Kind: EventVersionStatus, Service: v.Service, Version: v.Name, Origin: origin,
-		Op: "start", Status: StatusNormal, Message: v.Name + " started again"}
+		Op: OpStart, Status: StatusNormal, Message: v.Name + " started again"}
 	if err := e.store.Commit(nil, []Version{*v}, []Event{ev}); err != nil {
 		return fmt.Errorf("record start: %w", err)
 	}

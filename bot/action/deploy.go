@@ -101,7 +101,7 @@ func problemAnnotation(rel, file string, line, col int, field, msg string) Annot
 
 // origin says the change comes from this workflow run.
 func (s *step) origin() rollout.Origin {
-	return rollout.Origin{Via: "action", Actor: s.r.Actor, URL: s.r.RunURL(), Ref: s.r.SHA, Repo: s.r.Repository}
+	return rollout.Origin{Via: rollout.ViaAction, Actor: s.r.Actor, URL: s.r.RunURL(), Ref: s.r.SHA, Repo: s.r.Repository}
 }
 
 // deploy is deploy mode: pack, deploy, wait, set a canary's traffic,

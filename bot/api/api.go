@@ -197,17 +197,17 @@ func origin(c echo.Context) rollout.Origin {
 	}
 	switch {
 	case p.Admin:
-		o.Via, o.Actor, o.URL, o.Repo = h.Get(wire.HeaderVia), h.Get(wire.HeaderActor), h.Get(wire.HeaderURL), h.Get(wire.HeaderRepo)
+		o.Via, o.Actor, o.URL, o.Repo = rollout.Via(h.Get(wire.HeaderVia)), h.Get(wire.HeaderActor), h.Get(wire.HeaderURL), h.Get(wire.HeaderRepo)
 		o.Principal = rollout.AdminPrincipal
 	case p.Via == auth.ViaOIDC:
-		o.Via, o.Actor, o.URL, o.Repo = h.Get(wire.HeaderVia), p.Actor, h.Get(wire.HeaderURL), p.Repo
+		o.Via, o.Actor, o.URL, o.Repo = rollout.Via(h.Get(wire.HeaderVia)), p.Actor, h.Get(wire.HeaderURL), p.Repo
 		o.Principal = rollout.Principal{Repo: p.Repo, Service: p.Service}
 	default:
-		o.Via, o.Actor, o.Repo = "api", p.Via+" "+p.Subject, p.Repo
+		o.Via, o.Actor, o.Repo = rollout.ViaAPI, p.Via+" "+p.Subject, p.Repo
 		o.Principal = rollout.Principal{Repo: p.Repo, Service: p.Service}
 	}
 	if o.Via == "" {
-		o.Via = "api"
+		o.Via = rollout.ViaAPI
 	}
 	if o.Actor == "" && !p.Admin {
 		o.Actor = p.Via + " " + p.Subject

@@ -47,7 +47,7 @@ func (c *Client) do(ctx context.Context, r wire.Route, params []string, query ur
 	if c.bad != nil {
 		return c.bad
 	}
-	origin := &rollout.Origin{Via: "cli", Actor: os.Getenv("USER")}
+	origin := &rollout.Origin{Via: rollout.ViaCLI, Actor: os.Getenv("USER")}
 	err := c.api.Call(ctx, r, params, query, body, ctype, origin, out)
 	switch {
 	case errors.Is(err, remote.ErrRouter):

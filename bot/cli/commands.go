@@ -526,7 +526,7 @@ func (c *HistoryCmd) Run(env *Env) error {
 		return fmt.Errorf("decode answer: %w", err)
 	}
 	for _, e := range out.Events {
-		who := e.Origin.Via
+		who := string(e.Origin.Via)
 		if e.Origin.Actor != "" {
 			who += ":" + e.Origin.Actor
 		}

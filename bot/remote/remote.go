@@ -82,7 +82,7 @@ func (e *Engine) do(ctx context.Context, method, path string, q url.Values, body
 		req.Header.Set("Authorization", "Bearer "+e.token)
 	}
 	if o != nil {
-		for k, v := range map[string]string{wire.HeaderVia: o.Via, wire.HeaderActor: o.Actor, wire.HeaderURL: o.URL, wire.HeaderRef: o.Ref, wire.HeaderRepo: o.Repo} {
+		for k, v := range map[string]string{wire.HeaderVia: string(o.Via), wire.HeaderActor: o.Actor, wire.HeaderURL: o.URL, wire.HeaderRef: o.Ref, wire.HeaderRepo: o.Repo} {
 			if v != "" {
 				req.Header.Set(k, v)
 			}

@@ -136,7 +136,7 @@ func origin(o rollout.Origin) string {
 	if o.Via == "" {
 		return ""
 	}
-	s := o.Via
+	s := string(o.Via)
 	if o.Actor != "" {
 		s += " by " + o.Actor
 	}

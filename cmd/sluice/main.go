@@ -496,7 +496,7 @@ func (s *serveCmd) Run(env *cli.Env) error {
 	if s.RetireAfter > 0 {
 		_, _ = c.AddFunc("@every 1m", func() {
 			err := contain.Do(log, "retire round", func() error {
-				_, err := eng.Retire(env.Ctx, "", s.RetireAfter, rollout.Origin{Via: "sluice", Actor: "retire", Principal: rollout.AdminPrincipal})
+				_, err := eng.Retire(env.Ctx, "", s.RetireAfter, rollout.Origin{Via: rollout.ViaSluice, Actor: "retire", Principal: rollout.AdminPrincipal})
 				return err
 			})
 			if err != nil {
