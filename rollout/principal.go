@@ -3,10 +3,10 @@ package rollout
 import (
 	"context"
 	"fmt"
+	"github.com/sluicehq/sluice/rollout/names"
 	"regexp"
 	"strings"
 
-	"github.com/sluicehq/sluice/rollout/manifest"
 	"github.com/sluicehq/sluice/rollout/policy"
 )
 
@@ -116,7 +116,7 @@ func (e *Engine) SetRepo(ctx context.Context, service, repo string, origin Origi
 	if !origin.Principal.Admin {
 		return ServiceStatus{}, forbidden("assigning %s to a repository needs the admin token; %s may not", service, origin.Principal)
 	}
-	if !manifest.ValidServiceName(service) {
+	if !names.ValidService(service) {
 		return ServiceStatus{}, invalid(ErrCodeInvalidConfig, "%q is not a service name (lowercase letters, digits and inner hyphens)", service)
 	}
 	if repo != "" && !ValidRepo(repo) {

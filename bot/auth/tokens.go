@@ -7,10 +7,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/sluicehq/sluice/rollout/names"
 	"time"
 
 	"github.com/sluicehq/sluice/rollout"
-	"github.com/sluicehq/sluice/rollout/manifest"
 )
 
 // TokenPrefix starts every sluice token, so a leaked one is recognizable
@@ -47,7 +47,7 @@ func (a *Authenticator) Issue(repo, service string, ttl time.Duration) (string, 
 	switch {
 	case !ValidRepo(repo):
 		return "", rollout.Token{}, fmt.Errorf("%w: repo must be OWNER/NAME, got %q", ErrInvalidRequest, repo)
-	case service != "" && !manifest.ValidServiceName(service):
+	case service != "" && !names.ValidService(service):
 		return "", rollout.Token{}, fmt.Errorf("%w: %q is not a service name", ErrInvalidRequest, service)
 	case ttl < 0:
 		return "", rollout.Token{}, fmt.Errorf("%w: expiry %s is negative", ErrInvalidRequest, ttl)

@@ -2,6 +2,7 @@ package command
 
 import (
 	"fmt"
+	"github.com/sluicehq/sluice/rollout/names"
 	"regexp"
 	"strconv"
 	"strings"
@@ -10,18 +11,8 @@ import (
 	"github.com/sluicehq/sluice/rollout/policy"
 )
 
-// MaxServiceNameLength is the longest service name a command accepts: a
-// DNS label.
-const MaxServiceNameLength = 63
-
-var (
-	serviceRE = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
-	// versionRE is a version name, "<service>-NNN"; the first argument of
-	// /rollback is a version when it matches.
-	versionRE = regexp.MustCompile(`^[a-z][-a-z0-9]*-\d{3,}$`)
-	// numberRE is a decimal number, to explain why it is not a percentage.
-	numberRE = regexp.MustCompile(`^[-+]?(\d+\.\d*|\.\d+|\d+)$`)
-)
+// numberRE is a decimal number, to explain why it is not a percentage.
+var numberRE = regexp.MustCompile(`^[-+]?(\d+\.\d*|\.\d+|\d+)$`)
 
 // serviceOnly reads the arguments of a command that takes at most a service.
 func serviceOnly(args []string) (Command, string) {
@@ -47,7 +38,7 @@ func parsePercent(a string) (int, string) {
 		if allDigits(num) {
 			return 0, fmt.Sprintf("%q lacks the %% sign; write %s%%.", a, a)
 		}
-		if serviceRE.MatchString(a) {
+		if names.ServiceShape(a) {
 			return 0, fmt.Sprintf("%q is not a percentage; the percentage comes first, e.g. /canary 10%% %s.", a, a)
 		}
 		return 0, fmt.Sprintf("%q is not a percentage; write a whole number from 0 to 100 followed by %%, e.g. 10%%.", a)
@@ -96,13 +87,13 @@ func parseRollback(args []string) (Command, string) {
 	switch {
 	case len(args) == 0:
 		return Command{}, ""
-	case versionRE.MatchString(args[0]):
+	case names.LooksLikeVersion(args[0]): // the first argument of /rollback is a version when it looks like one
 		c, p := withService(Command{Version: args[0]}, args[1:])
 		if p == "" && c.Service != "" && !strings.HasPrefix(c.Version, c.Service+"-") {
 			return Command{}, fmt.Sprintf("%q is not a version of %q; its versions are named %s-NNN.", c.Version, c.Service, c.Service)
 		}
 		return c, p
-	case len(args) >= 2 && versionRE.MatchString(args[1]):
+	case len(args) >= 2 && names.LooksLikeVersion(args[1]):
 		return Command{}, fmt.Sprintf("The version comes before the service: /rollback %s %s.", args[1], args[0])
 	case len(args) >= 2:
 		return Command{}, fmt.Sprintf("%q is not a version name; versions are named <service>-NNN, e.g. hello-003.", args[0])
@@ -138,9 +129,9 @@ func withService(c Command, args []string) (Command, string) {
 // checkService returns a problem when s is not a service name.
 func checkService(s string) string {
 	switch {
-	case len(s) > MaxServiceNameLength:
-		return fmt.Sprintf("%q is not a service name: it is longer than %d characters.", s, MaxServiceNameLength)
-	case !serviceRE.MatchString(s):
+	case len(s) > names.MaxServiceLength:
+		return fmt.Sprintf("%q is not a service name: it is longer than %d characters.", s, names.MaxServiceLength)
+	case !names.ServiceShape(s):
 		return fmt.Sprintf("%q is not a service name: service names are lowercase letters, digits and '-', starting with a letter and not ending with '-'.", s)
 	}
 	return ""

@@ -102,8 +102,9 @@ var parseCases = []struct {
 	{"deploy dash last", "/deploy hello-", []want{bad(1, NameDeploy, "not a service name")}},
 	{"deploy digit first", "/deploy 1hello", []want{bad(1, NameDeploy, "not a service name")}},
 	{"deploy underscore", "/deploy hello_world", []want{bad(1, NameDeploy, "not a service name")}},
-	{"deploy too long", "/deploy " + strings.Repeat("a", 64), []want{bad(1, NameDeploy, "longer than 63 characters")}},
-	{"deploy 63 is fine", "/deploy " + strings.Repeat("a", 63), []want{ok(1, Command{Name: NameDeploy, Service: strings.Repeat("a", 63)})}},
+	// The same limit as sluice.yaml's: a name the manifest refuses is refused here too.
+	{"deploy too long", "/deploy " + strings.Repeat("a", 41), []want{bad(1, NameDeploy, "longer than 40 characters")}},
+	{"deploy 40 is fine", "/deploy " + strings.Repeat("a", 40), []want{ok(1, Command{Name: NameDeploy, Service: strings.Repeat("a", 40)})}},
 	{"unroute extra", "/unroute a b", []want{bad(1, NameUnroute, "Unexpected")}},
 	{"promote extra", "/promote a b", []want{bad(1, NamePromote, "Unexpected")}},
 	{"abort bad service", "/abort a.b", []want{bad(1, NameAbort, "not a service name")}},

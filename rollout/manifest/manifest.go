@@ -9,14 +9,13 @@ const FileName = "sluice.yaml"
 
 // Defaults applied by Parse to fields the file leaves out.
 const (
-	DefaultHealth        = "/"
-	DefaultInstances     = 1
-	DefaultBuildTimeout  = 10 * time.Minute
-	DefaultStartTimeout  = 60 * time.Second
-	DefaultOnMerge       = OnMergeFull
-	DefaultCanaryPeriod  = 10 * time.Minute
-	MaxInstances         = 64
-	MaxServiceNameLength = 40
+	DefaultHealth       = "/"
+	DefaultInstances    = 1
+	DefaultBuildTimeout = 10 * time.Minute
+	DefaultStartTimeout = 60 * time.Second
+	DefaultOnMerge      = OnMergeFull
+	DefaultCanaryPeriod = 10 * time.Minute
+	MaxInstances        = 64
 )
 
 // DefaultCanarySteps are the traffic percentages of a canary block that
@@ -76,7 +75,7 @@ func (m *Manifest) Service(name string) (Service, bool) {
 // Service is one entry under "services", with defaults applied.
 type Service struct {
 	// Name is the service's key: a lowercase DNS label of at most
-	// MaxServiceNameLength characters.
+	// names.MaxServiceLength characters.
 	Name string
 	// Line and Column locate the service's key in the file (1-based).
 	Line, Column int

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/sluicehq/sluice/rollout/names"
 	"io"
 	"math"
 	"regexp"
@@ -17,10 +18,9 @@ import (
 )
 
 var (
-	serviceNameRE = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
-	envKeyRE      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	namespaceRE   = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-	yamlLineRE    = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+	envKeyRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	namespaceRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	yamlLineRE  = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 )
 
 // The fields each mapping accepts, in the order the SPEC lists them (the
@@ -39,9 +39,6 @@ var (
 // a manifest: [A-Za-z_][A-Za-z0-9_]*. Front doors that set env values outside
 // the file (redeploy overrides) apply the same rule.
 func ValidEnvName(name string) bool { return envKeyRE.MatchString(name) }
-
-// ValidServiceName reports whether name can name a service.
-func ValidServiceName(name string) bool { return serviceNameRE.MatchString(name) }
 
 // Parse reads a sluice.yaml. file names the file in problems (usually
 // FileName, or a path relative to the repository root); it is not opened.
@@ -217,9 +214,9 @@ func (p *parser) service(name string, key, at *yaml.Node) Service {
 		Timeouts:  Timeouts{Build: DefaultBuildTimeout, Start: DefaultStartTimeout},
 		OnMerge:   DefaultOnMerge,
 	}
-	if len(name) > MaxServiceNameLength {
-		p.addf(key, path, "service name %q is longer than %d characters", name, MaxServiceNameLength)
-	} else if !serviceNameRE.MatchString(name) {
+	if len(name) > names.MaxServiceLength {
+		p.addf(key, path, "service name %q is longer than %d characters", name, names.MaxServiceLength)
+	} else if !names.ServiceShape(name) {
 		p.addf(key, path, "service name %q must be a lowercase DNS label: letters, digits and '-', starting with a letter, not ending with '-'", name)
 	}
 	val := deref(at)
@@ -686,17 +683,17 @@ func ServiceNames(data []byte) []string {
 	if root.Kind != yaml.MappingNode {
 		return nil
 	}
-	var names []string
+	var found []string
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		if root.Content[i].Value != "services" || root.Content[i+1].Kind != yaml.MappingNode {
 			continue
 		}
 		svcs := root.Content[i+1]
 		for j := 0; j+1 < len(svcs.Content); j += 2 {
-			if k := svcs.Content[j]; k.Kind == yaml.ScalarNode && serviceNameRE.MatchString(k.Value) && !slices.Contains(names, k.Value) {
-				names = append(names, k.Value)
+			if k := svcs.Content[j]; k.Kind == yaml.ScalarNode && names.ServiceShape(k.Value) && !slices.Contains(found, k.Value) {
+				found = append(found, k.Value)
 			}
 		}
 	}
-	return names
+	return found
 }
