@@ -194,14 +194,14 @@ func canaryOf(c *manifest.Canary) *CanaryPlan {
 func specOf(v Version, cfg Config, gen int, archive []byte) runtime.Spec {
 	health := cfg.Health
 	if health == "" {
-		health = "/"
+		health = runtime.DefaultHealth
 	}
 	bt, st := time.Duration(cfg.BuildTimeout), time.Duration(cfg.StartTimeout)
 	if bt <= 0 {
-		bt = 10 * time.Minute
+		bt = runtime.DefaultBuildTimeout
 	}
 	if st <= 0 {
-		st = 60 * time.Second
+		st = runtime.DefaultStartTimeout
 	}
 	spec := runtime.Spec{
 		Service: v.Service, Version: v.Name, Generation: gen,

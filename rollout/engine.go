@@ -34,14 +34,10 @@ type DataPlane interface {
 	ApplyPolicy(ctx context.Context, service string, p policy.Policy) error
 }
 
-// Scheduler runs the engine's background work (builds, starts, drains).
-// The default runs each func on its own goroutine, as a contained unit
-// (package contain): a panic in one is logged and counted and ends that
-// func only; tests may run them synchronously.
-type Scheduler interface {
-	Go(func())
-}
-
+// goScheduler runs the engine's background work (builds, starts, drains),
+// each func on its own goroutine, as a contained unit (package contain): a
+// panic in one is logged and counted and ends that func only. Wait waits
+// for them through wg.
 type goScheduler struct {
 	wg  *sync.WaitGroup
 	log *slog.Logger
@@ -57,7 +53,6 @@ func (s goScheduler) Go(f func()) {
 
 // Defaults for engine options.
 const (
-	DefaultMaxUpload  = 256 << 20
 	DefaultDrainGrace = 10 * time.Second
 	DefaultStopGrace  = 5 * time.Second
 )
@@ -75,7 +70,7 @@ type Engine struct {
 	plane  DataPlane // nil: the router is the only data plane
 	log    *slog.Logger
 	now    func() time.Time
-	sched  Scheduler
+	sched  goScheduler
 	wg     sync.WaitGroup
 
 	baseDomain string
@@ -107,9 +102,6 @@ type Option func(*Engine)
 
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.log = l } }
-
-// WithScheduler sets how background work runs (default: goroutines).
-func WithScheduler(s Scheduler) Option { return func(e *Engine) { e.sched = s } }
 
 // WithClock sets the time source (default time.Now).
 func WithClock(now func() time.Time) Option { return func(e *Engine) { e.now = now } }
@@ -155,9 +147,7 @@ func New(st Store, rt runtime.Runtime, rtr Router, baseDomain string, opts ...Op
 	for _, o := range opts {
 		o(e)
 	}
-	if e.sched == nil {
-		e.sched = goScheduler{wg: &e.wg, log: e.log}
-	}
+	e.sched = goScheduler{wg: &e.wg, log: e.log}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	return e
 }

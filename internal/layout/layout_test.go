@@ -61,7 +61,7 @@ func TestImportRules(t *testing.T) {
 		forbidden []string
 	}{
 		{"the domain imports no web framework, GitHub client, database, metrics or data path",
-			[]string{"../../rollout"}, []string{echo, goGitHub, bbolt, prometheus, router}},
+			[]string{"../../rollout"}, []string{echo, goGitHub, bbolt, prometheus, router, local, kube}},
 		{"the leaf packages of the domain stay leaves",
 			[]string{"../../rollout/policy", "../../rollout/routing", "../../rollout/reason", "../../rollout/contain"},
 			[]string{echo, goGitHub, bbolt, prometheus, router, mod + "/rollout/runtime", mod + "/store", bot}},

@@ -9,10 +9,7 @@ const FileName = "sluice.yaml"
 
 // Defaults applied by Parse to fields the file leaves out.
 const (
-	DefaultHealth       = "/"
 	DefaultInstances    = 1
-	DefaultBuildTimeout = 10 * time.Minute
-	DefaultStartTimeout = 60 * time.Second
 	DefaultOnMerge      = OnMergeFull
 	DefaultCanaryPeriod = 10 * time.Minute
 	MaxInstances        = 64
@@ -113,8 +110,8 @@ type Service struct {
 
 // Timeouts bound the phases of a deploy. Both are positive after Parse.
 type Timeouts struct {
-	Build time.Duration // default DefaultBuildTimeout
-	Start time.Duration // default DefaultStartTimeout
+	Build time.Duration // default runtime.DefaultBuildTimeout
+	Start time.Duration // default runtime.DefaultStartTimeout
 }
 
 // Canary is a plan for moving traffic to a new version in steps.

@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"errors"
+	"github.com/sluicehq/sluice/rollout/runtime"
 	"reflect"
 	"strings"
 	"testing"
@@ -47,10 +48,10 @@ services:
 		{
 			Name: "worker", Line: 13, Column: 3,
 			Run:       "./worker",
-			Health:    DefaultHealth,
+			Health:    runtime.DefaultHealth,
 			Env:       map[string]string{},
 			Instances: DefaultInstances,
-			Timeouts:  Timeouts{Build: DefaultBuildTimeout, Start: DefaultStartTimeout},
+			Timeouts:  Timeouts{Build: runtime.DefaultBuildTimeout, Start: runtime.DefaultStartTimeout},
 			OnMerge:   DefaultOnMerge,
 		},
 	}}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/sluicehq/sluice/rollout/names"
+	"github.com/sluicehq/sluice/rollout/runtime"
 	"io"
 	"math"
 	"regexp"
@@ -208,10 +209,10 @@ func (p *parser) service(name string, key, at *yaml.Node) Service {
 	path := "services." + name
 	s := Service{
 		Name: name, Line: key.Line, Column: key.Column,
-		Health:    DefaultHealth,
+		Health:    runtime.DefaultHealth,
 		Env:       map[string]string{},
 		Instances: DefaultInstances,
-		Timeouts:  Timeouts{Build: DefaultBuildTimeout, Start: DefaultStartTimeout},
+		Timeouts:  Timeouts{Build: runtime.DefaultBuildTimeout, Start: runtime.DefaultStartTimeout},
 		OnMerge:   DefaultOnMerge,
 	}
 	if len(name) > names.MaxServiceLength {

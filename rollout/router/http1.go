@@ -333,7 +333,6 @@ type message struct {
 	http10        bool
 	upgrade       bool // "Connection: upgrade" with an Upgrade field
 	connTokens    int  // Connection tokens other than close, keep-alive, upgrade
-	connField     [4]int32
 }
 
 // parseFields parses the header lines of head from off (the start of the

@@ -8,7 +8,6 @@ import (
 	"github.com/sluicehq/sluice/rollout/routing"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
@@ -175,14 +174,6 @@ func (r *Router) trustedPeer(ip string) bool {
 		}
 	}
 	return false
-}
-
-// WithTransport used to set the http.RoundTripper to instances.
-//
-// Deprecated: the router keeps its own pool of connections to instances
-// (see the Default* constants) and ignores t.
-func WithTransport(t http.RoundTripper) Option {
-	return func(*Router) {}
 }
 
 // New returns a Router serving `<service>.<baseDomain>` and

@@ -20,6 +20,15 @@ type Failure struct {
 
 func (f *Failure) Error() string { return fmt.Sprintf("%s: %s", f.Code, f.Detail) }
 
+// Defaults of a version's configuration: what sluice.yaml means when it
+// leaves health or timeouts out, and what a Spec's zero timeouts mean to a
+// driver. Defined once here, the contract every side shares.
+const (
+	DefaultHealth       = "/"
+	DefaultBuildTimeout = 10 * time.Minute
+	DefaultStartTimeout = 60 * time.Second
+)
+
 // Spec is everything a runtime needs to build and run one configuration
 // (generation) of one version. A version's first deploy is generation 1;
 // each in-place redeploy increments it, so the old and the new generation
@@ -36,7 +45,7 @@ type Spec struct {
 
 	Build        string // shell command run in the source tree; empty: no build
 	Run          string // shell command that must listen on $PORT
-	Health       string // HTTP path probed until 2xx; never empty
+	Health       string // HTTP path probed until 2xx; never empty (DefaultHealth)
 	Env          map[string]string
 	Instances    int
 	BuildTimeout time.Duration

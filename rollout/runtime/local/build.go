@@ -183,7 +183,7 @@ func (l *Local) reuseBase(spec runtime.Spec, src string, log *slog.Logger) error
 func (l *Local) runBuild(ctx context.Context, spec runtime.Spec, src string, log *slog.Logger) error {
 	timeout := spec.BuildTimeout
 	if timeout <= 0 {
-		timeout = DefaultBuildTimeout
+		timeout = runtime.DefaultBuildTimeout
 	}
 	logPath := filepath.Join(l.logDir(spec.Version), "build.log")
 	header := fmt.Sprintf("==== sluice: %s generation %d: build started %s: %s",

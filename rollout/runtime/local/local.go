@@ -27,10 +27,6 @@ const (
 	DefaultRestartBackoffMin = 200 * time.Millisecond
 	// DefaultRestartBackoffMax caps the restart delay.
 	DefaultRestartBackoffMax = 30 * time.Second
-	// DefaultBuildTimeout applies when Spec.BuildTimeout is zero.
-	DefaultBuildTimeout = 10 * time.Minute
-	// DefaultStartTimeout applies when Spec.StartTimeout is zero.
-	DefaultStartTimeout = 60 * time.Second
 	// DefaultWatchInterval is how often a running instance's listening
 	// sockets are checked.
 	DefaultWatchInterval = 2 * time.Second

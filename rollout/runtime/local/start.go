@@ -23,7 +23,7 @@ import (
 // `/bin/sh -c spec.Run` in gen-<N>/src in its own process group with $PORT
 // set to a free 127.0.0.1 port, and returns once every instance answers
 // spec.Health with 2xx. Instances are probed in parallel until
-// spec.StartTimeout (DefaultStartTimeout when zero).
+// spec.StartTimeout (runtime.DefaultStartTimeout when zero).
 //
 // On failure it kills every instance it started and returns a
 // *runtime.Failure saying which instance failed how (reason.ProcessExited,
@@ -68,7 +68,7 @@ func (l *Local) Start(ctx context.Context, spec runtime.Spec, notify func()) (ru
 	}
 	timeout := spec.StartTimeout
 	if timeout <= 0 {
-		timeout = DefaultStartTimeout
+		timeout = runtime.DefaultStartTimeout
 	}
 	if err := os.MkdirAll(l.logDir(spec.Version), 0o750); err != nil {
 		return nil, fmt.Errorf("create log directory: %w", err)
