@@ -51,16 +51,16 @@ type Config struct {
 	PublicURL string
 	// Secrets are redacted from everything sluice writes on GitHub.
 	Secrets []string
-	// MaxBody caps a webhook body (default DefaultMaxBody); a longer one
+	// MaxBody caps a webhook body (default 5 MiB); a longer one
 	// gets 413.
 	MaxBody int64
 	// MaxInflight caps the webhook bodies being read and checked at once
-	// (default DefaultMaxInflight); a delivery beyond it gets 503 at once,
+	// (default 8); a delivery beyond it gets 503 at once,
 	// before its body is read, so a flood of slow deliveries holds at most
 	// MaxInflight × MaxBody bytes.
 	MaxInflight int
 	// BodyTimeout bounds the reading of one webhook body (default
-	// DefaultBodyTimeout), so a slow sender holds its slot that long at most.
+	// 30 s), so a slow sender holds its slot that long at most.
 	BodyTimeout time.Duration
 	// Repo, when set ("owner/name"), limits the bot to one repository:
 	// engine events of other repositories are not reported. The GitHub
@@ -70,9 +70,9 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultMaxBody     = 5 << 20
-	DefaultMaxInflight = 8
-	DefaultBodyTimeout = 30 * time.Second
+	defaultMaxBody     = 5 << 20
+	defaultMaxInflight = 8
+	defaultBodyTimeout = 30 * time.Second
 	maxTarball         = 256 << 20
 	stickyEntries      = 20
 	retryMin, retryMax = time.Second, 5 * time.Minute
@@ -96,24 +96,71 @@ const (
 
 // Bot is the GitHub App front door. Create with New, mount with Register,
 // run its loops with Run (or drive them step by step with Sync).
+//
+// It is a facade over four parts that share one core (the engine, the
+// journal, GitHub clients, configuration, log and clock):
+//
+//   - inbox: receives deliveries, keeps them (replay records, pruning,
+//     missed-webhook recovery) and dispatches each to its handler;
+//   - commands: the handlers — they adapt an event (a PR comment, a merge,
+//     a closed PR, a check run button) and call the engine;
+//   - reporter: everything written on GitHub, through the outbox, and
+//     the redaction it needs;
+//   - watcher: turns the engine's history into reports.
 type Bot struct {
+	*core
+	in    *inbox
+	cmds  *commands
+	rep   *reporter
+	watch *watcher
+}
+
+// core is what every part of the bot shares.
+type core struct {
 	eng     Engine
 	journal rollout.Journal
 	gh      Clients
 	cfg     Config
 	log     *slog.Logger
 	now     func() time.Time
+	wake    chan struct{} // a nudge for Run: new work is due
+}
 
-	stateMu sync.Mutex // serializes read-modify-write of PR and check state
-	inboxMu sync.Mutex // one inbox dispatcher at a time
-	outMu   sync.Mutex // one sender at a time
-	wake    chan struct{}
-	lanes   lanes // deliveries being handled, by lane
+// inbox receives and dispatches deliveries.
+type inbox struct {
+	*core
+	cmds *commands
+	rep  *reporter
+
+	mu    sync.Mutex // one dispatcher at a time
+	lanes lanes      // deliveries being handled, by lane
 	// inflight holds a token per webhook body being read and checked.
 	inflight chan struct{}
 
 	app          *github.Client // the App itself, for missed-webhook recovery; nil: off
 	recoverEvery time.Duration
+}
+
+// commands runs what GitHub events ask of the engine.
+type commands struct {
+	*core
+	rep *reporter
+}
+
+// reporter writes on GitHub: reactions, the sticky comment, check runs,
+// deployments.
+type reporter struct {
+	*core
+	stateMu sync.Mutex // serializes read-modify-write of PR and check state
+	outMu   sync.Mutex // one sender at a time
+	secrets secretCache
+}
+
+// watcher reports the engine's history.
+type watcher struct {
+	*core
+	cmds *commands
+	rep  *reporter
 }
 
 // Option configures a Bot.
@@ -128,27 +175,31 @@ func WithClock(now func() time.Time) Option { return func(b *Bot) { b.now = now 
 // New returns a bot over the engine, the journal and GitHub clients.
 func New(eng Engine, j rollout.Journal, gh Clients, cfg Config, opts ...Option) *Bot {
 	if cfg.MaxBody <= 0 {
-		cfg.MaxBody = DefaultMaxBody
+		cfg.MaxBody = defaultMaxBody
 	}
 	if cfg.MaxInflight <= 0 {
-		cfg.MaxInflight = DefaultMaxInflight
+		cfg.MaxInflight = defaultMaxInflight
 	}
 	if cfg.BodyTimeout <= 0 {
-		cfg.BodyTimeout = DefaultBodyTimeout
+		cfg.BodyTimeout = defaultBodyTimeout
 	}
 	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
-	b := &Bot{eng: eng, journal: j, gh: gh, cfg: cfg, log: slog.Default(), now: time.Now, wake: make(chan struct{}, 1),
-		inflight: make(chan struct{}, cfg.MaxInflight)}
-	b.lanes.init(maxWorkers)
+	c := &core{eng: eng, journal: j, gh: gh, cfg: cfg, log: slog.Default(), now: time.Now, wake: make(chan struct{}, 1)}
+	rep := &reporter{core: c}
+	cmds := &commands{core: c, rep: rep}
+	b := &Bot{core: c, rep: rep, cmds: cmds,
+		in:    &inbox{core: c, cmds: cmds, rep: rep, inflight: make(chan struct{}, cfg.MaxInflight)},
+		watch: &watcher{core: c, cmds: cmds, rep: rep}}
+	b.in.lanes.init(maxWorkers)
 	for _, o := range opts {
 		o(b)
 	}
 	return b
 }
 
-func (b *Bot) poke() {
+func (c *core) poke() {
 	select {
-	case b.wake <- struct{}{}:
+	case c.wake <- struct{}{}:
 	default:
 	}
 }
@@ -159,10 +210,10 @@ func (b *Bot) poke() {
 func (b *Bot) Run(ctx context.Context) {
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
-	defer b.lanes.wait()
-	if b.app != nil {
+	defer b.in.lanes.wait()
+	if b.in.app != nil {
 		done := make(chan struct{})
-		go func() { defer close(done); b.recoverLoop(ctx) }()
+		go func() { defer close(done); b.in.recoverLoop(ctx) }()
 		defer func() { <-done }()
 	}
 	for {
@@ -180,19 +231,19 @@ func (b *Bot) Run(ctx context.Context) {
 
 // recoverLoop runs RecoverMissed on start and every recoverEvery; a round
 // that panics is logged and the next round runs.
-func (b *Bot) recoverLoop(ctx context.Context) {
-	tick := time.NewTicker(b.recoverEvery)
+func (in *inbox) recoverLoop(ctx context.Context) {
+	tick := time.NewTicker(in.recoverEvery)
 	defer tick.Stop()
 	for {
 		var n int
-		err := contain.Do(b.log, "missed-webhook recovery", func() (err error) {
-			n, err = b.RecoverMissed(ctx)
+		err := contain.Do(in.log, "missed-webhook recovery", func() (err error) {
+			n, err = in.recoverMissed(ctx)
 			return err
 		})
 		if err != nil && ctx.Err() == nil {
-			b.log.Warn("recover missed webhooks", "err", err)
+			in.log.Warn("recover missed webhooks", "err", err)
 		} else if n > 0 {
-			b.log.Info("missed webhooks redelivered", "count", n)
+			in.log.Info("missed webhooks redelivered", "count", n)
 		}
 		select {
 		case <-ctx.Done():
@@ -205,7 +256,7 @@ func (b *Bot) recoverLoop(ctx context.Context) {
 // step does one round of every loop: handle pending deliveries, turn new
 // engine events into reports, send what is due.
 func (b *Bot) step(ctx context.Context) error {
-	return errors.Join(b.processInbox(ctx), b.watchEvents(ctx), b.sendOutbox(ctx))
+	return errors.Join(b.in.processInbox(ctx), b.watch.watchEvents(ctx), b.rep.sendOutbox(ctx))
 }
 
 // Sync drives the bot until nothing is left to do: every accepted delivery
@@ -216,12 +267,12 @@ func (b *Bot) Sync(ctx context.Context) error {
 		if err := b.step(ctx); err != nil {
 			return err
 		}
-		b.lanes.wait()
+		b.in.lanes.wait()
 		b.eng.Wait()
 		if err := b.step(ctx); err != nil {
 			return err
 		}
-		b.lanes.wait()
+		b.in.lanes.wait()
 		idle, err := b.idle()
 		if err != nil || idle {
 			return err
@@ -332,9 +383,9 @@ func splitRepo(full string) (owner, name string) {
 // retryWait is how long to wait before the attempt-th retry of work that
 // failed with err: exponential backoff, or longer when GitHub said so
 // (Retry-After, a rate-limit reset).
-func (b *Bot) retryWait(attempt int, err error) time.Duration {
+func (c *core) retryWait(attempt int, err error) time.Duration {
 	wait := min(retryMin<<min(attempt, 16), retryMax)
-	if hint, ok := ghapp.ErrorRetryAfter(err, b.now()); ok && hint > wait {
+	if hint, ok := ghapp.ErrorRetryAfter(err, c.now()); ok && hint > wait {
 		wait = hint
 	}
 	return wait

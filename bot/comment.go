@@ -85,25 +85,25 @@ type outcome struct {
 type runner func(ctx context.Context, p *prCmd, c command.Command) (outcome, error)
 
 // runners maps a command to its runner (register, don't switch).
-func (b *Bot) runners() map[command.Name]runner {
+func (cm *commands) runners() map[command.Name]runner {
 	return map[command.Name]runner{
-		command.NameDeploy:   b.runDeploy,
-		command.NameCanary:   b.runCanary,
-		command.NameRoute:    b.runRoute,
-		command.NameUnroute:  b.runUnroute,
-		command.NamePromote:  b.runPromote,
-		command.NameRollback: b.runRollback,
-		command.NameAbort:    b.runAbort,
-		command.NameRedeploy: b.runRedeploy,
-		command.NameStatus:   b.runStatus,
-		command.NamePredict:  b.runPredict,
-		command.NameHelp:     b.runHelp,
+		command.NameDeploy:   cm.runDeploy,
+		command.NameCanary:   cm.runCanary,
+		command.NameRoute:    cm.runRoute,
+		command.NameUnroute:  cm.runUnroute,
+		command.NamePromote:  cm.runPromote,
+		command.NameRollback: cm.runRollback,
+		command.NameAbort:    cm.runAbort,
+		command.NameRedeploy: cm.runRedeploy,
+		command.NameStatus:   cm.runStatus,
+		command.NamePredict:  cm.runPredict,
+		command.NameHelp:     cm.runHelp,
 	}
 }
 
 var writePermissions = map[string]bool{"admin": true, "maintain": true, "write": true}
 
-func (b *Bot) onIssueComment(ctx context.Context, d delivery) ([]rollout.Op, error) {
+func (cm *commands) onIssueComment(ctx context.Context, d delivery) ([]rollout.Op, error) {
 	var ev commentEvent
 	if err := json.Unmarshal(d.Body, &ev); err != nil {
 		return nil, permanent(fmt.Errorf("decode issue_comment: %w", err))
@@ -119,17 +119,17 @@ func (b *Bot) onIssueComment(ctx context.Context, d delivery) ([]rollout.Op, err
 	}
 	owner, name := splitRepo(ev.Repository.FullName)
 	p := &prCmd{repo: ev.Repository.FullName, owner: owner, name: name, inst: ev.Installation.ID, pr: ev.Issue.Number,
-		commentID: ev.Comment.ID, actor: ev.Comment.User.Login, url: ev.Comment.HTMLURL, gh: b.gh.Installation(ev.Installation.ID),
+		commentID: ev.Comment.ID, actor: ev.Comment.User.Login, url: ev.Comment.HTMLURL, gh: cm.gh.Installation(ev.Installation.ID),
 		written: latest(ev.Comment.CreatedAt, ev.Comment.UpdatedAt)}
-	log := b.log.With("delivery", d.ID, "repo", p.repo, "pr", p.pr)
+	log := cm.log.With("delivery", d.ID, "repo", p.repo, "pr", p.pr)
 
 	// 👀 at once, before anything slow, and once: a retried delivery
 	// does not react again.
-	if _, err := b.journal.PutIfAbsent(bucketReacted, reactedKey(p.repo, p.commentID),
-		[]byte(b.now().UTC().Format(time.RFC3339)), b.reaction(p, "eyes")); err != nil {
+	if _, err := cm.journal.PutIfAbsent(bucketReacted, reactedKey(p.repo, p.commentID),
+		[]byte(cm.now().UTC().Format(time.RFC3339)), reaction(p, "eyes")); err != nil {
 		return nil, err
 	}
-	b.poke()
+	cm.poke()
 
 	perm, _, err := p.gh.Repositories.GetPermissionLevel(ctx, owner, name, p.actor)
 	if err != nil {
@@ -138,27 +138,27 @@ func (b *Bot) onIssueComment(ctx context.Context, d delivery) ([]rollout.Op, err
 	// GitHub reports maintain as "write" in this field.
 	if level := perm.GetPermission(); !writePermissions[level] {
 		log.Info("command refused", "actor", p.actor, "permission", level)
-		entry := render.Entry{Time: b.now(), Title: "Refused", Body: render.Refusal(p.actor, level)}
-		ops, err := b.addEntries(p, entry)
-		return append(ops, b.reaction(p, "confused")), err
+		entry := render.Entry{Time: cm.now(), Title: "Refused", Body: render.Refusal(p.actor, level)}
+		ops, err := cm.rep.addEntries(p, entry)
+		return append(ops, reaction(p, "confused")), err
 	}
-	return b.runCommands(ctx, log, p, results)
+	return cm.runCommands(ctx, log, p, results)
 }
 
 // runCommands runs a comment's commands in order and queues their
 // entries on the sticky comment and the reaction that sums them up: 😕
 // when one failed, 🚀 when all are done (none left for a follow-up).
-func (b *Bot) runCommands(ctx context.Context, log *slog.Logger, p *prCmd, results []command.Result) ([]rollout.Op, error) {
+func (cm *commands) runCommands(ctx context.Context, log *slog.Logger, p *prCmd, results []command.Result) ([]rollout.Op, error) {
 	var (
 		entries []render.Entry
 		ops     []rollout.Op
 		allOK   = true
 		pending bool
 	)
-	run := b.runners()
+	run := cm.runners()
 	for _, r := range results {
 		if r.Reply != nil {
-			entries = append(entries, render.Entry{Time: b.now(), Title: "`" + r.Raw + "`", Body: render.Problem(r)})
+			entries = append(entries, render.Entry{Time: cm.now(), Title: "`" + r.Raw + "`", Body: render.Problem(r)})
 			allOK = false
 			continue
 		}
@@ -169,29 +169,29 @@ func (b *Bot) runCommands(ctx context.Context, log *slog.Logger, p *prCmd, resul
 		if out.entry.Title == "" {
 			out.entry.Title = "`" + r.Raw + "`"
 		}
-		out.entry.Time, out.entry.OK = b.now(), out.ok
+		out.entry.Time, out.entry.OK = cm.now(), out.ok
 		entries = append(entries, out.entry)
 		ops = append(ops, out.ops...)
 		allOK = allOK && out.ok
 		pending = pending || out.pending
 		log.Info("command ran", "command", string(r.Command.Name), "ok", out.ok)
 	}
-	more, err := b.addEntries(p, entries...)
+	more, err := cm.rep.addEntries(p, entries...)
 	if err != nil {
 		return nil, err
 	}
 	ops = append(ops, more...)
 	switch {
 	case !allOK:
-		ops = append(ops, b.reaction(p, "confused"))
+		ops = append(ops, reaction(p, "confused"))
 	case !pending:
-		ops = append(ops, b.reaction(p, "rocket"))
+		ops = append(ops, reaction(p, "rocket"))
 	}
 	return ops, nil
 }
 
 // headSHA returns the PR's head commit, as it is now.
-func (b *Bot) headSHA(ctx context.Context, p *prCmd) (string, error) {
+func (cm *commands) headSHA(ctx context.Context, p *prCmd) (string, error) {
 	if p.head != "" {
 		return p.head, nil
 	}
@@ -218,11 +218,11 @@ func latest(a, b time.Time) time.Time {
 }
 
 // headArchive returns the tarball of the PR head.
-func (b *Bot) headArchive(ctx context.Context, p *prCmd) ([]byte, error) {
+func (cm *commands) headArchive(ctx context.Context, p *prCmd) ([]byte, error) {
 	if p.archive != nil {
 		return p.archive, nil
 	}
-	sha, err := b.headSHA(ctx, p)
+	sha, err := cm.headSHA(ctx, p)
 	if err != nil {
 		return nil, err
 	}
@@ -310,14 +310,14 @@ func chooseService(named string, candidates []string, what string) (string, stri
 }
 
 // repoServices lists the engine's services that belong to repo.
-func (b *Bot) repoServices(ctx context.Context, repo string) ([]string, error) {
-	names, err := b.eng.Services()
+func (cm *commands) repoServices(ctx context.Context, repo string) ([]string, error) {
+	names, err := cm.eng.Services()
 	if err != nil {
 		return nil, err
 	}
 	var out []string
 	for _, n := range names {
-		st, err := b.eng.Status(ctx, n)
+		st, err := cm.eng.Status(ctx, n)
 		if err == nil && st.Repo == repo {
 			out = append(out, n)
 		}
@@ -327,8 +327,8 @@ func (b *Bot) repoServices(ctx context.Context, repo string) ([]string, error) {
 
 // serviceFor resolves the service of a command that acts on what is
 // deployed (not on the PR's source).
-func (b *Bot) serviceFor(ctx context.Context, p *prCmd, c command.Command) (rollout.ServiceStatus, string, error) {
-	names, err := b.repoServices(ctx, p.repo)
+func (cm *commands) serviceFor(ctx context.Context, p *prCmd, c command.Command) (rollout.ServiceStatus, string, error) {
+	names, err := cm.repoServices(ctx, p.repo)
 	if err != nil {
 		return rollout.ServiceStatus{}, "", err
 	}
@@ -336,7 +336,7 @@ func (b *Bot) serviceFor(ctx context.Context, p *prCmd, c command.Command) (roll
 	if problem != "" {
 		return rollout.ServiceStatus{}, problem, nil
 	}
-	st, err := b.eng.Status(ctx, svc)
+	st, err := cm.eng.Status(ctx, svc)
 	if err != nil {
 		if re, ok := rollout.AsError(err); ok {
 			return rollout.ServiceStatus{}, re.Message, nil

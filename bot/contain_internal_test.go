@@ -49,7 +49,7 @@ func TestAPanickingReportFailsOnlyItself(t *testing.T) {
 	); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.sendOutbox(context.Background()); err != nil {
+	if err := b.rep.sendOutbox(context.Background()); err != nil {
 		t.Fatalf("the outbox stopped: %v", err)
 	}
 	if got := gh.Reactions(7); !slices.Equal(got, []string{"rocket"}) {
@@ -106,7 +106,7 @@ func TestAPanickingEngineEventFailsOnlyItself(t *testing.T) {
 	); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.watchEvents(context.Background()); err != nil {
+	if err := b.watch.watchEvents(context.Background()); err != nil {
 		t.Fatalf("the watcher stopped: %v", err)
 	}
 	if cur, err := b.journal.Get(bucketCursor, "events"); err != nil || string(cur) != "2" {
@@ -131,7 +131,7 @@ func TestAPanickingEngineEventFailsOnlyItself(t *testing.T) {
 // Every command the grammar knows has a runner: a command added to
 // package command without one would be parsed and then fail every time.
 func TestEveryCommandHasARunner(t *testing.T) {
-	runners := (&Bot{}).runners()
+	runners := (&commands{}).runners()
 	for _, n := range command.Names() {
 		if runners[n] == nil {
 			t.Errorf("command %q has no runner", n)

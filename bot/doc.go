@@ -35,6 +35,15 @@
 // version already made from the same head, and policy changes are
 // replacements, not increments.
 //
+// Bot is a facade over four parts sharing one core: the inbox (webhook,
+// replay records, dispatch by lane, missed-webhook recovery; inbox.go,
+// webhook.go, horizon.go, recover.go), the commands (the event handlers,
+// which adapt an event and call the engine; comment.go, runners.go,
+// events.go, fork.go), the reporter (the outbox and everything written on
+// GitHub, with the redaction set it needs; report.go, checks.go,
+// secrets.go) and the watcher (the engine's history turned into reports;
+// watcher.go).
+//
 // Subpackages: command (the pure comment grammar), render (markdown),
 // ghapp (the only place a *github.Client is built) and githubtest (a strict
 // fake GitHub for tests). The bot imports rollout and these; it must not

@@ -50,7 +50,7 @@ type pushEvent struct {
 // repository's, say) is not deployed, and a failed check run
 // "sluice / <service>" on the commit says why: the push has no pull
 // request to reply on.
-func (b *Bot) onPush(ctx context.Context, d delivery) ([]rollout.Op, error) {
+func (cm *commands) onPush(ctx context.Context, d delivery) ([]rollout.Op, error) {
 	var p pushEvent
 	if err := json.Unmarshal(d.Body, &p); err != nil {
 		return nil, permanent(fmt.Errorf("decode push: %w", err))
@@ -58,9 +58,9 @@ func (b *Bot) onPush(ctx context.Context, d delivery) ([]rollout.Op, error) {
 	if p.Deleted || p.Ref != "refs/heads/"+p.Repository.DefaultBranch || p.After == "" {
 		return nil, nil
 	}
-	log := b.log.With("delivery", d.ID, "repo", p.Repository.FullName)
+	log := cm.log.With("delivery", d.ID, "repo", p.Repository.FullName)
 	owner, name := splitRepo(p.Repository.FullName)
-	gh := b.gh.Installation(p.Installation.ID)
+	gh := cm.gh.Installation(p.Installation.ID)
 	archive, err := fetchTarball(ctx, gh, owner, name, p.After)
 	if err != nil {
 		return nil, err
@@ -68,7 +68,7 @@ func (b *Bot) onPush(ctx context.Context, d delivery) ([]rollout.Op, error) {
 	repo := p.Repository.FullName
 	if _, merr := manifestServices(archive); merr != nil {
 		log.Info("merge has an invalid sluice.yaml", "sha", p.After)
-		return b.manifestCheck(repo, p.Installation.ID, p.After, brokenServices("", archive), merr), nil
+		return cm.rep.manifestCheck(repo, p.Installation.ID, p.After, brokenServices("", archive), merr), nil
 	}
 	info, _ := source.Inspect(archive, source.DefaultLimits)
 	m, _ := manifest.Parse(manifest.FileName, info.Manifest)
@@ -78,7 +78,7 @@ func (b *Bot) onPush(ctx context.Context, d delivery) ([]rollout.Op, error) {
 	mg.digest, _ = source.Digest(archive, source.DefaultLimits)
 	var ops []rollout.Op
 	for _, s := range m.Services {
-		more, err := b.deployMerged(ctx, mg, s)
+		more, err := cm.deployMerged(ctx, mg, s)
 		if err != nil {
 			return nil, err
 		}
@@ -99,16 +99,16 @@ type merge struct {
 // deployMerged deploys one service of a merge with its on_merge strategy,
 // or reports on the commit (a check run) why it did not: the stable
 // version already serves this tree, or the engine refused.
-func (b *Bot) deployMerged(ctx context.Context, mg merge, s manifest.Service) ([]rollout.Op, error) {
+func (cm *commands) deployMerged(ctx context.Context, mg merge, s manifest.Service) ([]rollout.Op, error) {
 	if s.OnMerge == manifest.OnMergeNone {
 		return nil, nil
 	}
-	if st, err := b.eng.Status(ctx, s.Name); err == nil && st.Repo == mg.repo {
+	if st, err := cm.eng.Status(ctx, s.Name); err == nil && st.Repo == mg.repo {
 		if v, ok := stableVersion(st); ok && v.Digest == mg.digest && v.Status == rollout.StatusNormal {
 			// The merge's tree is what the stable version already
 			// serves (a promoted PR): nothing to build.
 			mg.log.Info("merge already served by the stable version", "service", s.Name, "version", v.Name)
-			return []rollout.Op{b.staticCheck(mg.repo, mg.inst, mg.sha, static{Name: checkName(s.Name),
+			return []rollout.Op{staticCheck(mg.repo, mg.inst, mg.sha, static{Name: checkName(s.Name),
 				ExternalID: "unchanged:" + s.Name + ":" + mg.sha, Conclusion: "success",
 				Title:   v.Name + " already serves this tree",
 				Summary: "The merged tree is identical to " + v.Name + ", the stable version of " + s.Name + "; nothing was rebuilt."})}, nil
@@ -116,26 +116,26 @@ func (b *Bot) deployMerged(ctx context.Context, mg merge, s manifest.Service) ([
 	}
 	var err error
 	if s.OnMerge == manifest.OnMergeRedeploy {
-		err = b.mergeRedeploy(ctx, s.Name, mg.archive, mg.origin)
+		err = cm.mergeRedeploy(ctx, s.Name, mg.archive, mg.origin)
 	} else {
 		strategy := rollout.StrategyFull
 		if s.OnMerge == manifest.OnMergeCanary {
 			strategy = rollout.StrategyCanary
 		}
 		// A canary merge follows the service's canary plan, if any.
-		_, err = b.eng.Deploy(ctx, rollout.DeployRequest{Service: s.Name, Archive: mg.archive, Strategy: strategy,
+		_, err = cm.eng.Deploy(ctx, rollout.DeployRequest{Service: s.Name, Archive: mg.archive, Strategy: strategy,
 			AutoCanary: true, Origin: mg.origin})
 	}
 	if re, ok := rollout.AsError(err); ok {
 		mg.log.Warn("merge deploy refused", "service", s.Name, "err", re.Message)
 		if re.Code == rollout.ErrCodeManifest {
-			return b.manifestCheck(mg.repo, mg.inst, mg.sha, []string{s.Name}, re), nil
+			return cm.rep.manifestCheck(mg.repo, mg.inst, mg.sha, []string{s.Name}, re), nil
 		}
 		// Nothing was built; the failed check says why (another
 		// repository's service, a version that is not normal …).
-		return []rollout.Op{b.staticCheck(mg.repo, mg.inst, mg.sha, static{Name: checkName(s.Name),
+		return []rollout.Op{staticCheck(mg.repo, mg.inst, mg.sha, static{Name: checkName(s.Name),
 			ExternalID: "refused:" + s.Name + ":" + mg.sha, Title: "Not deployed: " + re.Code,
-			Summary: redact.String(re.Message, b.cfg.Secrets)})}, nil
+			Summary: redact.String(re.Message, cm.cfg.Secrets)})}, nil
 	}
 	if err != nil {
 		return nil, err
@@ -154,20 +154,20 @@ func stableVersion(st rollout.ServiceStatus) (rollout.VersionStatus, bool) {
 }
 
 // mergeRedeploy redeploys the stable version in place with the new source.
-func (b *Bot) mergeRedeploy(ctx context.Context, service string, archive []byte, origin rollout.Origin) error {
-	st, err := b.eng.Status(ctx, service)
+func (cm *commands) mergeRedeploy(ctx context.Context, service string, archive []byte, origin rollout.Origin) error {
+	st, err := cm.eng.Status(ctx, service)
 	if err != nil || st.Stable == "" {
 		// Nothing to redeploy yet: the first merge deploys.
-		_, err = b.eng.Deploy(ctx, rollout.DeployRequest{Service: service, Archive: archive, Origin: origin})
+		_, err = cm.eng.Deploy(ctx, rollout.DeployRequest{Service: service, Archive: archive, Origin: origin})
 		return err
 	}
-	_, err = b.eng.Redeploy(ctx, service, st.Stable, rollout.RedeployRequest{Archive: archive, Origin: origin})
+	_, err = cm.eng.Redeploy(ctx, service, st.Stable, rollout.RedeployRequest{Archive: archive, Origin: origin})
 	return err
 }
 
 // onPullRequest remembers merges (to report their deploy on the PR) and,
 // when a PR closes, stops its versions that hold no traffic.
-func (b *Bot) onPullRequest(ctx context.Context, d delivery) ([]rollout.Op, error) {
+func (cm *commands) onPullRequest(ctx context.Context, d delivery) ([]rollout.Op, error) {
 	var p struct {
 		Action      string `json:"action"`
 		Number      int    `json:"number"`
@@ -192,14 +192,14 @@ func (b *Bot) onPullRequest(ctx context.Context, d delivery) ([]rollout.Op, erro
 	if p.PullRequest.Merged && p.PullRequest.MergeCommitSHA != "" {
 		ops = append(ops, rollout.Put(bucketMerges, p.Repository.FullName+"@"+p.PullRequest.MergeCommitSHA, []byte(strconv.Itoa(p.Number))))
 	}
-	names, err := b.repoServices(ctx, p.Repository.FullName)
+	names, err := cm.repoServices(ctx, p.Repository.FullName)
 	if err != nil {
 		return nil, err
 	}
 	origin := rollout.Origin{Via: rollout.ViaPullRequest, Actor: p.Sender.Login, PR: p.Number, Repo: p.Repository.FullName,
 		Principal: rollout.ServicePrincipal(p.Repository.FullName)}
 	for _, n := range names {
-		st, err := b.eng.Status(ctx, n)
+		st, err := cm.eng.Status(ctx, n)
 		if err != nil {
 			continue
 		}
@@ -208,8 +208,8 @@ func (b *Bot) onPullRequest(ctx context.Context, d delivery) ([]rollout.Op, erro
 				(v.Status != rollout.StatusNormal && v.Status != rollout.StatusDeployFailed) || v.Name == st.Stable {
 				continue
 			}
-			if err := b.eng.StopVersion(ctx, n, v.Name, origin); err != nil {
-				b.log.Warn("stop version of closed PR", "version", v.Name, "err", err)
+			if err := cm.eng.StopVersion(ctx, n, v.Name, origin); err != nil {
+				cm.log.Warn("stop version of closed PR", "version", v.Name, "err", err)
 			}
 		}
 	}
@@ -236,7 +236,7 @@ type checkRunEvent struct {
 // onCheckRun handles "Re-run" (deploy that commit again) and the check
 // run's buttons (promote, abort, rollback) of a check run of ours, for a
 // sender who may write to the repository; the outcome goes on the PR.
-func (b *Bot) onCheckRun(ctx context.Context, d delivery) ([]rollout.Op, error) {
+func (cm *commands) onCheckRun(ctx context.Context, d delivery) ([]rollout.Op, error) {
 	var p checkRunEvent
 	if err := json.Unmarshal(d.Body, &p); err != nil {
 		return nil, permanent(fmt.Errorf("decode check_run: %w", err))
@@ -245,15 +245,15 @@ func (b *Bot) onCheckRun(ctx context.Context, d delivery) ([]rollout.Op, error) 
 		return nil, nil
 	}
 	var cs checkState
-	if ok, err := getJSON(b.journal, bucketChecks, p.CheckRun.ExternalID, &cs); err != nil || !ok || cs.Repo != p.Repository.FullName {
+	if ok, err := getJSON(cm.journal, bucketChecks, p.CheckRun.ExternalID, &cs); err != nil || !ok || cs.Repo != p.Repository.FullName {
 		return nil, err // not one of ours
 	}
-	_, v, ok := b.findVersion(ctx, cs.Service, p.CheckRun.ExternalID)
+	_, v, ok := cm.findVersion(ctx, cs.Service, p.CheckRun.ExternalID)
 	if !ok {
 		return nil, nil
 	}
-	gh := b.gh.Installation(p.Installation.ID)
-	if ops, refused, err := b.checkRunRefused(ctx, gh, p, cs); err != nil || refused {
+	gh := cm.gh.Installation(p.Installation.ID)
+	if ops, refused, err := cm.checkRunRefused(ctx, gh, p, cs); err != nil || refused {
 		return ops, err
 	}
 	origin := rollout.Origin{Via: rollout.ViaCheckRun, Actor: p.Sender.Login, Ref: cs.SHA, PR: cs.PR, Repo: cs.Repo, Installation: p.Installation.ID,
@@ -264,20 +264,20 @@ func (b *Bot) onCheckRun(ctx context.Context, d delivery) ([]rollout.Op, error) 
 		err  error
 	)
 	if p.Action == "rerequested" {
-		body, ops, err = b.rerunCheck(ctx, gh, p, cs, v, origin)
+		body, ops, err = cm.rerunCheck(ctx, gh, p, cs, v, origin)
 	} else {
-		body, err = b.checkRunButton(ctx, p, cs, v, origin)
+		body, err = cm.checkRunButton(ctx, p, cs, v, origin)
 	}
 	if err != nil || body == "" || cs.PR == 0 {
 		return ops, err
 	}
-	more, err := b.addPREntries(cs.Repo, p.Installation.ID, cs.PR, render.Entry{Time: b.now(), Title: "Check run: " + p.Action, Body: body, OK: true})
+	more, err := cm.rep.addPREntries(cs.Repo, p.Installation.ID, cs.PR, render.Entry{Time: cm.now(), Title: "Check run: " + p.Action, Body: body, OK: true})
 	return append(ops, more...), err
 }
 
 // checkRunRefused reports whether the sender of a check run event may not
 // write to the repository, with the refusal for its PR.
-func (b *Bot) checkRunRefused(ctx context.Context, gh *github.Client, p checkRunEvent, cs checkState) ([]rollout.Op, bool, error) {
+func (cm *commands) checkRunRefused(ctx context.Context, gh *github.Client, p checkRunEvent, cs checkState) ([]rollout.Op, bool, error) {
 	owner, name := splitRepo(cs.Repo)
 	perm, _, err := gh.Repositories.GetPermissionLevel(ctx, owner, name, p.Sender.Login)
 	if err != nil {
@@ -286,18 +286,18 @@ func (b *Bot) checkRunRefused(ctx context.Context, gh *github.Client, p checkRun
 	if writePermissions[perm.GetPermission()] {
 		return nil, false, nil
 	}
-	b.log.Info("check run action refused", "actor", p.Sender.Login, "permission", perm.GetPermission())
+	cm.log.Info("check run action refused", "actor", p.Sender.Login, "permission", perm.GetPermission())
 	if cs.PR == 0 {
 		return nil, true, nil
 	}
-	ops, err := b.addPREntries(cs.Repo, p.Installation.ID, cs.PR, render.Entry{Time: b.now(), Title: "Refused", Body: render.Refusal(p.Sender.Login, perm.GetPermission())})
+	ops, err := cm.rep.addPREntries(cs.Repo, p.Installation.ID, cs.PR, render.Entry{Time: cm.now(), Title: "Refused", Body: render.Refusal(p.Sender.Login, perm.GetPermission())})
 	return ops, true, err
 }
 
 // rerunCheck deploys a check run's commit again ("Re-run"), unless a
 // fork's head may not be built, and says what happened.
-func (b *Bot) rerunCheck(ctx context.Context, gh *github.Client, p checkRunEvent, cs checkState, v rollout.VersionStatus, origin rollout.Origin) (string, []rollout.Op, error) {
-	why, refusal, err := b.rerunForkRefusal(ctx, gh, p.Installation.ID, cs)
+func (cm *commands) rerunCheck(ctx context.Context, gh *github.Client, p checkRunEvent, cs checkState, v rollout.VersionStatus, origin rollout.Origin) (string, []rollout.Op, error) {
+	why, refusal, err := cm.rerunForkRefusal(ctx, gh, p.Installation.ID, cs)
 	if err != nil {
 		return "", nil, err
 	}
@@ -309,7 +309,7 @@ func (b *Bot) rerunCheck(ctx context.Context, gh *github.Client, p checkRunEvent
 	if err != nil {
 		return "", nil, err
 	}
-	nv, err := b.eng.Deploy(ctx, rollout.DeployRequest{Service: cs.Service, Archive: archive, Strategy: v.Strategy, Origin: origin})
+	nv, err := cm.eng.Deploy(ctx, rollout.DeployRequest{Service: cs.Service, Archive: archive, Strategy: v.Strategy, Origin: origin})
 	if re, ok := rollout.AsError(err); ok {
 		return "Re-run refused: " + re.Message, nil, nil
 	}
@@ -321,7 +321,7 @@ func (b *Bot) rerunCheck(ctx context.Context, gh *github.Client, p checkRunEvent
 
 // checkRunButton runs a check run's button (promote, abort, rollback) and
 // says what happened; "" for a button sluice does not have.
-func (b *Bot) checkRunButton(ctx context.Context, p checkRunEvent, cs checkState, v rollout.VersionStatus, origin rollout.Origin) (string, error) {
+func (cm *commands) checkRunButton(ctx context.Context, p checkRunEvent, cs checkState, v rollout.VersionStatus, origin rollout.Origin) (string, error) {
 	var (
 		st  rollout.ServiceStatus
 		err error
@@ -329,11 +329,11 @@ func (b *Bot) checkRunButton(ctx context.Context, p checkRunEvent, cs checkState
 	id := p.RequestedAction.Identifier
 	switch id {
 	case "promote":
-		st, err = b.eng.Promote(ctx, cs.Service, v.Name, false, origin)
+		st, err = cm.eng.Promote(ctx, cs.Service, v.Name, false, origin)
 	case "abort":
-		st, err = b.eng.Abort(ctx, cs.Service, v.Name, origin)
+		st, err = cm.eng.Abort(ctx, cs.Service, v.Name, origin)
 	case "rollback":
-		st, err = b.eng.Rollback(ctx, cs.Service, "", origin)
+		st, err = cm.eng.Rollback(ctx, cs.Service, "", origin)
 	default:
 		return "", nil
 	}

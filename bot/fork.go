@@ -93,17 +93,17 @@ func forkHeadOps(d delivery) []rollout.Op {
 // forkRefusal says why the PR head must not be built for this command, or
 // "" when it may (not a fork, or a fork that passes both rules above). An
 // error means GitHub could not be asked; the delivery is retried.
-func (b *Bot) forkRefusal(ctx context.Context, p *prCmd) (string, error) {
-	sha, err := b.headSHA(ctx, p)
+func (cm *commands) forkRefusal(ctx context.Context, p *prCmd) (string, error) {
+	sha, err := cm.headSHA(ctx, p)
 	if err != nil || p.fork == "" {
 		return "", err
 	}
-	opted, err := b.forksAllowed(ctx, p)
+	opted, err := cm.forksAllowed(ctx, p)
 	if err != nil || opted != "" {
 		return opted, err
 	}
 	var seen forkHead
-	ok, err := getJSON(b.journal, bucketForkHeads, prKey(p.repo, p.pr), &seen)
+	ok, err := getJSON(cm.journal, bucketForkHeads, prKey(p.repo, p.pr), &seen)
 	switch {
 	case err != nil:
 		return "", err
@@ -121,7 +121,7 @@ func (b *Bot) forkRefusal(ctx context.Context, p *prCmd) (string, error) {
 
 // forksAllowed reads sluice.yaml of the base repository's default branch
 // and returns "" when it says `forks: allow`, or the refusal.
-func (b *Bot) forksAllowed(ctx context.Context, p *prCmd) (string, error) {
+func (cm *commands) forksAllowed(ctx context.Context, p *prCmd) (string, error) {
 	refuse := func(why string) string {
 		return fmt.Sprintf("This pull request comes from the fork %s. sluice builds pull requests from forks only when "+
 			"sluice.yaml on %s, the default branch of %s, says `forks: allow`%s; the fork's own sluice.yaml does not count.",
@@ -151,10 +151,10 @@ func (b *Bot) forksAllowed(ctx context.Context, p *prCmd) (string, error) {
 
 // refuseFork is the outcome of a command refused because the PR comes
 // from a fork: the reply, and a neutral check run on the head saying why.
-func (b *Bot) refuseFork(p *prCmd, why string) outcome {
-	b.log.Info("fork pull request not built", "repo", p.repo, "pr", p.pr, "fork", p.fork, "sha", p.head)
+func (cm *commands) refuseFork(p *prCmd, why string) outcome {
+	cm.log.Info("fork pull request not built", "repo", p.repo, "pr", p.pr, "fork", p.fork, "sha", p.head)
 	out := failed("🚫 " + why)
-	out.ops = append(out.ops, b.staticCheck(p.repo, p.inst, p.head, static{Name: "sluice", ExternalID: "fork:" + p.head,
+	out.ops = append(out.ops, staticCheck(p.repo, p.inst, p.head, static{Name: "sluice", ExternalID: "fork:" + p.head,
 		Conclusion: "neutral", Title: "Not built: pull request from a fork", Summary: why}))
 	return out
 }
@@ -168,19 +168,19 @@ func (b *Bot) refuseFork(p *prCmd, why string) outcome {
 // the re-run may build, or why not and the ops that report it (a neutral
 // check run "sluice" on that commit). An error means GitHub could not be
 // asked; the delivery is retried.
-func (b *Bot) rerunForkRefusal(ctx context.Context, gh *github.Client, inst int64, cs checkState) (string, []rollout.Op, error) {
+func (cm *commands) rerunForkRefusal(ctx context.Context, gh *github.Client, inst int64, cs checkState) (string, []rollout.Op, error) {
 	if cs.PR == 0 {
 		return "", nil, nil // a merge's version: the default branch is no fork
 	}
 	owner, name := splitRepo(cs.Repo)
 	p := &prCmd{repo: cs.Repo, owner: owner, name: name, inst: inst, pr: cs.PR, gh: gh}
-	if _, err := b.headSHA(ctx, p); err != nil || p.fork == "" {
+	if _, err := cm.headSHA(ctx, p); err != nil || p.fork == "" {
 		return "", nil, err
 	}
-	why, err := b.forksAllowed(ctx, p)
+	why, err := cm.forksAllowed(ctx, p)
 	if err != nil || why == "" {
 		return "", nil, err
 	}
 	p.head = cs.SHA // the re-run is of this commit, wherever the head is now
-	return why, b.refuseFork(p, why).ops, nil
+	return why, cm.refuseFork(p, why).ops, nil
 }

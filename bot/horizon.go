@@ -34,8 +34,6 @@ const (
 	clockSkew = 12 * time.Hour
 	// pruneAge is the age past which the inbox's records are pruned.
 	pruneAge = maxEventAge + clockSkew
-	// DefaultPruneEvery is how often a server should call Prune.
-	DefaultPruneEvery = time.Hour
 	// pruneBatch bounds the records removed in one transaction, so a
 	// pruning round never holds the store's write lock for long.
 	pruneBatch = 1000
@@ -159,25 +157,25 @@ func readStamp(v []byte) (time.Time, bool) {
 // still refused: its event is past the horizon (see maxEventAge). A round
 // is one unit of work: a panic comes back as an error (a
 // *contain.PanicError) and changes nothing else. Safe for concurrent use
-// with everything but itself; a server calls it every DefaultPruneEvery.
+// with everything but itself; a server calls it every hour or so.
 func (b *Bot) Prune(ctx context.Context) (int, error) {
 	var n int
 	err := contain.Do(b.log, "inbox pruning", func() (err error) {
-		n, err = b.prune(ctx)
+		n, err = b.in.prune(ctx)
 		return err
 	})
 	return n, err
 }
 
-func (b *Bot) prune(ctx context.Context) (int, error) {
-	now := b.now()
-	keep, err := b.unsettled()
+func (in *inbox) prune(ctx context.Context) (int, error) {
+	now := in.now()
+	keep, err := in.unsettled()
 	if err != nil {
 		return 0, err
 	}
 	var ops []rollout.Op
 	for _, d := range pruned {
-		recs, err := b.journal.List(d.bucket, 0)
+		recs, err := in.journal.List(d.bucket, 0)
 		if err != nil {
 			return 0, fmt.Errorf("list %s: %w", d.bucket, err)
 		}
@@ -198,7 +196,7 @@ func (b *Bot) prune(ctx context.Context) (int, error) {
 			return n, err
 		}
 		batch := ops[:min(len(ops), pruneBatch)]
-		if err := b.journal.Apply(batch...); err != nil {
+		if err := in.journal.Apply(batch...); err != nil {
 			return n, fmt.Errorf("prune the inbox's records: %w", err)
 		}
 		for _, op := range batch {
@@ -209,15 +207,15 @@ func (b *Bot) prune(ctx context.Context) (int, error) {
 		ops = ops[len(batch):]
 	}
 	if n > 0 {
-		b.log.Info("inbox records pruned", "count", n, "older_than", pruneAge.String())
+		in.log.Info("inbox records pruned", "count", n, "older_than", pruneAge.String())
 	}
 	return n, nil
 }
 
 // unsettled names ("bucket/key") the records that deliveries still in the
 // inbox rely on: their ids, and the 👀 of their comment.
-func (b *Bot) unsettled() (map[string]bool, error) {
-	recs, err := b.journal.List(bucketInbox, 0)
+func (in *inbox) unsettled() (map[string]bool, error) {
+	recs, err := in.journal.List(bucketInbox, 0)
 	if err != nil {
 		return nil, fmt.Errorf("list inbox: %w", err)
 	}

@@ -170,10 +170,10 @@ type inboxEntry struct {
 // processInbox starts a worker for the oldest due delivery of every lane
 // that has no delivery being handled, up to maxWorkers at once. A delivery
 // waiting for a retry holds its lane only.
-func (b *Bot) processInbox(ctx context.Context) error {
-	b.inboxMu.Lock()
-	defer b.inboxMu.Unlock()
-	recs, err := b.journal.List(bucketInbox, inboxScan)
+func (in *inbox) processInbox(ctx context.Context) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	recs, err := in.journal.List(bucketInbox, inboxScan)
 	if err != nil {
 		return fmt.Errorf("list inbox: %w", err)
 	}
@@ -181,8 +181,8 @@ func (b *Bot) processInbox(ctx context.Context) error {
 	for _, rec := range recs {
 		var d delivery
 		if err := json.Unmarshal(rec.Value, &d); err != nil {
-			b.log.Error("drop unreadable inbox entry", "key", rec.Key, "err", err)
-			if err := b.journal.Apply(rollout.Delete(bucketInbox, rec.Key)); err != nil {
+			in.log.Error("drop unreadable inbox entry", "key", rec.Key, "err", err)
+			if err := in.journal.Apply(rollout.Delete(bucketInbox, rec.Key)); err != nil {
 				return fmt.Errorf("drop inbox entry: %w", err)
 			}
 			continue
@@ -199,17 +199,17 @@ func (b *Bot) processInbox(ctx context.Context) error {
 			continue
 		}
 		held[lane] = true
-		if e.d.NotBefore.After(b.now()) {
+		if e.d.NotBefore.After(in.now()) {
 			continue
 		}
-		if e.d.Event == "push" && b.superseded(e, entries[i+1:]) {
-			b.log.Info("push superseded by a newer one", "delivery", e.d.ID, "repo", e.r.Repository.FullName, "sha", e.r.After)
-			if err := b.settle(e, nil); err != nil {
+		if e.d.Event == "push" && in.superseded(e, entries[i+1:]) {
+			in.log.Info("push superseded by a newer one", "delivery", e.d.ID, "repo", e.r.Repository.FullName, "sha", e.r.After)
+			if err := in.settle(e, nil); err != nil {
 				return err
 			}
 			continue
 		}
-		ok, full := b.lanes.claim(lane)
+		ok, full := in.lanes.claim(lane)
 		if full {
 			return nil
 		}
@@ -217,10 +217,10 @@ func (b *Bot) processInbox(ctx context.Context) error {
 			continue
 		}
 		go func() {
-			defer b.poke()
-			defer b.lanes.release(lane)
-			if err := b.handleContained(ctx, e); err != nil && ctx.Err() == nil {
-				b.log.Error("handle delivery", "delivery", e.d.ID, "err", err)
+			defer in.poke()
+			defer in.lanes.release(lane)
+			if err := in.handleContained(ctx, e); err != nil && ctx.Err() == nil {
+				in.log.Error("handle delivery", "delivery", e.d.ID, "err", err)
 			}
 		}()
 	}
@@ -230,13 +230,13 @@ func (b *Bot) processInbox(ctx context.Context) error {
 // superseded reports whether a later push to the same ref, not itself a
 // replay of one already handled, waits in the inbox: only the newest
 // head of a branch is deployed.
-func (b *Bot) superseded(e inboxEntry, later []inboxEntry) bool {
+func (in *inbox) superseded(e inboxEntry, later []inboxEntry) bool {
 	mine := e.r.replayKey("push")
 	for _, l := range later {
 		if l.d.Event != "push" || l.r.lane(l.d) != e.r.lane(e.d) || l.r.After == e.r.After {
 			continue
 		}
-		if b.replayed(l) {
+		if in.replayed(l) {
 			continue
 		}
 		if l.r.replayKey("push") != mine {
@@ -248,23 +248,23 @@ func (b *Bot) superseded(e inboxEntry, later []inboxEntry) bool {
 
 // replayed reports whether what e asks for was already handled under
 // another delivery id.
-func (b *Bot) replayed(e inboxEntry) bool {
+func (in *inbox) replayed(e inboxEntry) bool {
 	key := e.r.replayKey(e.d.Event)
 	if key == "" {
 		return false
 	}
-	data, err := b.journal.Get(bucketDone, key)
+	data, err := in.journal.Get(bucketDone, key)
 	return err == nil && readDone(data).Delivery != e.d.ID
 }
 
 // settle removes a delivery from the inbox together with ops, recording
 // what it asked for as done.
-func (b *Bot) settle(e inboxEntry, ops []rollout.Op) error {
+func (in *inbox) settle(e inboxEntry, ops []rollout.Op) error {
 	if key := e.r.replayKey(e.d.Event); key != "" {
-		ops = append(ops, rollout.Put(bucketDone, key, mustJSON(doneRecord{Delivery: e.d.ID, At: b.now().UTC()})))
+		ops = append(ops, rollout.Put(bucketDone, key, mustJSON(doneRecord{Delivery: e.d.ID, At: in.now().UTC()})))
 	}
 	ops = append(ops, rollout.Delete(bucketInbox, e.key))
-	if err := b.journal.Apply(ops...); err != nil {
+	if err := in.journal.Apply(ops...); err != nil {
 		return fmt.Errorf("settle delivery %s: %w", e.d.ID, err)
 	}
 	return nil
@@ -273,9 +273,9 @@ func (b *Bot) settle(e inboxEntry, ops []rollout.Op) error {
 // runHandler runs the delivery's handler as a contained unit: a panic
 // comes back as a *contain.PanicError, so one bad delivery never takes
 // the server down.
-func (b *Bot) runHandler(ctx context.Context, d delivery) (ops []rollout.Op, err error) {
-	err = contain.Do(b.log.With("delivery", d.ID, "event", d.Event), "delivery handler", func() error {
-		ops, err = b.handlers()[d.Event](ctx, d)
+func (in *inbox) runHandler(ctx context.Context, d delivery) (ops []rollout.Op, err error) {
+	err = contain.Do(in.log.With("delivery", d.ID, "event", d.Event), "delivery handler", func() error {
+		ops, err = in.handlers()[d.Event](ctx, d)
 		return err
 	})
 	if err != nil {
@@ -287,28 +287,28 @@ func (b *Bot) runHandler(ctx context.Context, d delivery) (ops []rollout.Op, err
 // handleContained is handle as a unit of work: a panic outside the
 // handler (settling, replying) ends the delivery as failed, so its lane
 // goes on with the next one.
-func (b *Bot) handleContained(ctx context.Context, e inboxEntry) error {
-	err := contain.Do(b.log.With("delivery", e.d.ID, "event", e.d.Event), "delivery", func() error { return b.handle(ctx, e) })
+func (in *inbox) handleContained(ctx context.Context, e inboxEntry) error {
+	err := contain.Do(in.log.With("delivery", e.d.ID, "event", e.d.Event), "delivery", func() error { return in.handle(ctx, e) })
 	var panicked *contain.PanicError
 	if !errors.As(err, &panicked) {
 		return err
 	}
-	return b.settle(e, []rollout.Op{rollout.Put(bucketFailed, e.d.ID,
-		mustJSON(failedDelivery{Event: e.d.Event, Reason: err.Error(), At: b.now().UTC()}))})
+	return in.settle(e, []rollout.Op{rollout.Put(bucketFailed, e.d.ID,
+		mustJSON(failedDelivery{Event: e.d.Event, Reason: err.Error(), At: in.now().UTC()}))})
 }
 
 // handle runs one delivery and settles it: done, failed for good (with a
 // reply saying why on its pull request), or put back for a retry.
-func (b *Bot) handle(ctx context.Context, e inboxEntry) error {
+func (in *inbox) handle(ctx context.Context, e inboxEntry) error {
 	d := e.d
-	log := b.log.With("delivery", d.ID, "event", d.Event)
-	if b.replayed(e) {
+	log := in.log.With("delivery", d.ID, "event", d.Event)
+	if in.replayed(e) {
 		log.Warn("delivery replays one already handled; skipped", "replay_of", e.r.replayKey(d.Event))
-		return b.settle(e, nil)
+		return in.settle(e, nil)
 	}
-	ops, err := b.runHandler(ctx, d)
+	ops, err := in.runHandler(ctx, d)
 	if err == nil {
-		return b.settle(e, ops)
+		return in.settle(e, ops)
 	}
 	if ctx.Err() != nil {
 		return nil // shutting down: handled again after the restart
@@ -326,17 +326,17 @@ func (b *Bot) handle(ctx context.Context, e inboxEntry) error {
 		why = fmt.Sprintf("it failed %d times; the last failure was: %s.", d.Attempts+1, orDescribe(err, "an error inside sluice"))
 	default:
 		d.Attempts++
-		wait := b.retryWait(d.Attempts, err)
-		d.NotBefore = b.now().Add(wait)
+		wait := in.retryWait(d.Attempts, err)
+		d.NotBefore = in.now().Add(wait)
 		log.Warn("delivery will be retried", "attempt", d.Attempts, "retry_in", wait.String(), "err", err)
-		return b.journal.Apply(rollout.Put(bucketInbox, e.key, mustJSON(d)))
+		return in.journal.Apply(rollout.Put(bucketInbox, e.key, mustJSON(d)))
 	}
-	fail := []rollout.Op{rollout.Put(bucketFailed, d.ID, mustJSON(failedDelivery{Event: d.Event, Reason: err.Error(), At: b.now().UTC()}))}
-	reply, rerr := b.failureReply(e, why)
+	fail := []rollout.Op{rollout.Put(bucketFailed, d.ID, mustJSON(failedDelivery{Event: d.Event, Reason: err.Error(), At: in.now().UTC()}))}
+	reply, rerr := in.failureReply(e, why)
 	if rerr != nil {
 		log.Error("reply on the failed delivery's pull request", "err", rerr)
 	}
-	return b.settle(e, append(fail, reply...))
+	return in.settle(e, append(fail, reply...))
 }
 
 // permanentWhy explains an error that retrying will not fix.
@@ -357,24 +357,24 @@ func orDescribe(err error, otherwise string) string {
 // failureReply queues, on the pull request a failed delivery is about (a
 // commented PR, a closed PR, a check run's PR, a merged PR's push), an
 // entry saying it failed and why, and 😕 on a command comment.
-func (b *Bot) failureReply(e inboxEntry, why string) ([]rollout.Op, error) {
+func (in *inbox) failureReply(e inboxEntry, why string) ([]rollout.Op, error) {
 	repo, inst := e.r.Repository.FullName, e.r.Installation.ID
 	pr := e.r.pr(e.d.Event)
 	what := map[string]string{"issue_comment": "comment", "pull_request": "pull request event", "check_run": "check run request", "push": "merge"}[e.d.Event]
 	if e.d.Event == "push" && repo != "" {
-		if data, err := b.journal.Get(bucketMerges, repo+"@"+e.r.After); err == nil {
+		if data, err := in.journal.Get(bucketMerges, repo+"@"+e.r.After); err == nil {
 			pr, _ = strconv.Atoi(string(data))
 		}
 	}
 	if repo == "" || pr == 0 || what == "" {
 		return nil, nil
 	}
-	ops, err := b.addPREntries(repo, inst, pr, render.Entry{Time: b.now(), Title: "sluice could not handle this " + what, Body: "⚠️ This " + what + " was not handled: " + why})
+	ops, err := in.rep.addPREntries(repo, inst, pr, render.Entry{Time: in.now(), Title: "sluice could not handle this " + what, Body: "⚠️ This " + what + " was not handled: " + why})
 	if err != nil {
 		return nil, err
 	}
 	if e.d.Event == "issue_comment" && e.r.Comment.ID != 0 {
-		ops = append(ops, b.reaction(&prCmd{repo: repo, inst: inst, commentID: e.r.Comment.ID}, "confused"))
+		ops = append(ops, reaction(&prCmd{repo: repo, inst: inst, commentID: e.r.Comment.ID}, "confused"))
 	}
 	return ops, nil
 }

@@ -16,8 +16,8 @@ import (
 
 // Bounds of missed-webhook recovery.
 const (
-	// DefaultRecoverEvery is how often Run looks for missed deliveries.
-	DefaultRecoverEvery = 5 * time.Minute
+	// defaultRecoverEvery is how often Run looks for missed deliveries.
+	defaultRecoverEvery = 5 * time.Minute
 	// recoverWindow is how far back deliveries are looked at: GitHub
 	// keeps (and redelivers) the last three days.
 	recoverWindow = 72 * time.Hour
@@ -35,16 +35,16 @@ const (
 const bucketRedelivered = "gh-redelivered"
 
 // WithRecovery makes Run recover missed webhooks: on start and every
-// `every` (DefaultRecoverEvery when <= 0) it lists the App's recent
+// `every` (every 5 minutes when <= 0) it lists the App's recent
 // deliveries with app, a client authenticated as the App itself
 // (ghapp.Factory.App), and asks GitHub to redeliver each one of the last
 // 72 hours that sluice never recorded. GitHub does not redeliver by
 // itself: without this a delivery sent while sluice was down is lost.
 func WithRecovery(app *github.Client, every time.Duration) Option {
 	if every <= 0 {
-		every = DefaultRecoverEvery
+		every = defaultRecoverEvery
 	}
-	return func(b *Bot) { b.app, b.recoverEvery = app, every }
+	return func(b *Bot) { b.in.app, b.in.recoverEvery = app, every }
 }
 
 // RecoverMissed asks GitHub to redeliver the App's deliveries of the last
@@ -54,53 +54,55 @@ func WithRecovery(app *github.Client, every time.Duration) Option {
 // first. It returns how many redeliveries it asked for. A bot built
 // without WithRecovery does nothing. Not safe to call concurrently with
 // itself; Run calls it.
-func (b *Bot) RecoverMissed(ctx context.Context) (int, error) {
-	if b.app == nil {
+func (b *Bot) RecoverMissed(ctx context.Context) (int, error) { return b.in.recoverMissed(ctx) }
+
+func (in *inbox) recoverMissed(ctx context.Context) (int, error) {
+	if in.app == nil {
 		return 0, nil
 	}
-	newest, err := b.recentDeliveries(ctx)
+	newest, err := in.recentDeliveries(ctx)
 	if err != nil {
 		return 0, err
 	}
-	handled := b.handlers()
+	handled := in.handlers()
 	n := 0
 	for _, d := range newest {
 		guid := d.GetGUID()
 		if _, ok := handled[d.GetEvent()]; !ok || guid == "" {
 			continue
 		}
-		if _, err := b.journal.Get(bucketSeen, guid); err == nil {
+		if _, err := in.journal.Get(bucketSeen, guid); err == nil {
 			continue // recorded: handled or in the inbox
 		} else if !isNotFound(err) {
 			return n, fmt.Errorf("read delivery %s: %w", guid, err)
 		}
 		asked := 0
-		if data, err := b.journal.Get(bucketRedelivered, guid); err == nil {
+		if data, err := in.journal.Get(bucketRedelivered, guid); err == nil {
 			asked, _ = strconv.Atoi(string(data))
 		}
 		if asked >= recoverPerDelivery {
 			continue
 		}
 		if n >= recoverPerRound {
-			b.log.Info("more missed deliveries wait for the next round", "delivery", guid)
+			in.log.Info("more missed deliveries wait for the next round", "delivery", guid)
 			break
 		}
 		// Counted before asking: a crash in between must not turn into
 		// asking without bound.
-		if err := b.journal.Apply(rollout.Put(bucketRedelivered, guid, []byte(strconv.Itoa(asked+1)))); err != nil {
+		if err := in.journal.Apply(rollout.Put(bucketRedelivered, guid, []byte(strconv.Itoa(asked+1)))); err != nil {
 			return n, fmt.Errorf("record redelivery of %s: %w", guid, err)
 		}
-		_, _, err := b.app.Apps.RedeliverHookDelivery(ctx, d.GetID())
+		_, _, err := in.app.Apps.RedeliverHookDelivery(ctx, d.GetID())
 		var accepted *github.AcceptedError
 		if err != nil && !errors.As(err, &accepted) {
 			if ghapp.Permanent(err) {
-				b.log.Warn("redelivery refused", "delivery", guid, "event", d.GetEvent(), "err", err)
+				in.log.Warn("redelivery refused", "delivery", guid, "event", d.GetEvent(), "err", err)
 				continue
 			}
 			return n, fmt.Errorf("redeliver %s: %w", guid, err)
 		}
 		n++
-		b.log.Info("asked GitHub to redeliver a missed webhook", "delivery", guid, "event", d.GetEvent(),
+		in.log.Info("asked GitHub to redeliver a missed webhook", "delivery", guid, "event", d.GetEvent(),
 			"delivered_at", d.GetDeliveredAt().Format(time.RFC3339), "status_code", d.GetStatusCode(), "attempt", asked+1)
 	}
 	return n, nil
@@ -109,13 +111,13 @@ func (b *Bot) RecoverMissed(ctx context.Context) (int, error) {
 // recentDeliveries lists the newest attempt of each of the App's
 // deliveries of the last recoverWindow, oldest first, reading at most
 // recoverPages pages.
-func (b *Bot) recentDeliveries(ctx context.Context) ([]*github.HookDelivery, error) {
-	cutoff := b.now().Add(-recoverWindow)
+func (in *inbox) recentDeliveries(ctx context.Context) ([]*github.HookDelivery, error) {
+	cutoff := in.now().Add(-recoverWindow)
 	var newest []*github.HookDelivery // newest attempt of each GUID, newest first
 	seen := map[string]bool{}
 	opts := &github.ListCursorOptions{PerPage: 100}
 	for range recoverPages {
-		ds, resp, err := b.app.Apps.ListHookDeliveries(ctx, opts)
+		ds, resp, err := in.app.Apps.ListHookDeliveries(ctx, opts)
 		if err != nil {
 			return nil, fmt.Errorf("list webhook deliveries: %w", err)
 		}

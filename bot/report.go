@@ -59,7 +59,7 @@ type static struct {
 	Annotations []rollout.Problem
 }
 
-func (b *Bot) reaction(p *prCmd, content string) rollout.Op {
+func reaction(p *prCmd, content string) rollout.Op {
 	return rollout.Append(bucketOutbox, mustJSON(outboxItem{Kind: kindReaction, Repo: p.repo, Inst: p.inst, CommentID: p.commentID, Content: content}))
 }
 
@@ -74,20 +74,20 @@ func prKey(repo string, pr int) string { return fmt.Sprintf("%s#%d", repo, pr) }
 // addEntries records entries for a PR's sticky comment (newest first) and
 // queues the comment's update. The returned ops must be applied; callers
 // hold no lock, the read-modify-write is serialized here.
-func (b *Bot) addEntries(p *prCmd, entries ...render.Entry) ([]rollout.Op, error) {
-	return b.addPREntries(p.repo, p.inst, p.pr, entries...)
+func (rp *reporter) addEntries(p *prCmd, entries ...render.Entry) ([]rollout.Op, error) {
+	return rp.addPREntries(p.repo, p.inst, p.pr, entries...)
 }
 
-func (b *Bot) addPREntries(repo string, inst int64, pr int, entries ...render.Entry) ([]rollout.Op, error) {
+func (rp *reporter) addPREntries(repo string, inst int64, pr int, entries ...render.Entry) ([]rollout.Op, error) {
 	if len(entries) == 0 {
 		return nil, nil
 	}
-	secrets := b.allSecrets()
-	b.stateMu.Lock()
-	defer b.stateMu.Unlock()
+	secrets := rp.allSecrets()
+	rp.stateMu.Lock()
+	defer rp.stateMu.Unlock()
 	key := prKey(repo, pr)
 	var st prState
-	if _, err := getJSON(b.journal, bucketPRs, key, &st); err != nil {
+	if _, err := getJSON(rp.journal, bucketPRs, key, &st); err != nil {
 		return nil, err
 	}
 	for _, e := range entries {
@@ -100,7 +100,7 @@ func (b *Bot) addPREntries(repo string, inst int64, pr int, entries ...render.En
 	}
 	// Written now (not with the caller's ops) so that entries of two
 	// handlers never overwrite each other; the comment is sent later.
-	if err := b.journal.Apply(rollout.Put(bucketPRs, key, mustJSON(st))); err != nil {
+	if err := rp.journal.Apply(rollout.Put(bucketPRs, key, mustJSON(st))); err != nil {
 		return nil, err
 	}
 	return []rollout.Op{rollout.Append(bucketOutbox, mustJSON(outboxItem{Kind: kindSticky, Repo: repo, Inst: inst, PR: pr}))}, nil
@@ -113,7 +113,7 @@ const maxReportedProblems = 200
 // manifestCheck queues a finished, failed check run for a manifest error
 // on each of services (see brokenServices), with an annotation on each
 // offending line of sluice.yaml.
-func (b *Bot) manifestCheck(repo string, inst int64, sha string, services []string, e *rollout.Error) []rollout.Op {
+func (rp *reporter) manifestCheck(repo string, inst int64, sha string, services []string, e *rollout.Error) []rollout.Op {
 	problems := e.Problems
 	var lines []string
 	for i, p := range problems {
@@ -128,7 +128,7 @@ func (b *Bot) manifestCheck(repo string, inst int64, sha string, services []stri
 	if len(lines) == 0 {
 		list = e.Message
 	}
-	summary := render.Fit("**InvalidManifest**: sluice.yaml at "+shortSHA(sha)+" cannot be used.\n\n```\n"+redact.String(list, b.cfg.Secrets)+
+	summary := render.Fit("**InvalidManifest**: sluice.yaml at "+shortSHA(sha)+" cannot be used.\n\n```\n"+redact.String(list, rp.cfg.Secrets)+
 		"\n```\n\nFix the lines annotated below and push again.", render.MaxCheckText)
 	if len(services) == 0 {
 		services = []string{""}
@@ -139,7 +139,7 @@ func (b *Bot) manifestCheck(repo string, inst int64, sha string, services []stri
 		if svc != "" {
 			name, external = checkName(svc), "manifest:"+sha+":"+svc
 		}
-		ops = append(ops, b.staticCheck(repo, inst, sha, static{Name: name, ExternalID: external,
+		ops = append(ops, staticCheck(repo, inst, sha, static{Name: name, ExternalID: external,
 			Title: "InvalidManifest: sluice.yaml has errors", Summary: summary, Annotations: problems}))
 	}
 	return ops
@@ -179,7 +179,7 @@ func brokenServices(named string, archive []byte) []string {
 }
 
 // staticCheck queues a finished check run with fixed output.
-func (b *Bot) staticCheck(repo string, inst int64, sha string, s static) rollout.Op {
+func staticCheck(repo string, inst int64, sha string, s static) rollout.Op {
 	return rollout.Append(bucketOutbox, mustJSON(outboxItem{Kind: kindStatic, Repo: repo, Inst: inst, SHA: sha, Static: &s}))
 }
 
@@ -188,30 +188,30 @@ func (b *Bot) staticCheck(repo string, inst int64, sha string, s static) rollout
 // backoff that honours GitHub's Retry-After and rate-limit reset. Each
 // report is a unit of work (package contain): one whose sending panics is
 // dropped like one GitHub refused, and the next is sent.
-func (b *Bot) sendOutbox(ctx context.Context) error {
-	b.outMu.Lock()
-	defer b.outMu.Unlock()
+func (rp *reporter) sendOutbox(ctx context.Context) error {
+	rp.outMu.Lock()
+	defer rp.outMu.Unlock()
 	for ctx.Err() == nil {
-		recs, err := b.journal.List(bucketOutbox, 1)
+		recs, err := rp.journal.List(bucketOutbox, 1)
 		if err != nil || len(recs) == 0 {
 			return err
 		}
 		rec := recs[0]
 		var it outboxItem
 		if err := json.Unmarshal(rec.Value, &it); err != nil {
-			b.log.Error("drop unreadable outbox entry", "err", err)
-			if err := b.journal.Apply(rollout.Delete(bucketOutbox, rec.Key)); err != nil {
+			rp.log.Error("drop unreadable outbox entry", "err", err)
+			if err := rp.journal.Apply(rollout.Delete(bucketOutbox, rec.Key)); err != nil {
 				return err
 			}
 			continue
 		}
-		if it.NotBefore.After(b.now()) {
+		if it.NotBefore.After(rp.now()) {
 			return nil
 		}
-		log := b.log.With("repo", it.Repo, "kind", it.Kind)
+		log := rp.log.With("repo", it.Repo, "kind", it.Kind)
 		var ops []rollout.Op
 		err = contain.Do(log, "report", func() (err error) {
-			ops, err = b.send(ctx, it)
+			ops, err = rp.send(ctx, it)
 			return err
 		})
 		if err != nil {
@@ -221,19 +221,19 @@ func (b *Bot) sendOutbox(ctx context.Context) error {
 			var panicked *contain.PanicError
 			if errors.As(err, &panicked) || isPermanent(err) || ghapp.Permanent(err) || it.Attempts+1 >= maxDeliveryAttempts {
 				log.Error("report dropped: GitHub refused it", "attempts", it.Attempts+1, "err", err)
-				if err := b.journal.Apply(rollout.Delete(bucketOutbox, rec.Key)); err != nil {
+				if err := rp.journal.Apply(rollout.Delete(bucketOutbox, rec.Key)); err != nil {
 					return err
 				}
 				continue
 			}
 			it.Attempts++
-			wait := b.retryWait(it.Attempts, err)
-			it.NotBefore = b.now().Add(wait)
+			wait := rp.retryWait(it.Attempts, err)
+			it.NotBefore = rp.now().Add(wait)
 			log.Warn("report delayed: GitHub unavailable", "attempt", it.Attempts, "retry_in", wait.String(), "err", err)
-			return b.journal.Apply(rollout.Put(bucketOutbox, rec.Key, mustJSON(it)))
+			return rp.journal.Apply(rollout.Put(bucketOutbox, rec.Key, mustJSON(it)))
 		}
 		ops = append(ops, rollout.Delete(bucketOutbox, rec.Key))
-		if err := b.journal.Apply(ops...); err != nil {
+		if err := rp.journal.Apply(ops...); err != nil {
 			return err
 		}
 	}
@@ -242,37 +242,37 @@ func (b *Bot) sendOutbox(ctx context.Context) error {
 
 // send delivers one report and returns journal ops recording what GitHub
 // created (ids), to apply with its removal from the outbox.
-func (b *Bot) send(ctx context.Context, it outboxItem) ([]rollout.Op, error) {
-	gh := b.gh.Installation(it.Inst)
+func (rp *reporter) send(ctx context.Context, it outboxItem) ([]rollout.Op, error) {
+	gh := rp.gh.Installation(it.Inst)
 	owner, name := splitRepo(it.Repo)
 	switch it.Kind {
 	case kindReaction:
 		_, _, err := gh.Reactions.CreateIssueCommentReaction(ctx, owner, name, it.CommentID, it.Content)
 		return nil, err
 	case kindSticky:
-		return b.sendSticky(ctx, gh, owner, name, it)
+		return rp.sendSticky(ctx, gh, owner, name, it)
 	case kindCheck:
-		return b.sendCheck(ctx, gh, owner, name, it)
+		return rp.sendCheck(ctx, gh, owner, name, it)
 	case kindStatic:
-		return b.sendStatic(ctx, gh, owner, name, it)
+		return rp.sendStatic(ctx, gh, owner, name, it)
 	case kindDeployment:
-		return b.sendDeployment(ctx, gh, owner, name, it)
+		return rp.sendDeployment(ctx, gh, owner, name, it)
 	}
-	b.log.Error("unknown outbox kind", "kind", it.Kind)
+	rp.log.Error("unknown outbox kind", "kind", it.Kind)
 	return nil, nil
 }
 
-func (b *Bot) sendSticky(ctx context.Context, gh *github.Client, owner, name string, it outboxItem) ([]rollout.Op, error) {
+func (rp *reporter) sendSticky(ctx context.Context, gh *github.Client, owner, name string, it outboxItem) ([]rollout.Op, error) {
 	key := prKey(it.Repo, it.PR)
 	var st prState
-	if _, err := getJSON(b.journal, bucketPRs, key, &st); err != nil {
+	if _, err := getJSON(rp.journal, bucketPRs, key, &st); err != nil {
 		return nil, err
 	}
 	body := render.Sticky(st.Entries, stickyEntries)
 	if st.CommentID == 0 {
 		// Find it again before creating it: a crash after the create but
 		// before recording its id must not make a second one.
-		id, err := findSticky(ctx, gh, owner, name, it.PR, b.selfLogin())
+		id, err := findSticky(ctx, gh, owner, name, it.PR, rp.selfLogin())
 		if err != nil {
 			return nil, err
 		}
@@ -284,15 +284,15 @@ func (b *Bot) sendSticky(ctx context.Context, gh *github.Client, owner, name str
 		if errors.As(err, &er) && er.Response != nil && er.Response.StatusCode == http.StatusNotFound {
 			st.CommentID = 0 // deleted by someone: make a new one
 		} else {
-			return b.recordSticky(key, st.CommentID), err
+			return rp.recordSticky(key, st.CommentID), err
 		}
 	}
 	c, _, err := gh.Issues.CreateComment(ctx, owner, name, it.PR, &github.IssueComment{Body: &body})
 	if err != nil {
 		return nil, err
 	}
-	ops := b.recordSticky(key, c.GetID())
-	if login := c.GetUser().GetLogin(); login != "" && login != b.selfLogin() {
+	ops := rp.recordSticky(key, c.GetID())
+	if login := c.GetUser().GetLogin(); login != "" && login != rp.selfLogin() {
 		ops = append(ops, rollout.Put(bucketIDs, selfLoginKey, []byte(login)))
 	}
 	return ops, nil
@@ -303,8 +303,8 @@ func (b *Bot) sendSticky(ctx context.Context, gh *github.Client, owner, name str
 // sticky comment it created.
 const selfLoginKey = "self-login"
 
-func (b *Bot) selfLogin() string {
-	data, err := b.journal.Get(bucketIDs, selfLoginKey)
+func (rp *reporter) selfLogin() string {
+	data, err := rp.journal.Get(bucketIDs, selfLoginKey)
 	if err != nil {
 		return ""
 	}
@@ -313,19 +313,19 @@ func (b *Bot) selfLogin() string {
 
 // recordSticky stores the sticky comment id (under the state lock, since
 // entries may have been added meanwhile).
-func (b *Bot) recordSticky(key string, id int64) []rollout.Op {
-	b.stateMu.Lock()
-	defer b.stateMu.Unlock()
+func (rp *reporter) recordSticky(key string, id int64) []rollout.Op {
+	rp.stateMu.Lock()
+	defer rp.stateMu.Unlock()
 	var st prState
-	if _, err := getJSON(b.journal, bucketPRs, key, &st); err != nil {
+	if _, err := getJSON(rp.journal, bucketPRs, key, &st); err != nil {
 		return nil
 	}
 	if st.CommentID == id {
 		return nil
 	}
 	st.CommentID = id
-	if err := b.journal.Apply(rollout.Put(bucketPRs, key, mustJSON(st))); err != nil {
-		b.log.Error("record sticky comment id", "err", err)
+	if err := rp.journal.Apply(rollout.Put(bucketPRs, key, mustJSON(st))); err != nil {
+		rp.log.Error("record sticky comment id", "err", err)
 	}
 	return nil
 }

@@ -38,15 +38,15 @@ func (p *prCmd) followup(kind command.Name, service, version string, percent int
 // deploys from its sluice.yaml. A fork's head is fetched only as fork.go
 // allows. A refusal or a manifest problem comes back as a finished outcome
 // (with a check run on the head).
-func (b *Bot) sourceService(ctx context.Context, p *prCmd, c command.Command) (string, *outcome, error) {
-	if why, err := b.forkRefusal(ctx, p); err != nil || why != "" {
+func (cm *commands) sourceService(ctx context.Context, p *prCmd, c command.Command) (string, *outcome, error) {
+	if why, err := cm.forkRefusal(ctx, p); err != nil || why != "" {
 		if err != nil {
 			return "", nil, err
 		}
-		out := b.refuseFork(p, why)
+		out := cm.refuseFork(p, why)
 		return "", &out, nil
 	}
-	archive, err := b.headArchive(ctx, p)
+	archive, err := cm.headArchive(ctx, p)
 	if err != nil {
 		return "", nil, err
 	}
@@ -54,7 +54,7 @@ func (b *Bot) sourceService(ctx context.Context, p *prCmd, c command.Command) (s
 	if merr != nil {
 		out := failed(render.Failure(shortSHA(p.head), rollout.Reason{Code: reason.InvalidManifest, Detail: merr.Message,
 			Suggestion: "Fix sluice.yaml at the lines shown, push, and run the command again."}))
-		out.ops = append(out.ops, b.manifestCheck(p.repo, p.inst, p.head, brokenServices(c.Service, archive), merr)...)
+		out.ops = append(out.ops, cm.rep.manifestCheck(p.repo, p.inst, p.head, brokenServices(c.Service, archive), merr)...)
 		return "", &out, nil
 	}
 	svc, problem := chooseService(c.Service, names, "declared in sluice.yaml")
@@ -76,13 +76,13 @@ func shortSHA(s string) string {
 }
 
 // deployHead deploys the PR head as a canary (0%) version.
-func (b *Bot) deployHead(ctx context.Context, p *prCmd, svc string) (rollout.Version, *outcome, error) {
-	v, err := b.eng.Deploy(ctx, rollout.DeployRequest{Service: svc, Archive: p.archive, Strategy: rollout.StrategyCanary, Origin: p.origin()})
+func (cm *commands) deployHead(ctx context.Context, p *prCmd, svc string) (rollout.Version, *outcome, error) {
+	v, err := cm.eng.Deploy(ctx, rollout.DeployRequest{Service: svc, Archive: p.archive, Strategy: rollout.StrategyCanary, Origin: p.origin()})
 	if err != nil {
 		if re, ok := rollout.AsError(err); ok {
 			out := failed(re.Message)
 			if re.Code == rollout.ErrCodeManifest {
-				out.ops = append(out.ops, b.manifestCheck(p.repo, p.inst, p.head, []string{svc}, re)...)
+				out.ops = append(out.ops, cm.rep.manifestCheck(p.repo, p.inst, p.head, []string{svc}, re)...)
 			}
 			return v, &out, nil
 		}
@@ -91,8 +91,8 @@ func (b *Bot) deployHead(ctx context.Context, p *prCmd, svc string) (rollout.Ver
 	return v, nil, nil
 }
 
-func (b *Bot) runDeploy(ctx context.Context, p *prCmd, c command.Command) (outcome, error) {
-	svc, done, err := b.sourceService(ctx, p, c)
+func (cm *commands) runDeploy(ctx context.Context, p *prCmd, c command.Command) (outcome, error) {
+	svc, done, err := cm.sourceService(ctx, p, c)
 	if err != nil || done != nil {
 		return deref(done), err
 	}
@@ -101,12 +101,12 @@ func (b *Bot) runDeploy(ctx context.Context, p *prCmd, c command.Command) (outco
 	// "Re-run" on the check run deploys a commit again on purpose).
 	// Only for a service of this repository: another repository's service
 	// (one reassigned since) is the engine's to refuse.
-	if st, err := b.eng.Status(ctx, svc); err == nil && st.Repo == p.repo {
+	if st, err := cm.eng.Status(ctx, svc); err == nil && st.Repo == p.repo {
 		if v, ok := prVersion(st, p, p.head); ok && (v.Status == rollout.StatusNormal || v.Status == rollout.StatusCreating) {
 			return outcome{ok: true, entry: render.Entry{Body: fmt.Sprintf("%s already runs %s (%s) at %s.", v.Name, shortSHA(p.head), v.Status, v.URL)}}, nil
 		}
 	}
-	v, done, err := b.deployHead(ctx, p, svc)
+	v, done, err := cm.deployHead(ctx, p, svc)
 	if err != nil || done != nil {
 		return deref(done), err
 	}
@@ -123,17 +123,17 @@ func deref(o *outcome) outcome {
 	return *o
 }
 
-func (b *Bot) runCanary(ctx context.Context, p *prCmd, c command.Command) (outcome, error) {
-	svc, done, err := b.sourceService(ctx, p, c)
+func (cm *commands) runCanary(ctx context.Context, p *prCmd, c command.Command) (outcome, error) {
+	svc, done, err := cm.sourceService(ctx, p, c)
 	if err != nil || done != nil {
 		return deref(done), err
 	}
-	st, err := b.eng.Status(ctx, svc)
+	st, err := cm.eng.Status(ctx, svc)
 	if err == nil {
 		if v, ok := prVersion(st, p, p.head); ok {
 			switch {
 			case v.Status == rollout.StatusNormal:
-				entry, ok, err := b.applyCanary(ctx, svc, v.Name, c.Percent, p.origin())
+				entry, ok, err := cm.applyCanary(ctx, svc, v.Name, c.Percent, p.origin())
 				return outcome{entry: entry, ok: ok}, err
 			case v.Status == rollout.StatusCreating:
 				fu := p.followup(command.NameCanary, svc, v.Name, c.Percent)
@@ -143,7 +143,7 @@ func (b *Bot) runCanary(ctx context.Context, p *prCmd, c command.Command) (outco
 			}
 		}
 	}
-	v, done, err := b.deployHead(ctx, p, svc)
+	v, done, err := cm.deployHead(ctx, p, svc)
 	if err != nil || done != nil {
 		return deref(done), err
 	}
@@ -154,8 +154,8 @@ func (b *Bot) runCanary(ctx context.Context, p *prCmd, c command.Command) (outco
 }
 
 // applyCanary sets the split to {stable: 100-N, version: N}.
-func (b *Bot) applyCanary(ctx context.Context, svc, version string, percent int, origin rollout.Origin) (render.Entry, bool, error) {
-	st, err := b.eng.Status(ctx, svc)
+func (cm *commands) applyCanary(ctx context.Context, svc, version string, percent int, origin rollout.Origin) (render.Entry, bool, error) {
+	st, err := cm.eng.Status(ctx, svc)
 	if err != nil {
 		return render.Entry{}, false, err
 	}
@@ -166,7 +166,7 @@ func (b *Bot) applyCanary(ctx context.Context, svc, version string, percent int,
 	case percent < 100:
 		split[st.Stable] = 100 - percent
 	}
-	st, err = b.eng.Traffic(ctx, svc, rollout.TrafficRequest{Split: split}, origin)
+	st, err = cm.eng.Traffic(ctx, svc, rollout.TrafficRequest{Split: split}, origin)
 	if err != nil {
 		out, err := engineFailure(err, command.Usage(command.NameCanary))
 		return out.entry, false, err
@@ -175,8 +175,8 @@ func (b *Bot) applyCanary(ctx context.Context, svc, version string, percent int,
 }
 
 // prScoped resolves the service and this PR's version of it.
-func (b *Bot) prScoped(ctx context.Context, p *prCmd, c command.Command) (rollout.ServiceStatus, rollout.VersionStatus, *outcome, error) {
-	st, problem, err := b.serviceFor(ctx, p, c)
+func (cm *commands) prScoped(ctx context.Context, p *prCmd, c command.Command) (rollout.ServiceStatus, rollout.VersionStatus, *outcome, error) {
+	st, problem, err := cm.serviceFor(ctx, p, c)
 	if err != nil {
 		return st, rollout.VersionStatus{}, nil, err
 	}
@@ -200,58 +200,58 @@ func policyReply(st rollout.ServiceStatus, err error, usage, done string) (outco
 	return outcome{ok: true, entry: render.Entry{Body: done + "\n\n" + render.Status(st)}}, nil
 }
 
-func (b *Bot) runRoute(ctx context.Context, p *prCmd, c command.Command) (outcome, error) {
-	st, v, done, err := b.prScoped(ctx, p, c)
+func (cm *commands) runRoute(ctx context.Context, p *prCmd, c command.Command) (outcome, error) {
+	st, v, done, err := cm.prScoped(ctx, p, c)
 	if err != nil || done != nil {
 		return deref(done), err
 	}
-	st, err = b.eng.Route(ctx, st.Name, policy.Rule{Version: v.Name, Match: c.Match}, p.origin())
+	st, err = cm.eng.Route(ctx, st.Name, policy.Rule{Version: v.Name, Match: c.Match}, p.origin())
 	return policyReply(st, err, command.Usage(c.Name), fmt.Sprintf("🔀 Requests matching `%s` now go to %s.", formatMatch(c.Match), v.Name))
 }
 
-func (b *Bot) runUnroute(ctx context.Context, p *prCmd, c command.Command) (outcome, error) {
-	st, v, done, err := b.prScoped(ctx, p, c)
+func (cm *commands) runUnroute(ctx context.Context, p *prCmd, c command.Command) (outcome, error) {
+	st, v, done, err := cm.prScoped(ctx, p, c)
 	if err != nil || done != nil {
 		return deref(done), err
 	}
-	st, err = b.eng.ClearRoutes(ctx, st.Name, v.Name, p.origin())
+	st, err = cm.eng.ClearRoutes(ctx, st.Name, v.Name, p.origin())
 	return policyReply(st, err, command.Usage(c.Name), fmt.Sprintf("Rules to %s removed.", v.Name))
 }
 
-func (b *Bot) runPromote(ctx context.Context, p *prCmd, c command.Command) (outcome, error) {
-	st, v, done, err := b.prScoped(ctx, p, c)
+func (cm *commands) runPromote(ctx context.Context, p *prCmd, c command.Command) (outcome, error) {
+	st, v, done, err := cm.prScoped(ctx, p, c)
 	if err != nil || done != nil {
 		return deref(done), err
 	}
-	st, err = b.eng.Promote(ctx, st.Name, v.Name, false, p.origin())
+	st, err = cm.eng.Promote(ctx, st.Name, v.Name, false, p.origin())
 	return policyReply(st, err, command.Usage(c.Name), fmt.Sprintf("🚀 %s is promoted: it takes 100%% and is the stable version.", v.Name))
 }
 
-func (b *Bot) runRollback(ctx context.Context, p *prCmd, c command.Command) (outcome, error) {
-	st, problem, err := b.serviceFor(ctx, p, c)
+func (cm *commands) runRollback(ctx context.Context, p *prCmd, c command.Command) (outcome, error) {
+	st, problem, err := cm.serviceFor(ctx, p, c)
 	if err != nil {
 		return outcome{}, err
 	}
 	if problem != "" {
 		return failed(problem + "\n\nUsage: `" + command.Usage(c.Name) + "`"), nil
 	}
-	st, err = b.eng.Rollback(ctx, st.Name, c.Version, p.origin())
+	st, err = cm.eng.Rollback(ctx, st.Name, c.Version, p.origin())
 	return policyReply(st, err, command.Usage(c.Name), fmt.Sprintf("⏪ Rolled back: %s takes 100%%.", st.Stable))
 }
 
-func (b *Bot) runAbort(ctx context.Context, p *prCmd, c command.Command) (outcome, error) {
-	st, v, done, err := b.prScoped(ctx, p, c)
+func (cm *commands) runAbort(ctx context.Context, p *prCmd, c command.Command) (outcome, error) {
+	st, v, done, err := cm.prScoped(ctx, p, c)
 	if err != nil || done != nil {
 		return deref(done), err
 	}
-	st, err = b.eng.Abort(ctx, st.Name, v.Name, p.origin())
+	st, err = cm.eng.Abort(ctx, st.Name, v.Name, p.origin())
 	return policyReply(st, err, command.Usage(c.Name), fmt.Sprintf("🛑 %s left the split and the rules; %s has its share back.", v.Name, st.Stable))
 }
 
 // runRedeploy applies the PR's sluice.yaml configuration (env, instances,
 // run) in place to the stable version; the stable's source is kept.
-func (b *Bot) runRedeploy(ctx context.Context, p *prCmd, c command.Command) (outcome, error) {
-	svc, done, err := b.sourceService(ctx, p, c)
+func (cm *commands) runRedeploy(ctx context.Context, p *prCmd, c command.Command) (outcome, error) {
+	svc, done, err := cm.sourceService(ctx, p, c)
 	if err != nil || done != nil {
 		return deref(done), err
 	}
@@ -264,7 +264,7 @@ func (b *Bot) runRedeploy(ctx context.Context, p *prCmd, c command.Command) (out
 		return failed(err.Error()), nil
 	}
 	ms, _ := m.Service(svc)
-	st, err := b.eng.Status(ctx, svc)
+	st, err := cm.eng.Status(ctx, svc)
 	if err != nil {
 		return engineFailure(err, command.Usage(c.Name))
 	}
@@ -284,15 +284,15 @@ func (b *Bot) runRedeploy(ctx context.Context, p *prCmd, c command.Command) (out
 		}
 	}
 	instances, run := ms.Instances, ms.Run
-	v, err := b.eng.Redeploy(ctx, svc, st.Stable, rollout.RedeployRequest{Env: ms.Env, UnsetEnv: unset, Instances: &instances, Run: &run, Origin: p.origin()})
+	v, err := cm.eng.Redeploy(ctx, svc, st.Stable, rollout.RedeployRequest{Env: ms.Env, UnsetEnv: unset, Instances: &instances, Run: &run, Origin: p.origin()})
 	if err != nil {
 		return engineFailure(err, command.Usage(c.Name))
 	}
 	return outcome{ok: true, entry: render.Entry{Body: fmt.Sprintf("♻️ %s is %s with this pull request's configuration; if the new instances fail it keeps its old ones.", v.Name, v.Status)}}, nil
 }
 
-func (b *Bot) runStatus(ctx context.Context, p *prCmd, c command.Command) (outcome, error) {
-	st, problem, err := b.serviceFor(ctx, p, c)
+func (cm *commands) runStatus(ctx context.Context, p *prCmd, c command.Command) (outcome, error) {
+	st, problem, err := cm.serviceFor(ctx, p, c)
 	if err != nil {
 		return outcome{}, err
 	}
@@ -302,21 +302,21 @@ func (b *Bot) runStatus(ctx context.Context, p *prCmd, c command.Command) (outco
 	return outcome{ok: true, entry: render.Entry{Body: render.Status(st)}}, nil
 }
 
-func (b *Bot) runPredict(ctx context.Context, p *prCmd, c command.Command) (outcome, error) {
-	st, problem, err := b.serviceFor(ctx, p, c)
+func (cm *commands) runPredict(ctx context.Context, p *prCmd, c command.Command) (outcome, error) {
+	st, problem, err := cm.serviceFor(ctx, p, c)
 	if err != nil {
 		return outcome{}, err
 	}
 	if problem != "" {
 		return failed(problem + "\n\nUsage: `" + command.Usage(c.Name) + "`"), nil
 	}
-	pr, err := b.eng.Predict(ctx, st.Name, c.Query)
+	pr, err := cm.eng.Predict(ctx, st.Name, c.Query)
 	if err != nil {
 		return engineFailure(err, command.Usage(c.Name))
 	}
 	return outcome{ok: true, entry: render.Entry{Body: render.Prediction(st.Name, pr)}}, nil
 }
 
-func (b *Bot) runHelp(ctx context.Context, p *prCmd, c command.Command) (outcome, error) {
+func (cm *commands) runHelp(ctx context.Context, p *prCmd, c command.Command) (outcome, error) {
 	return outcome{ok: true, entry: render.Entry{Title: "Help", Body: command.Help()}}, nil
 }

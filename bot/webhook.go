@@ -56,64 +56,64 @@ func isPermanent(err error) bool {
 }
 
 // handlers maps an X-GitHub-Event to its handler (register, don't switch).
-func (b *Bot) handlers() map[string]handler {
+func (in *inbox) handlers() map[string]handler {
 	return map[string]handler{
-		"issue_comment":             b.onIssueComment,
-		"push":                      b.onPush,
-		"pull_request":              b.onPullRequest,
-		"check_run":                 b.onCheckRun,
-		"installation":              b.onInstallation,
-		"installation_repositories": b.onInstallation,
-		"ping":                      b.onPing,
+		"issue_comment":             in.cmds.onIssueComment,
+		"push":                      in.cmds.onPush,
+		"pull_request":              in.cmds.onPullRequest,
+		"check_run":                 in.cmds.onCheckRun,
+		"installation":              in.onInstallation,
+		"installation_repositories": in.onInstallation,
+		"ping":                      in.onPing,
 	}
 }
 
 // Register mounts POST /webhooks/github on e.
 func (b *Bot) Register(e *echo.Echo) {
-	e.POST("/webhooks/github", b.webhook)
+	e.POST("/webhooks/github", b.in.webhook)
 }
 
 // webhook verifies, records and acknowledges a delivery; a worker handles
 // it later. Nothing is parsed before the signature holds. At most
 // MaxInflight deliveries are read and checked at once; the answer is
 // written after the slot is given back.
-func (b *Bot) webhook(c echo.Context) error {
+func (in *inbox) webhook(c echo.Context) error {
 	select {
-	case b.inflight <- struct{}{}:
+	case in.inflight <- struct{}{}:
 	default:
 		c.Response().Header().Set("Retry-After", "1")
 		return c.JSON(errorReply(http.StatusServiceUnavailable, "busy",
-			fmt.Sprintf("%d webhook deliveries are already being read; try again", b.cfg.MaxInflight)))
+			fmt.Sprintf("%d webhook deliveries are already being read; try again", in.cfg.MaxInflight)))
 	}
-	code, reply := b.receive(c.Request(), c.Response())
-	<-b.inflight
+	code, reply := in.receive(c.Request(), c.Response())
+	<-in.inflight
 	return c.JSON(code, reply)
 }
 
 // receive reads, verifies and records one delivery and says what to
 // answer.
-func (b *Bot) receive(r *http.Request, w http.ResponseWriter) (int, any) {
+func (in *inbox) receive(r *http.Request, w http.ResponseWriter) (int, any) {
 	// A slow sender holds its slot for BodyTimeout at most.
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(b.cfg.BodyTimeout))
-	body, err := io.ReadAll(io.LimitReader(r.Body, b.cfg.MaxBody+1))
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(in.cfg.BodyTimeout))
+	body, err := io.ReadAll(io.LimitReader(r.Body, in.cfg.MaxBody+1))
 	if err != nil {
 		return errorReply(http.StatusBadRequest, "unreadable_body", "could not read the request body")
 	}
-	if int64(len(body)) > b.cfg.MaxBody {
-		return errorReply(http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("webhook bodies are limited to %d bytes", b.cfg.MaxBody))
+	if int64(len(body)) > in.cfg.MaxBody {
+		return errorReply(http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("webhook bodies are limited to %d bytes", in.cfg.MaxBody))
 	}
 	h := r.Header
-	if err := ghapp.VerifySignature(b.cfg.WebhookSecret, body, h.Get("X-Hub-Signature-256")); err != nil {
-		b.log.Warn("webhook signature refused", "delivery", h.Get("X-GitHub-Delivery"), "err", err)
+	if err := ghapp.VerifySignature(in.cfg.WebhookSecret, body, h.Get("X-Hub-Signature-256")); err != nil {
+		in.log.Warn("webhook signature refused", "delivery", h.Get("X-GitHub-Delivery"), "err", err)
 		return errorReply(http.StatusUnauthorized, "bad_signature", "missing or invalid X-Hub-Signature-256")
 	}
-	code, msg, err := b.Accept(h.Get("X-GitHub-Event"), h.Get("X-GitHub-Delivery"), body)
+	code, msg, err := in.accept(h.Get("X-GitHub-Event"), h.Get("X-GitHub-Delivery"), body)
 	if err != nil {
 		var ae *acceptError
 		if errors.As(err, &ae) {
 			return errorReply(ae.status, ae.code, ae.Error())
 		}
-		b.log.Error("record delivery", "delivery", h.Get("X-GitHub-Delivery"), "err", err)
+		in.log.Error("record delivery", "delivery", h.Get("X-GitHub-Delivery"), "err", err)
 		return errorReply(http.StatusInternalServerError, "internal", "could not record the delivery")
 	}
 	return code, map[string]string{"status": msg}
@@ -135,43 +135,48 @@ func (e *acceptError) Error() string { return e.msg }
 // to answer with: 202 accepted, 200 for a duplicate, an ignored event, or
 // a "stale" one (older than the replay horizon, see maxEventAge). A
 // transport that verified the delivery itself (the GitHub Action's event
-// mode reads it from the runner) calls Accept directly.
+// mode reads it from the runner) calls Accept directly. Safe for
+// concurrent use.
 func (b *Bot) Accept(event, id string, body []byte) (int, string, error) {
+	return b.in.accept(event, id, body)
+}
+
+func (in *inbox) accept(event, id string, body []byte) (int, string, error) {
 	if event == "" || id == "" {
 		return 0, "", &acceptError{http.StatusBadRequest, "missing_header", "X-GitHub-Event and X-GitHub-Delivery are required"}
 	}
 	if !json.Valid(body) {
 		return 0, "", &acceptError{http.StatusBadRequest, "malformed_json", "the body is not valid JSON"}
 	}
-	if _, ok := b.handlers()[event]; !ok {
+	if _, ok := in.handlers()[event]; !ok {
 		return http.StatusOK, "ignored", nil
 	}
-	now := b.now().UTC()
+	now := in.now().UTC()
 	if why := staleReason(event, body, now); why != "" {
 		// Past the horizon its records may have been pruned: acting on it
 		// could run a replay again.
-		b.log.Warn("delivery ignored: older than the replay horizon", "delivery", id, "event", event, "reason", why)
+		in.log.Warn("delivery ignored: older than the replay horizon", "delivery", id, "event", event, "reason", why)
 		return http.StatusOK, "stale", nil
 	}
 	d := delivery{ID: id, Event: event, Body: body, Received: now}
-	added, err := b.journal.PutIfAbsent(bucketSeen, id, []byte(now.Format(time.RFC3339)), rollout.Append(bucketInbox, mustJSON(d)))
+	added, err := in.journal.PutIfAbsent(bucketSeen, id, []byte(now.Format(time.RFC3339)), rollout.Append(bucketInbox, mustJSON(d)))
 	if err != nil {
 		return 0, "", err
 	}
 	if !added {
 		return http.StatusOK, "duplicate", nil
 	}
-	b.log.Info("delivery accepted", "delivery", id, "event", event)
-	b.poke()
+	in.log.Info("delivery accepted", "delivery", id, "event", event)
+	in.poke()
 	return http.StatusAccepted, "accepted", nil
 }
 
-func (b *Bot) onPing(ctx context.Context, d delivery) ([]rollout.Op, error) {
-	b.log.Info("ping from GitHub", "delivery", d.ID)
+func (in *inbox) onPing(ctx context.Context, d delivery) ([]rollout.Op, error) {
+	in.log.Info("ping from GitHub", "delivery", d.ID)
 	return nil, nil
 }
 
-func (b *Bot) onInstallation(ctx context.Context, d delivery) ([]rollout.Op, error) {
+func (in *inbox) onInstallation(ctx context.Context, d delivery) ([]rollout.Op, error) {
 	var p struct {
 		Action       string `json:"action"`
 		Installation struct {
@@ -181,6 +186,6 @@ func (b *Bot) onInstallation(ctx context.Context, d delivery) ([]rollout.Op, err
 	if err := json.Unmarshal(d.Body, &p); err != nil {
 		return nil, permanent(fmt.Errorf("decode installation event: %w", err))
 	}
-	b.log.Info("installation changed", "delivery", d.ID, "installation", p.Installation.ID, "action", p.Action)
+	in.log.Info("installation changed", "delivery", d.ID, "installation", p.Installation.ID, "action", p.Action)
 	return nil, nil
 }

@@ -97,6 +97,10 @@ const (
 	apiMaxHeaderBytes = 64 << 10
 )
 
+// pruneEvery is how often the webhook inbox's records past the replay
+// horizon are pruned (bot.Bot.Prune).
+const pruneEvery = time.Hour
+
 // The store keeps the API tokens the authenticator checks.
 var _ auth.Store = (*store.DB)(nil)
 
@@ -133,7 +137,7 @@ func (s *serveCmd) githubBot(eng *rollout.Engine, db *store.DB, log *slog.Logger
 	}
 	secrets = append(secrets, secret, string(key))
 	return bot.New(eng, db, f, bot.Config{WebhookSecret: []byte(secret), PublicURL: s.PublicURL, Secrets: secrets,
-		MaxBody: int64(s.WebhookMaxBody), MaxInflight: s.WebhookInflight}, bot.WithLogger(log), bot.WithRecovery(f.App(), bot.DefaultRecoverEvery)), secrets, nil
+		MaxBody: int64(s.WebhookMaxBody), MaxInflight: s.WebhookInflight}, bot.WithLogger(log), bot.WithRecovery(f.App(), 0)), secrets, nil
 }
 
 func main() {
@@ -507,7 +511,7 @@ func (s *serveCmd) Run(env *cli.Env) error {
 	if gb != nil {
 		// The inbox's records of deliveries past the replay horizon go;
 		// Prune contains its own panics.
-		_, _ = c.AddFunc("@every "+bot.DefaultPruneEvery.String(), func() {
+		_, _ = c.AddFunc("@every "+pruneEvery.String(), func() {
 			if _, err := gb.Prune(env.Ctx); err != nil {
 				log.Error("prune the webhook inbox", "err", err)
 			}
