@@ -21,18 +21,26 @@ func (c *fakeClock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.U
 
 const plan = "canary: {steps: [10, 50, 100], interval: 1m, max_error_rate: 5%}"
 
+// autoCanary deploys hello as stable (full), then a version behaving as
+// said that follows plan automatically; it returns both.
+func (h *harness) autoCanary(behaviour string) (stable rollout.VersionStatus, canary rollout.Version) {
+	h.t.Helper()
+	stable = h.deploy("hello", "serve", rollout.StrategyFull, "")
+	canary, err := h.eng.Deploy(context.Background(), rollout.DeployRequest{Service: "hello", Archive: appSource(h.t, "hello", behaviour, plan),
+		Strategy: rollout.StrategyCanary, AutoCanary: true, Origin: cli})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.eng.Wait()
+	return stable, canary
+}
+
 func TestAutomaticCanaryWalksItsStepsAndPromotes(t *testing.T) {
 	t.Parallel()
 	clk := &fakeClock{t: time.Now()}
 	h := newHarness(t, rollout.WithClock(clk.now))
 	ctx := context.Background()
-	v1 := h.deploy("hello", "serve", rollout.StrategyFull, "")
-	v, err := h.eng.Deploy(ctx, rollout.DeployRequest{Service: "hello", Archive: appSource(t, "hello", "serve", plan),
-		Strategy: rollout.StrategyCanary, AutoCanary: true, Origin: cli})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.eng.Wait()
+	v1, v := h.autoCanary("serve")
 	want := func(split map[string]int) {
 		t.Helper()
 		if st := h.status("hello"); !reflect.DeepEqual(st.Policy.Split, split) {
@@ -62,13 +70,7 @@ func TestAutomaticCanaryAbortsOnErrors(t *testing.T) {
 	clk := &fakeClock{t: time.Now()}
 	h := newHarness(t, rollout.WithClock(clk.now))
 	ctx := context.Background()
-	v1 := h.deploy("hello", "serve", rollout.StrategyFull, "")
-	v, err := h.eng.Deploy(ctx, rollout.DeployRequest{Service: "hello", Archive: appSource(t, "hello", "errors", plan),
-		Strategy: rollout.StrategyCanary, AutoCanary: true, Origin: cli})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.eng.Wait()
+	v1, v := h.autoCanary("errors")
 	for range 100 {
 		h.get("hello.localhost", "")
 	}
@@ -87,5 +89,51 @@ func TestAutomaticCanaryAbortsOnErrors(t *testing.T) {
 	h.eng.AdvanceCanaries(ctx)
 	if st := h.status("hello"); !reflect.DeepEqual(st.Policy.Split, map[string]int{v1.Name: 100}) {
 		t.Fatalf("plan resumed: %v", st.Policy.Split)
+	}
+}
+
+// A step that no request reached is not judged: the canary waits at its
+// weight, says why once in the history and in its status, and moves on
+// once traffic comes.
+func TestAutomaticCanaryHoldsWithoutRequests(t *testing.T) {
+	t.Parallel()
+	clk := &fakeClock{t: time.Now()}
+	h := newHarness(t, rollout.WithClock(clk.now))
+	ctx := context.Background()
+	v1, v := h.autoCanary("serve")
+	holds := func() (n int) {
+		evs, _ := h.eng.Events("hello", 0, 1000)
+		for _, e := range evs {
+			if e.Version == v.Name && strings.Contains(e.Message, "holds at 10%: no requests reached it") {
+				n++
+			}
+		}
+		return n
+	}
+	for range 3 {
+		clk.add(61 * time.Second)
+		h.eng.AdvanceCanaries(ctx)
+	}
+	st := h.status("hello")
+	if !reflect.DeepEqual(st.Policy.Split, map[string]int{v1.Name: 90, v.Name: 10}) {
+		t.Fatalf("split after steps without requests: %v; want it held at 90/10", st.Policy.Split)
+	}
+	if n := holds(); n != 1 {
+		t.Fatalf("%d hold events in the history; want exactly 1", n)
+	}
+	var cs *rollout.CanaryStep
+	for _, vs := range st.Versions {
+		if vs.Name == v.Name {
+			cs = vs.Canary
+		}
+	}
+	if cs == nil || cs.Hold != "no requests reached it during this step" || cs.Suggestion == "" {
+		t.Fatalf("status of the held canary: %+v", cs)
+	}
+	// Traffic comes: the longer window is judged and the step advances.
+	h.served("hello", 50, "")
+	h.eng.AdvanceCanaries(ctx)
+	if st := h.status("hello"); !reflect.DeepEqual(st.Policy.Split, map[string]int{v1.Name: 50, v.Name: 50}) {
+		t.Fatalf("split once requests came: %v", st.Policy.Split)
 	}
 }

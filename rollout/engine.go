@@ -67,7 +67,8 @@ type Engine struct {
 	store  Store
 	rt     runtime.Runtime
 	router Router
-	plane  DataPlane // nil: the router is the only data plane
+	plane  DataPlane     // nil: the router is the only data plane
+	served CanaryMetrics // nil: canaries are judged on the router's counters
 	log    *slog.Logger
 	now    func() time.Time
 	sched  goScheduler
@@ -124,6 +125,11 @@ func WithSourceLimits(l source.Limits) Option { return func(e *Engine) { e.limit
 // is committed; a change d refuses fails and changes nothing (default: none,
 // sluice's router is the data plane).
 func WithDataPlane(d DataPlane) Option { return func(e *Engine) { e.plane = d } }
+
+// WithCanaryMetrics makes automatic canaries judge each step on what m
+// reports instead of on sluice's router's counters (default: the router;
+// on the kubernetes runtime the traffic does not pass through it).
+func WithCanaryMetrics(m CanaryMetrics) Option { return func(e *Engine) { e.served = m } }
 
 // WithDrainGrace bounds how long stopping instances wait for in-flight
 // requests (default DefaultDrainGrace).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/sluicehq/sluice/rollout/policy"
 	"github.com/sluicehq/sluice/rollout/routing"
@@ -33,6 +34,20 @@ type VersionStatus struct {
 	// Served is what the router has seen of the version since sluice
 	// started: requests, error rate and latency.
 	Served Served `json:"served"`
+	// Canary is the version's automatic canary step while it follows its
+	// plan (nil otherwise).
+	Canary *CanaryStep `json:"canary,omitempty"`
+}
+
+// CanaryStep is where a version's automatic canary stands.
+type CanaryStep struct {
+	// Since is when the current step began (steps start again when sluice
+	// restarts).
+	Since time.Time `json:"since"`
+	// Hold says why the step waits past its interval ("" when it does
+	// not): there was nothing to judge it on. Suggestion says what to do.
+	Hold       string `json:"hold,omitempty"`
+	Suggestion string `json:"suggestion,omitempty"`
 }
 
 // Served summarizes a version's traffic as the router measured it.
@@ -75,6 +90,7 @@ func (e *Engine) status(service string) (ServiceStatus, error) {
 			vst.Instances = in.group.Instances()
 		}
 		vst.Served = servedOf(e.router.Stats(v.Name))
+		vst.Canary = e.canaryStep(v, vst.Traffic)
 		out.Versions = append(out.Versions, vst)
 	}
 	return out, nil
