@@ -79,6 +79,10 @@ type serveCmd struct {
 	Gateway    string `help:"kubernetes runtime: the Gateway (namespace/name) services' HTTPRoutes attach to." env:"SLUICE_GATEWAY"`
 	Namespace  string `help:"kubernetes runtime: namespace of services whose sluice.yaml names none." env:"SLUICE_NAMESPACE" default:"default"`
 
+	PrometheusURL     string `name:"prometheus-url" help:"kubernetes runtime: base URL of the Prometheus that scrapes the gateway; automatic canaries judge each step on the figures there." env:"SLUICE_PROMETHEUS_URL"`
+	GatewayKind       string `name:"gateway-kind" help:"kubernetes runtime: the gateway whose metrics the canary queries: envoy-gateway or istio." env:"SLUICE_GATEWAY_KIND"`
+	PrometheusQueries string `name:"prometheus-queries" type:"path" help:"YAML file of PromQL templates (requests, errors, p99_ms) used instead of the gateway kind's." env:"SLUICE_PROMETHEUS_QUERIES"`
+
 	GitHubAppID             int64    `name:"github-app-id" help:"GitHub App id; without it the App is off." env:"SLUICE_GITHUB_APP_ID"`
 	GitHubPrivateKey        string   `name:"github-private-key" type:"path" help:"File with the App's private key (PEM)." env:"SLUICE_GITHUB_PRIVATE_KEY"`
 	GitHubWebhookSecret     string   `name:"github-webhook-secret" help:"Webhook secret." env:"SLUICE_GITHUB_WEBHOOK_SECRET"`
@@ -292,6 +296,9 @@ func listen(addr string) (net.Listener, error) {
 // and what to call before the engine closes.
 func (s *serveCmd) runtime(data string, log *slog.Logger) (runtime.Runtime, []rollout.Option, func(), error) {
 	if s.Runtime != "kubernetes" {
+		if s.PrometheusURL != "" || s.GatewayKind != "" || s.PrometheusQueries != "" {
+			return nil, nil, nil, fmt.Errorf("--prometheus-url, --gateway-kind and --prometheus-queries are for --runtime kubernetes: on the local runtime canaries read sluice's own router")
+		}
 		runAs, err := local.ParseRunAs(s.RunAs, os.Geteuid())
 		if err != nil {
 			return nil, nil, nil, err
@@ -310,16 +317,56 @@ func (s *serveCmd) runtime(data string, log *slog.Logger) (runtime.Runtime, []ro
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("--gateway: %w", err)
 	}
+	var k *kube.Kube
+	namespace := func(svc string) string { return k.Namespace(svc) }
+	opts := []rollout.Option{}
+	prom, err := s.prometheus(namespace, log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if prom != nil {
+		opts = append(opts, rollout.WithCanaryMetrics(prom))
+	}
 	c, err := kube.Connect(s.Kubeconfig)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	var k *kube.Kube
-	tr := kube.NewTraffic(c, gw, s.BaseDomain, func(svc string) string { return k.Namespace(svc) })
+	tr := kube.NewTraffic(c, gw, s.BaseDomain, namespace)
 	k = kube.New(c, kube.WithNamespace(s.Namespace), kube.WithLogger(log), kube.WithVersionRoutes(tr))
 	log.Info("kubernetes runtime", "gateway", s.Gateway, "namespace", s.Namespace)
 	// Versions on the cluster keep serving while sluice is away.
-	return k, []rollout.Option{rollout.WithDataPlane(tr)}, k.Release, nil
+	return k, append(opts, rollout.WithDataPlane(tr)), k.Release, nil
+}
+
+// prometheus builds the automatic canary's metrics source from
+// --prometheus-url, --gateway-kind and --prometheus-queries; nil without a
+// URL (canaries then hold: traffic does not pass through sluice's router).
+func (s *serveCmd) prometheus(namespace func(string) string, log *slog.Logger) (*kube.Prometheus, error) {
+	if s.PrometheusURL == "" {
+		if s.GatewayKind != "" || s.PrometheusQueries != "" {
+			return nil, fmt.Errorf("--gateway-kind and --prometheus-queries need --prometheus-url (SLUICE_PROMETHEUS_URL)")
+		}
+		log.Warn("no --prometheus-url: automatic canaries will hold, sluice's router does not see this runtime's traffic")
+		return nil, nil
+	}
+	var q kube.Queries
+	var err error
+	switch {
+	case s.PrometheusQueries != "":
+		q, err = kube.LoadQueries(s.PrometheusQueries)
+	case s.GatewayKind == "":
+		return nil, fmt.Errorf("--prometheus-url needs --gateway-kind (envoy-gateway or istio) or --prometheus-queries: which metrics to query")
+	default:
+		q, err = kube.ShippedQueries(kube.GatewayKind(s.GatewayKind))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("canary metrics: %w", err)
+	}
+	p, err := kube.NewPrometheus(s.PrometheusURL, q, namespace)
+	if err != nil {
+		return nil, fmt.Errorf("--prometheus-url: %w", err)
+	}
+	return p, nil
 }
 
 // keyVersions keys the local runtime's version directories by the store's

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"github.com/sluicehq/sluice/rollout/reason"
 	"log/slog"
@@ -154,7 +155,7 @@ func (k *Kube) Start(ctx context.Context, spec runtime.Spec, _ func()) (runtime.
 	}
 	if fail == nil {
 		log.Info("version ready", "generation", w.Generation)
-		return &group{k: k, ns: w.Namespace, version: w.Version, gen: w.Generation, replicas: max(w.Replicas, 1)}, nil
+		return &group{k: k, ns: w.Namespace, service: w.Service, version: w.Version, gen: w.Generation, replicas: max(w.Replicas, 1)}, nil
 	}
 	// Undo with a context of its own: ctx may be what ended the wait.
 	undo, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -162,12 +163,21 @@ func (k *Kube) Start(ctx context.Context, spec runtime.Spec, _ func()) (runtime.
 	if prev != nil {
 		err = k.revert(undo, prev)
 	} else {
-		err = k.scale(undo, w.Namespace, w.Version, 0)
+		err = errors.Join(k.scale(undo, w.Namespace, w.Version, 0), k.dropVersionRoute(undo, w.Service, w.Version))
 	}
 	if err != nil {
 		log.Error("undo failed start", "err", err)
 	}
 	return nil, fail
+}
+
+// dropVersionRoute deletes the version's own route, when this runtime
+// writes them.
+func (k *Kube) dropVersionRoute(ctx context.Context, service, version string) error {
+	if k.routes == nil {
+		return nil
+	}
+	return k.routes.DeleteVersionRoute(ctx, service, version)
 }
 
 // applyWorkload writes the Deployment, then the Service and Secret owned by
@@ -350,6 +360,7 @@ func (k *Kube) observe(ctx context.Context, w Workload) (state, error) {
 type group struct {
 	k        *Kube
 	ns       string
+	service  string
 	version  string
 	gen      int
 	replicas int
@@ -366,9 +377,10 @@ func (g *group) Instances() []runtime.Instance {
 	return []runtime.Instance{{Addr: fmt.Sprintf("%s.%s.svc:%d", g.version, g.ns, ServicePort), Up: !g.stopped}}
 }
 
-// Stop scales the version to zero (retire), unless a newer generation has
-// taken the Deployment over (an in-place redeploy replaced this one), in
-// which case there is nothing of this generation left to stop. Idempotent.
+// Stop scales the version to zero and deletes the route of its own URL
+// (retire), unless a newer generation has taken the Deployment over (an
+// in-place redeploy replaced this one), in which case there is nothing of
+// this generation left to stop. Idempotent.
 func (g *group) Stop(ctx context.Context, _ time.Duration) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -385,6 +397,9 @@ func (g *group) Stop(ctx context.Context, _ time.Duration) error {
 	}
 	if live.Annotations[AnnotationGeneration] == strconv.Itoa(g.gen) {
 		if err := g.k.scale(ctx, g.ns, g.version, 0); err != nil {
+			return err
+		}
+		if err := g.k.dropVersionRoute(ctx, g.service, g.version); err != nil {
 			return err
 		}
 	}
@@ -430,9 +445,10 @@ func (k *Kube) Release() { k.released.Store(true) }
 // Adopt implements runtime.Adopter: at sluice's start-up it records the
 // namespace of spec's service (so that its HTTPRoute is written there
 // before any version starts again) and, when run is false, scales the
-// version's Deployment to zero: a deploy that sluice's crash interrupted
-// was applied and may have become ready since, but its version is failed
-// and must not keep pods. A version with no Deployment is fine.
+// version's Deployment to zero and deletes the route of its own URL: a
+// deploy that sluice's crash interrupted was applied and may have become
+// ready since, but its version is failed and must not keep pods or a URL.
+// A version with no Deployment is fine.
 func (k *Kube) Adopt(ctx context.Context, spec runtime.Spec, run bool) error {
 	w := k.workload(spec)
 	if run {
@@ -440,9 +456,9 @@ func (k *Kube) Adopt(ctx context.Context, spec runtime.Spec, run bool) error {
 	}
 	err := k.scale(ctx, w.Namespace, w.Version, 0)
 	if apierrors.IsNotFound(err) {
-		return nil
+		err = nil
 	}
-	return err
+	return errors.Join(err, k.dropVersionRoute(ctx, w.Service, w.Version))
 }
 
 // Cleanup does nothing: versions on a cluster outlive sluice on purpose, and

@@ -54,7 +54,8 @@ func TestTheShippedRoleIsEnough(t *testing.T) {
 		t.Fatal("the role's user may list pods in another namespace; the test does not test RBAC")
 	}
 
-	k := New(c, WithPoll(20*time.Millisecond))
+	tr := newTraffic(c, ns)
+	k := New(c, WithPoll(20*time.Millisecond), WithVersionRoutes(tr))
 	g := startReady(t, k, testSpec(ns, 1))
 	spec := testSpec(ns, 2)
 	ch := startAsync(k, spec)
@@ -66,7 +67,6 @@ func TestTheShippedRoleIsEnough(t *testing.T) {
 	if logs, err := k.Logs("hello-001", 4096); err != nil || !strings.Contains(logs, "no config") {
 		t.Errorf("Logs as the role's user: %q %v", logs, err)
 	}
-	tr := newTraffic(c, ns)
 	done := applyAsync(tr, canary)
 	judge(t, ns, 1, metav1.ConditionTrue, "Accepted", "")
 	if err := wait(t, done); err != nil {

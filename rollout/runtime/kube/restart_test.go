@@ -44,7 +44,7 @@ type server struct {
 	eng *rollout.Engine
 }
 
-func startServer(c client.Client, dbPath, defaultNS string, log *slog.Logger) (*server, error) {
+func startServer(c client.Client, dbPath, defaultNS string, log *slog.Logger, opts ...rollout.Option) (*server, error) {
 	db, err := store.Open(dbPath, store.WithLogger(log))
 	if err != nil {
 		return nil, err
@@ -52,7 +52,8 @@ func startServer(c client.Client, dbPath, defaultNS string, log *slog.Logger) (*
 	var k *Kube
 	tr := NewTraffic(c, testGateway, "apps.example.com", func(s string) string { return k.Namespace(s) }).WithPoll(20 * time.Millisecond)
 	k = New(c, WithNamespace(defaultNS), WithPoll(20*time.Millisecond), WithVersionRoutes(tr), WithLogger(log))
-	eng := rollout.New(db, k, router.New("apps.example.com"), "apps.example.com", rollout.WithDataPlane(tr), rollout.WithLogger(log))
+	eng := rollout.New(db, k, router.New("apps.example.com"), "apps.example.com",
+		append([]rollout.Option{rollout.WithDataPlane(tr), rollout.WithLogger(log)}, opts...)...)
 	if err := eng.Recover(context.Background()); err != nil {
 		_ = db.Close()
 		return nil, err

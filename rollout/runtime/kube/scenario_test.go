@@ -169,6 +169,23 @@ func (c *controllers) step(ctx context.Context) {
 	}
 }
 
+// serviceRouteIs checks the live HTTPRoute of service field by field
+// against the translation of p.
+func serviceRouteIs(t *testing.T, step, service string, p policy.Policy, at Placement) {
+	t.Helper()
+	desired, err := ServiceRoute(service, p, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := &gwv1.HTTPRoute{}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: at.Namespace, Name: service}, live); err != nil {
+		t.Fatalf("%s: get route: %v", step, err)
+	}
+	if !equality.Semantic.DeepDerivative(desired.Spec, live.Spec) || len(live.Spec.Rules) != len(desired.Spec.Rules) {
+		t.Fatalf("%s: route\n%s\nwant\n%s", step, dump(live.Spec), dump(desired.Spec))
+	}
+}
+
 // archive is a source tree holding only sluice.yaml for service hello,
 // placed in namespace ns.
 func archive(t *testing.T, image, ns string) []byte {
@@ -180,8 +197,11 @@ func archive(t *testing.T, image, ns string) []byte {
 	return b
 }
 
-func manifestArchive(image, ns string) ([]byte, error) {
-	manifest := fmt.Sprintf("services:\n  hello:\n    run: ./app\n    health: /healthz\n    env: {GREETING: hi}\n    instances: 2\n    timeouts: {start: 1m}\n    kubernetes: {image: %q, namespace: %q}\n", image, ns)
+func manifestArchive(image, ns string) ([]byte, error) { return manifestArchiveWith(image, ns, "") }
+
+// manifestArchiveWith is manifestArchive with more lines for the service.
+func manifestArchiveWith(image, ns, more string) ([]byte, error) {
+	manifest := fmt.Sprintf("services:\n  hello:\n    run: ./app\n    health: /healthz\n    env: {GREETING: hi}\n    instances: 2\n    timeouts: {start: 1m}\n    kubernetes: {image: %q, namespace: %q}\n", image, ns) + more
 	var buf bytes.Buffer
 	gz := gzip.NewWriter(&buf)
 	tw := tar.NewWriter(gz)
@@ -264,17 +284,7 @@ func TestScenario(t *testing.T) {
 		if !equality.Semantic.DeepEqual(st.Policy.Split, want.Split) || len(st.Policy.Rules) != len(want.Rules) {
 			t.Fatalf("%s: committed policy %+v; want %+v", step, st.Policy, want)
 		}
-		desired, err := ServiceRoute("hello", want, at)
-		if err != nil {
-			t.Fatal(err)
-		}
-		live := &gwv1.HTTPRoute{}
-		if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "hello"}, live); err != nil {
-			t.Fatalf("%s: get route: %v", step, err)
-		}
-		if !equality.Semantic.DeepDerivative(desired.Spec, live.Spec) || len(live.Spec.Rules) != len(desired.Spec.Rules) {
-			t.Fatalf("%s: route\n%s\nwant\n%s", step, dump(live.Spec), dump(desired.Spec))
-		}
+		serviceRouteIs(t, step, "hello", want, at)
 	}
 
 	v1 := deploy("registry.example/hello:{{.SHA}}", "aaa111", rollout.StrategyFull)
@@ -354,6 +364,40 @@ func TestScenario(t *testing.T) {
 	}
 	routeIs("after the redeploys", policy.Policy{Split: map[string]int{v1.Name: 100}})
 
+	// Retiring v2 (0%, no rule) removes the route of its own URL; a
+	// rollback to it starts it and writes that route again.
+	versionRouteIs := func(step, version string, want bool) {
+		t.Helper()
+		live := &gwv1.HTTPRoute{}
+		err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: version}, live)
+		if !want {
+			if !apierrors.IsNotFound(err) {
+				t.Fatalf("%s: the route of %s's own URL is still there (%v); want it deleted", step, version, err)
+			}
+			return
+		}
+		desired := VersionRoute("hello", version, at)
+		if err != nil || !equality.Semantic.DeepDerivative(desired.Spec, live.Spec) || len(live.Spec.Rules) != 1 ||
+			len(live.Spec.Hostnames) != 1 || live.Labels[LabelVersion] != version {
+			t.Fatalf("%s: route of %s (%v)\n%s\nwant\n%s", step, version, err, dump(live.Spec), dump(desired.Spec))
+		}
+	}
+	versionRouteIs("before retiring", v2.Name, true)
+	if err := srv.eng.StopVersion(ctx, "hello", v2.Name, origin("")); err != nil {
+		t.Fatalf("retire %s: %v", v2.Name, err)
+	}
+	versionRouteIs("retired", v2.Name, false)
+	routeIs("after retiring", policy.Policy{Split: map[string]int{v1.Name: 100}})
+	if _, err := srv.eng.Rollback(ctx, "hello", v2.Name, origin("")); err != nil {
+		t.Fatalf("rollback to the retired %s: %v", v2.Name, err)
+	}
+	versionRouteIs("rolled back to", v2.Name, true)
+	routeIs("rollback to the retired version", policy.Policy{Split: map[string]int{v2.Name: 100}})
+	if _, err := srv.eng.Rollback(ctx, "hello", v1.Name, origin("")); err != nil {
+		t.Fatalf("rollback to %s: %v", v1.Name, err)
+	}
+	routeIs("rollback to v1", policy.Policy{Split: map[string]int{v1.Name: 100}})
+
 	// An image that cannot be pulled, then a version that crash-loops.
 	ctl.failGeneration("hello-003", 1, waiting("ImagePullBackOff", "not found", nil))
 	v3 := deploy("registry.example/missing:{{.SHA}}", "ccc333", rollout.StrategyFull)
@@ -366,6 +410,8 @@ func TestScenario(t *testing.T) {
 		t.Fatalf("crash loop: %s %+v", got.Status, got.Reason)
 	}
 	routeIs("after the failed deploys", policy.Policy{Split: map[string]int{v1.Name: 100}})
+	versionRouteIs("failed deploy", v3.Name, false)
+	versionRouteIs("crash loop", v4.Name, false)
 
 	// kill -9 of sluice while a full deploy waits for its rollout. The
 	// rollout then completes while sluice is away; the restart on the same

@@ -110,6 +110,17 @@ func (t *Traffic) ApplyVersionRoute(ctx context.Context, service, version string
 	return err
 }
 
+// DeleteVersionRoute removes the route of a version's own URL, so that the
+// URL of a retired or failed version answers nothing rather than routing
+// to a Service without pods. A route that is already gone is fine.
+func (t *Traffic) DeleteVersionRoute(ctx context.Context, service, version string) error {
+	rt := &gwv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: t.ns(service), Name: version}}
+	if err := t.c.Delete(ctx, rt); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete httproute %s: %w", version, err)
+	}
+	return nil
+}
+
 // waitAccepted polls the route until the gateway's status for its
 // generation says Accepted and ResolvedRefs, or one of them False.
 func (t *Traffic) waitAccepted(ctx context.Context, rt *gwv1.HTTPRoute) error {
