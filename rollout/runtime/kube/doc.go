@@ -15,8 +15,12 @@
 // Every object carries the labels LabelService and LabelVersion (when it
 // belongs to one version) and LabelManagedBy=sluice.
 //
+// It also reads, for the automatic canary, what each version served from
+// the gateway's metrics in Prometheus (Prometheus, Queries: one set of
+// PromQL templates per gateway kind).
+//
 // This package may import only the standard library, the Kubernetes and
-// Gateway API client libraries, rollout/runtime and rollout/policy (for the
-// policy type it translates); it must not import rollout, the store or any
-// front door.
+// Gateway API client libraries, Prometheus's API client, a YAML decoder (for
+// query files), rollout/runtime and rollout/policy (for the policy type it
+// translates); it must not import rollout, the store or any front door.
 package kube
