@@ -35,11 +35,6 @@ func principal(c echo.Context) auth.Principal {
 	return auth.Principal{Admin: true}
 }
 
-// principalRepo is the repository a scoped caller acts for, "" for the
-// admin: a deploy records it as the origin's Repo, so a new service
-// belongs to the repository of the token that created it.
-func principalRepo(c echo.Context) string { return principal(c).Repo }
-
 // authRefusals maps why auth refused a credential to the API's answer.
 var authRefusals = []struct {
 	err    error

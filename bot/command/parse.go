@@ -139,9 +139,7 @@ func (sc *scanner) quoteLine(rest string) {
 	inner := rest
 	for strings.HasPrefix(inner, ">") {
 		inner = inner[1:]
-		if strings.HasPrefix(inner, " ") {
-			inner = inner[1:]
-		}
+		inner = strings.TrimPrefix(inner, " ")
 		_, r := indent(inner)
 		if !strings.HasPrefix(r, ">") {
 			break

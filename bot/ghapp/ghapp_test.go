@@ -146,7 +146,7 @@ func TestAppClientSendsJWT(t *testing.T) {
 
 func TestInstallationTokenMintedOnceAndShared(t *testing.T) {
 	e := setup(t, fastRetry)
-	if e.f.Installation(1) != e.f.Installation(1) {
+	if first, second := e.f.Installation(1), e.f.Installation(1); first != second {
 		t.Error("Installation(1) built two clients")
 	}
 	ctx := context.Background()

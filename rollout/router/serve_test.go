@@ -235,7 +235,6 @@ func TestTimeouts(t *testing.T) {
 
 	// A field every 50 ms never completes the head in time.
 	slow := dialRaw(t, base)
-	start := time.Now()
 	closed := make(chan time.Duration, 1)
 	go func() {
 		slow.c.Write([]byte("GET / HTTP/1.1\r\nHost: hello.sluice.test\r\n"))
@@ -258,7 +257,7 @@ func TestTimeouts(t *testing.T) {
 	rc := dialRaw(t, base)
 	rc.send("GET / HTTP/1.1\r\nHost: hello.sluice.test\r\n\r\n")
 	rc.read("GET")
-	start = time.Now()
+	start := time.Now()
 	rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	_, err := rc.br.ReadByte()
 	if d := time.Since(start); err == nil || d < idleTimeout/3 || d > 3*time.Second {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/sluicehq/sluice/rollout/reason"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/sluicehq/sluice/rollout/reason"
 	"github.com/sluicehq/sluice/rollout/runtime"
 )
 
@@ -341,17 +341,23 @@ func (k *Kube) observe(ctx context.Context, w Workload) (state, error) {
 			st.pods = append(st.pods, p)
 		}
 	}
+	if len(st.pods) == 0 {
+		return st, nil
+	}
+	// One list covers every pod: the namespace's Unhealthy events of any
+	// of this generation's pods.
+	uids := make(map[types.UID]bool, len(st.pods))
 	for _, p := range st.pods {
-		var evs corev1.EventList
-		if err := k.c.List(ctx, &evs, client.InNamespace(w.Namespace)); err != nil {
-			return st, fmt.Errorf("list events of %s: %w", w.Version, err)
+		uids[p.UID] = true
+	}
+	var evs corev1.EventList
+	if err := k.c.List(ctx, &evs, client.InNamespace(w.Namespace)); err != nil {
+		return st, fmt.Errorf("list events of %s: %w", w.Version, err)
+	}
+	for _, e := range evs.Items {
+		if uids[e.InvolvedObject.UID] && e.Reason == "Unhealthy" {
+			st.events = append(st.events, e)
 		}
-		for _, e := range evs.Items {
-			if e.InvolvedObject.UID == p.UID && e.Reason == "Unhealthy" {
-				st.events = append(st.events, e)
-			}
-		}
-		break // one list covers every pod
 	}
 	return st, nil
 }
