@@ -318,13 +318,16 @@ ext:
 			return 0, false, errMalformed
 		}
 	}
-	// chunk-size BWS [";" extensions]: after the size only blanks, then
-	// the end of the line or an extension ("3 x" is not a size).
+	// chunk-size [";" extensions], blanks allowed only at the end of the
+	// line ("3 x" is not a size). RFC 9112 would also allow them before
+	// ';', which net/http, and so many instances, refuse: "3 ;x" is
+	// refused here rather than read one way by the router and refused or
+	// read another way by the instance.
 	j := i
 	for j < len(line) && (line[j] == ' ' || line[j] == '\t') {
 		j++
 	}
-	if j < len(line) && line[j] != ';' {
+	if j < len(line) && (line[j] != ';' || j > i) {
 		return 0, false, errMalformed
 	}
 	if size == 0 {

@@ -266,6 +266,7 @@ func TestChunkerStep(t *testing.T) {
 		{name: "sign", body: "+3\r\nabc\r\n0\r\n\r\n", err: errMalformed},
 		{name: "0x prefix", body: "0x3\r\nabc\r\n0\r\n\r\n", err: errMalformed},
 		{name: "garbage after size", body: "3 x\r\nabc\r\n0\r\n\r\n", err: errMalformed},
+		{name: "blank before an extension", body: "3 ;x\r\nabc\r\n0\r\n\r\n", err: errMalformed},
 		{name: "overflow", body: "1000000000000000\r\n", err: errMalformed},
 		{name: "control in an extension", body: "3;\x01\r\nabc\r\n0\r\n\r\n", err: errMalformed},
 		{name: "trailer without colon", body: "0\r\nX-Sum 1\r\n\r\n", err: errMalformed},
