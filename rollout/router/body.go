@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 )
 
@@ -18,13 +19,30 @@ import (
 // errBodyTooLarge is a request body over the service's limit: 413.
 var errBodyTooLarge = errors.New("request body too large")
 
-// spliceMin is the rest of a fixed-length body above which it is moved
-// between two TCP connections by io.CopyN (splice(2) on Linux) rather than
-// through the buffer; spliceStep bounds one such copy, so that the write
-// deadline is renewed between steps.
+// A fixed-length body whose rest is over largeMin bytes is moved between
+// two connections in reads and writes of up to largeBufSize bytes (see
+// copyLarge) rather than through the connection's small buffer: each read
+// takes everything the sender has sent so far, each write hands it all on,
+// as nginx's buffered read loop does. At most largeSlots such buffers
+// exist at once (largeSlots × largeBufSize of memory); beyond that the
+// body moves by splice(2) (io.CopyN between the TCP connections), which
+// needs no memory in the process but, measured, serves 1 MiB responses at
+// about 0.75× the request rate (it alternates between draining the sender
+// into a pipe and pumping the pipe out, and waits more on each side).
+// spliceStep bounds one splice, so that the write deadline is renewed
+// between steps.
 const (
-	spliceMin  = 256 << 10
-	spliceStep = 1 << 20
+	largeMin     = 64 << 10
+	largeBufSize = 256 << 10
+	largeSlots   = 64
+	spliceStep   = 1 << 20
+)
+
+// largeBufs holds copyLarge's buffers; largeFree counts those that may
+// still be taken.
+var (
+	largeBufs = sync.Pool{New: func() any { b := make([]byte, largeBufSize); return &b }}
+	largeFree = make(chan struct{}, largeSlots)
 )
 
 // sink is where a body goes: a connection, or an http.ResponseWriter.
@@ -131,15 +149,48 @@ func copyFixed(dst sink, src *reader, n int64, pre []byte) error {
 		if n == 0 {
 			return nil
 		}
-		if n >= spliceMin {
+		if n > largeMin {
 			if cs, ok := dst.(*connSink); ok {
-				return spliceFixed(cs, src, n)
+				return copyLarge(cs, src, n)
 			}
 		}
 		if err := src.fill(); err != nil {
 			return unexpected(err)
 		}
 	}
+}
+
+// copyLarge moves the n remaining bytes of a body (none buffered) from
+// src's connection to dst through a buffer of largeBufSize bytes, or by
+// spliceFixed when largeSlots buffers are in use already.
+func copyLarge(dst *connSink, src *reader, n int64) error {
+	select {
+	case largeFree <- struct{}{}:
+	default:
+		return spliceFixed(dst, src, n)
+	}
+	bp := largeBufs.Get().(*[]byte)
+	defer func() {
+		largeBufs.Put(bp)
+		<-largeFree
+	}()
+	buf := *bp
+	for n > 0 {
+		if src.timeout > 0 {
+			src.conn.SetReadDeadline(time.Now().Add(src.timeout))
+		}
+		m, err := src.conn.Read(buf[:min(n, int64(len(buf)))])
+		if m > 0 {
+			n -= int64(m)
+			if werr := dst.write(buf[:m], n == 0); werr != nil {
+				return werr
+			}
+		}
+		if err != nil && n > 0 {
+			return unexpected(err)
+		}
+	}
+	return nil
 }
 
 // spliceFixed moves the n remaining bytes (none buffered) from src's

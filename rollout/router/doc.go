@@ -80,7 +80,8 @@
 // (0.25 per request, against 0.09 without; on Linux on 64-bit platforms,
 // elsewhere the plain net.Conn calls). Other bodies are never held:
 // each read is written on at once (server-sent events and chunked
-// progress stream through), large fixed-length bodies move by splice(2),
+// progress stream through), large fixed-length bodies move in reads and writes of up to 256 KiB
+// (by splice(2) when 64 such copies run already; see largeMin),
 // and a larger, chunked or Expect: 100-continue request body streams on
 // its own goroutine so an instance may answer before it ends. With that, sluice serves as many requests per second as
 // nginx with the same split at no more CPU per request (bench/README.md).

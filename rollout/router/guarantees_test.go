@@ -305,8 +305,24 @@ func hashInstance(t *testing.T) string {
 }
 
 // TestLargeBodies: large uploads (with a length and chunked) and downloads
-// stream through whole.
+// stream through whole, through the large buffers and, when every one of
+// those is taken, by splice.
 func TestLargeBodies(t *testing.T) {
+	t.Run("buffered", testLargeBodies)
+	t.Run("splice", func(t *testing.T) {
+		for range largeSlots {
+			largeFree <- struct{}{}
+		}
+		defer func() {
+			for range largeSlots {
+				<-largeFree
+			}
+		}()
+		testLargeBodies(t)
+	})
+}
+
+func testLargeBodies(t *testing.T) {
 	forEachFront(t, func(t *testing.T, fr frontEnd) {
 		_, base := startOn(t, fr.start, table1("hello-001", false, 0, hashInstance(t)))
 		const size = 6 << 20
