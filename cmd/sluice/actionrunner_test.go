@@ -121,14 +121,22 @@ func newActionRunner(t *testing.T) *actionRunner {
 // action's build step leaves it, as if an earlier sluice step of the job
 // had built it: the step then reuses it instead of linking sluice again.
 // TestActionDeploy runs the build step itself.
+//
+// The binary is a hard link, not a copy: a file this process opened for
+// writing can be inherited by a child that parallel tests fork meanwhile,
+// and executing it then fails with "text file busy" (ETXTBSY) until that
+// child execs. A copy is the fallback across file systems.
 func seedBuild(t *testing.T, runnerTemp string) {
 	t.Helper()
-	bin, err := os.ReadFile(sluiceBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(runnerTemp, "sluice"), bin, 0o755); err != nil {
-		t.Fatal(err)
+	dst := filepath.Join(runnerTemp, "sluice")
+	if err := os.Link(sluiceBin, dst); err != nil {
+		bin, err := os.ReadFile(sluiceBin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, bin, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := os.WriteFile(filepath.Join(runnerTemp, "sluice.from"), []byte(repoRoot(t)), 0o644); err != nil {
 		t.Fatal(err)
