@@ -17,7 +17,8 @@ import (
 // after an instance passes its health check, and on every watch round
 // afterwards, it lists the TCP sockets in LISTEN state whose inodes are
 // open in the instance's processes (its process group and every
-// descendant, from /proc/<pid>/fd and /proc/net/tcp{,6}). An instance
+// descendant, from /proc/<pid>/fd and the kernel's sock_diag, or
+// /proc/net/tcp{,6} where that cannot be asked). An instance
 // listening on any other port fails its start, or is killed and
 // restarted; an instance whose $PORT is answered by a process of its own
 // is required too, so that another process holding the port cannot pass
@@ -26,7 +27,7 @@ import (
 // process group and the process tree (setsid after a double fork).
 
 // listening reports the TCP ports in LISTEN state held by the processes of
-// the instance led by pid, sorted, and whether /proc could be read.
+// the instance led by pid, sorted, and whether the sockets could be read.
 func listening(pid int) ([]int, bool) {
 	inodes := map[string]bool{}
 	for _, p := range family(pid) {
@@ -46,6 +47,14 @@ func listening(pid int) ([]int, bool) {
 		}
 	}
 	seen := map[int]bool{}
+	if all, err := listeners(); err == nil {
+		for inode, port := range all {
+			if inodes[strconv.FormatUint(inode, 10)] {
+				seen[port] = true
+			}
+		}
+		return sortedPorts(seen), true
+	}
 	read := false
 	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
 		ports, err := listenPorts(table, inodes)
@@ -57,19 +66,23 @@ func listening(pid int) ([]int, bool) {
 			seen[p] = true
 		}
 	}
-	out := make([]int, 0, len(seen))
-	for p := range seen {
+	return sortedPorts(seen), read
+}
+
+func sortedPorts(set map[int]bool) []int {
+	out := make([]int, 0, len(set))
+	for p := range set {
 		out = append(out, p)
 	}
 	sort.Ints(out)
-	return out, read
+	return out
 }
 
 // tcpListen is the st field of a listening socket in /proc/net/tcp.
 const tcpListen = "0A"
 
 // listenPorts returns the local ports of the LISTEN sockets in a
-// /proc/net/tcp-format table whose inode is in inodes (any, when nil).
+// /proc/net/tcp-format table (read when listeners cannot be asked) whose inode is in inodes (any, when nil).
 func listenPorts(table string, inodes map[string]bool) ([]int, error) {
 	f, err := os.Open(table)
 	if err != nil {
@@ -132,6 +145,14 @@ func family(pid int) []int {
 // anyListens reports whether some socket of this network namespace listens
 // on port.
 func anyListens(port int) bool {
+	if all, err := listeners(); err == nil {
+		for _, p := range all {
+			if p == port {
+				return true
+			}
+		}
+		return false
+	}
 	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
 		ports, _ := listenPorts(table, nil)
 		for _, p := range ports {
