@@ -15,9 +15,20 @@ import (
 	"time"
 )
 
+//
+// It runs sluice as a reader of the README does: as themselves. Run as root
+// (CI), sluice would run builds as its dedicated user with a home of its
+// own, and the example's `go build` would compile the standard library
+// with an empty cache first (about two minutes of this suite on two cores);
+// running as the caller's user, builds share the caller's Go cache. What
+// --run-as changes is tested in rollout/runtime/local (isolation_test.go).
 func TestREADMEWalkthrough(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, t.TempDir(), freePort(t), freePort(t))
+	var env []string
+	if os.Geteuid() == 0 {
+		env = append(env, "SLUICE_RUN_AS=root")
+	}
+	s := startServer(t, t.TempDir(), freePort(t), freePort(t), env...)
 	src := "../../examples/hello"
 	if v := s.ok("deploy", "hello", "--source", src, "--wait"); v != "hello-001" {
 		t.Fatalf("deploy printed %q", v)
