@@ -171,7 +171,10 @@ func (e *Engine) AdvanceCanaries(ctx context.Context) error {
 }
 
 func (e *Engine) advanceService(ctx context.Context, service string) error {
-	unlock := e.lock(service)
+	unlock, err := e.lockForPolicy(ctx, service)
+	if err != nil {
+		return err
+	}
 	defer unlock()
 	svc, vs, err := e.loadService(service)
 	if err != nil {

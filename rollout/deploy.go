@@ -231,7 +231,7 @@ func (e *Engine) buildAndStart(spec runtime.Spec, op Operation, origin Origin) (
 	if err := e.store.Commit(nil, nil, []Event{ev}); err != nil {
 		e.log.Error("record build step", "service", spec.Service, "version", spec.Version, "err", err)
 	}
-	g, err := e.start(spec)
+	g, err := e.start(e.ctx, spec)
 	if err != nil {
 		return nil, reasonOf(err)
 	}
@@ -246,10 +246,11 @@ func (e *Engine) contained(unit string, spec runtime.Spec, f func() error) error
 	return contain.Do(e.log.With("service", spec.Service, "version", spec.Version), unit, f)
 }
 
-// start starts spec's instances, contained.
-func (e *Engine) start(spec runtime.Spec) (g runtime.Group, err error) {
+// start starts spec's instances, contained, and waits with ctx until they
+// are healthy.
+func (e *Engine) start(ctx context.Context, spec runtime.Spec) (g runtime.Group, err error) {
 	err = e.contained("start", spec, func() error {
-		g, err = e.rt.Start(e.ctx, spec, e.notify)
+		g, err = e.rt.Start(ctx, spec, e.notify)
 		return err
 	})
 	return g, err
@@ -276,7 +277,13 @@ func (e *Engine) runDeploy(v Version, archive []byte) {
 		}
 		return
 	}
-	unlock := e.lock(v.Service)
+	unlock, err := e.lockForPolicy(e.ctx, v.Service)
+	if err != nil { // shutting down, as above
+		if group != nil {
+			_ = group.Stop(context.Background(), e.stopGrace)
+		}
+		return
+	}
 	defer unlock()
 	svc, vs, err := e.loadService(v.Service)
 	if err != nil {
@@ -336,11 +343,12 @@ func (e *Engine) runDeploy(v Version, archive []byte) {
 }
 
 // startVersion starts a stopped (or not running) version's recorded
-// configuration again and waits until it is healthy. Caller holds the
+// configuration again and waits until it is healthy, with the engine's
+// lifetime ctx (it is background work after a restart). Caller holds the
 // service lock.
 func (e *Engine) startVersion(v Version) *Reason {
 	spec := specOf(v, v.Config, v.Generation, nil)
-	g, err := e.start(spec)
+	g, err := e.start(e.ctx, spec)
 	if err != nil {
 		return reasonOf(err)
 	}

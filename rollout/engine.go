@@ -84,9 +84,10 @@ type Engine struct {
 	cancel context.CancelFunc
 
 	mu       sync.Mutex
-	locks    map[string]*sync.Mutex  // per service
-	running  map[string]*instances   // by version name
-	canaries map[string]canaryWindow // by version name, automatic canaries only
+	locks    map[string]*sync.Mutex   // per service
+	applies  map[string]chan struct{} // per service, see lockApply
+	running  map[string]*instances    // by version name
+	canaries map[string]canaryWindow  // by version name, automatic canaries only
 	closed   bool
 
 	publishMu sync.Mutex
@@ -169,6 +170,29 @@ func (e *Engine) lock(service string) func() {
 	e.mu.Unlock()
 	m.Lock()
 	return m.Unlock
+}
+
+// lockApply serializes, per service, the span from a data plane's
+// ApplyPolicy to the commit of that policy, so the data plane never routes
+// by a policy that another operation's commit went past. Taken before the
+// service lock, never while holding it; waiting ends with ctx.
+func (e *Engine) lockApply(ctx context.Context, service string) (func(), error) {
+	e.mu.Lock()
+	if e.applies == nil {
+		e.applies = map[string]chan struct{}{}
+	}
+	c, ok := e.applies[service]
+	if !ok {
+		c = make(chan struct{}, 1)
+		e.applies[service] = c
+	}
+	e.mu.Unlock()
+	select {
+	case c <- struct{}{}:
+		return func() { <-c }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for %s's data plane: %w", service, ctx.Err())
+	}
 }
 
 func (e *Engine) getRunning(version string) *instances {

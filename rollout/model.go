@@ -245,6 +245,8 @@ const (
 	OpTraffic Operation = "traffic"
 	// OpRoute: a rule was added or removed.
 	OpRoute Operation = "route"
+	// OpUnroute: rules were cleared.
+	OpUnroute Operation = "unroute"
 	// OpPromote: a version took 100% and became stable.
 	OpPromote Operation = "promote"
 	// OpRollback: the split went back to a previous stable or named version.

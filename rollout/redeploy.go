@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"strings"
+	"time"
 
 	"github.com/sluicehq/sluice/rollout/manifest"
 	"github.com/sluicehq/sluice/rollout/source"
@@ -58,37 +59,78 @@ func (e *Engine) Redeploy(ctx context.Context, service, version string, req Rede
 			return Version{}, invalid(ErrCodeInvalidSource, "%v", err)
 		}
 	}
-	unlock := e.lock(service)
-	defer unlock()
-	if err := e.authorizeExisting(service, req.Origin.Principal, OpRedeploy); err != nil {
-		return Version{}, err
-	}
-	v, err := e.version(service, version)
-	if err != nil {
-		return Version{}, err
-	}
-	if v.Status == StatusStopped {
-		// A retired version keeps its configuration: start it, then
-		// redeploy it like any running version.
-		if err := e.restart(&v, req.Origin); err != nil {
+	var started *instances // a retired version started again, not yet handed over
+	defer func() { e.stopStarted(started) }()
+	for range maxPlanRounds {
+		unlock := e.lock(service)
+		if err := e.authorizeExisting(service, req.Origin.Principal, OpRedeploy); err != nil {
+			unlock()
 			return Version{}, err
 		}
+		v, err := e.version(service, version)
+		if err != nil {
+			unlock()
+			return Version{}, err
+		}
+		pl, err := decideRedeploy(v, cfg, req.Origin, e.now().UTC())
+		if err != nil {
+			unlock()
+			return Version{}, err
+		}
+		if starts := pl.starts(); len(starts) > 0 && (started == nil || started.gen != v.Generation) {
+			// A retired version keeps its configuration: start it outside
+			// the lock, then decide again.
+			unlock()
+			e.stopStarted(started)
+			if started, err = e.startAgain(ctx, v); err != nil {
+				return Version{}, err
+			}
+			continue
+		}
+		handed := len(pl.starts()) > 0
+		if handed {
+			e.stopStarted(e.setRunning(v.Name, started))
+			started = nil
+		}
+		nv := pl.Versions[0]
+		if err := e.store.Commit(nil, pl.Versions, pl.Events); err != nil {
+			if handed {
+				started = e.setRunning(v.Name, nil) // still recorded stopped: stop it
+			}
+			unlock()
+			return Version{}, fmt.Errorf("record redeploy: %w", err)
+		}
+		archive := req.Archive
+		e.sched.Go(func() { e.runRedeploy(nv, cfg, digest, archive, req.Origin) })
+		unlock()
+		return nv, nil
 	}
-	if v.Status != StatusNormal && v.Status != StatusDeployFailed {
-		return Version{}, conflict(ErrCodeBusy, "%s is %s; only a normal, deploy-failed or stopped version can be redeployed in place", v.Name, v.Status)
-	}
-	now := e.now().UTC()
-	v.Status, v.Reason, v.Pending, v.UpdatedAt = StatusUpdating, Reason{}, &cfg, now
-	ev := Event{Time: now, Kind: EventVersionStatus, Service: service, Version: v.Name, Origin: req.Origin,
-		Op: OpRedeploy, Status: v.Status, Message: fmt.Sprintf("%s is updating in place", v.Name)}
-	if err := e.store.Commit(nil, []Version{v}, []Event{ev}); err != nil {
-		return Version{}, fmt.Errorf("record redeploy: %w", err)
-	}
-	archive := req.Archive
-	e.sched.Go(func() { e.runRedeploy(v, cfg, digest, archive, req.Origin) })
-	return v, nil
+	return Version{}, conflict(ErrCodeBusy, "%s kept changing while it was being redeployed; nothing changed, try again", version)
 }
 
+// decideRedeploy decides an in-place redeploy of v to cfg: a stopped
+// version is started again first (an actStart, recorded normal with a
+// start event); then only a normal or deploy-failed version becomes
+// updating, with cfg pending. Pure.
+func decideRedeploy(v Version, cfg Config, origin Origin, now time.Time) (plan, error) {
+	var out plan
+	if v.Status == StatusStopped {
+		out.Actions = append(out.Actions, action{Kind: actStart, Version: v})
+		v.Status, v.Reason, v.UpdatedAt = StatusNormal, Reason{}, now
+		out.Events = append(out.Events, Event{Time: now, Kind: EventVersionStatus, Service: v.Service, Version: v.Name,
+			Origin: origin, Op: OpStart, Status: StatusNormal, Message: v.Name + " started again"})
+	}
+	if v.Status != StatusNormal && v.Status != StatusDeployFailed {
+		return plan{}, conflict(ErrCodeBusy, "%s is %s; only a normal, deploy-failed or stopped version can be redeployed in place", v.Name, v.Status)
+	}
+	pending := cloneConfig(cfg)
+	v.Status, v.Reason, v.Pending, v.UpdatedAt = StatusUpdating, Reason{}, &pending, now
+	out.Events = append(out.Events, Event{Time: now, Kind: EventVersionStatus, Service: v.Service, Version: v.Name, Origin: origin,
+		Op: OpRedeploy, Status: v.Status, Message: fmt.Sprintf("%s is updating in place", v.Name)})
+	out.Versions = []Version{v}
+	out.Actions = append(out.Actions, action{Kind: actCommit})
+	return out, nil
+}
 func applyOverrides(c Config, req RedeployRequest) (Config, error) {
 	c = cloneConfig(c)
 	for _, k := range req.UnsetEnv {

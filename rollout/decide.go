@@ -1,0 +1,240 @@
+package rollout
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/sluicehq/sluice/rollout/policy"
+)
+
+// policyChange is the request of one policy operation: Op says which, and
+// the fields that operation reads are set.
+type policyChange struct {
+	Op Operation
+	// Traffic: nil leaves the split or the rules as they are.
+	Split map[string]int
+	Rules *[]policy.Rule
+	// Route: the rule appended.
+	Rule policy.Rule
+	// Unroute ("" clears every rule), promote, rollback ("" walks the
+	// stable history back) and abort: the version named.
+	Version string
+	// Promote: keep the rules that send traffic to other versions.
+	KeepOther bool
+}
+
+// actionKind names one thing a decision asks the engine to do outside
+// itself. Each plan's actions are carried out in the order listed.
+type actionKind string
+
+const (
+	// actStart: start Version's recorded configuration (it is stopped) and
+	// wait until it is healthy. Slow; run outside the service lock.
+	actStart actionKind = "start"
+	// actApply: have the data plane route the service by Policy. Slow;
+	// run outside the service lock.
+	actApply actionKind = "apply"
+	// actCommit: write the plan's service, versions and events in one
+	// transaction.
+	actCommit actionKind = "commit"
+	// actPublish: rebuild the routing table from the committed state.
+	actPublish actionKind = "publish"
+)
+
+// action is one step of a plan.
+type action struct {
+	Kind    actionKind
+	Version Version       // actStart
+	Policy  policy.Policy // actApply
+}
+
+// plan is the outcome of a decision: the next state of the service (its
+// record, every version, the events that say what happened) and the
+// actions that make it real.
+type plan struct {
+	Service  Service
+	Versions []Version
+	Events   []Event
+	Actions  []action
+}
+
+// starts returns the versions the plan starts, in order.
+func (p plan) starts() []Version {
+	var out []Version
+	for _, a := range p.Actions {
+		if a.Kind == actStart {
+			out = append(out, a.Version)
+		}
+	}
+	return out
+}
+
+// decidePolicy decides one policy operation on a service as it is loaded:
+// it refuses with an *Error, or returns the plan. Pure: it reads only its
+// arguments and changes none of them.
+func decidePolicy(svc Service, vs []Version, ch policyChange, origin Origin, now time.Time) (plan, error) {
+	svc.Stables = slices.Clone(svc.Stables)
+	p, err := nextPolicy(&svc, vs, ch)
+	if err != nil {
+		return plan{}, err
+	}
+	return planPolicy(svc, vs, p, ch.Op, origin, now, true)
+}
+
+// nextPolicy computes the policy an operation asks for, refusing what the
+// operation itself forbids; a rollback walks svc's stable history back.
+func nextPolicy(svc *Service, vs []Version, ch policyChange) (policy.Policy, error) {
+	known := func(name string) error {
+		if _, ok := findVersion(vs, name); !ok {
+			return notFound(ErrCodeUnknownVersion, "service %s has no version %q", svc.Name, name)
+		}
+		return nil
+	}
+	p := clonePolicy(svc.Policy)
+	switch ch.Op {
+	case OpTraffic:
+		if ch.Split != nil {
+			p.Split = ch.Split
+		}
+		if ch.Rules != nil {
+			p.Rules = *ch.Rules
+		}
+	case OpRoute:
+		p.Rules = append(p.Rules, ch.Rule)
+	case OpUnroute:
+		if ch.Version != "" {
+			if err := known(ch.Version); err != nil {
+				return policy.Policy{}, err
+			}
+		}
+		p.Rules = keepRules(p.Rules, func(r policy.Rule) bool { return ch.Version != "" && r.Version != ch.Version })
+	case OpPromote:
+		if err := known(ch.Version); err != nil {
+			return policy.Policy{}, err
+		}
+		p.Split = map[string]int{ch.Version: 100}
+		if !ch.KeepOther {
+			p.Rules = keepRules(p.Rules, func(r policy.Rule) bool { return r.Version == ch.Version })
+		}
+	case OpRollback:
+		return rollbackPolicy(svc, vs, ch.Version)
+	case OpAbort:
+		return abortPolicy(*svc, vs, ch.Version)
+	default:
+		return policy.Policy{}, fmt.Errorf("decide policy: unknown operation %q", ch.Op)
+	}
+	return p, nil
+}
+
+func rollbackPolicy(svc *Service, vs []Version, target string) (policy.Policy, error) {
+	if target == "" {
+		idx := -1
+		for i := len(svc.Stables) - 2; i >= 0; i-- {
+			j, ok := findVersion(vs, svc.Stables[i])
+			if ok && (vs[j].Status.Serving() || vs[j].Status == StatusStopped) {
+				idx = i
+				break
+			}
+		}
+		if idx < 0 {
+			return policy.Policy{}, conflict(ErrCodeNoStable, "service %s has no previous stable version to roll back to; name a version", svc.Name)
+		}
+		target = svc.Stables[idx]
+		svc.Stables = svc.Stables[:idx+1]
+	}
+	if _, ok := findVersion(vs, target); !ok {
+		return policy.Policy{}, notFound(ErrCodeUnknownVersion, "service %s has no version %q", svc.Name, target)
+	}
+	return policy.Policy{Split: map[string]int{target: 100}, Rules: []policy.Rule{}}, nil
+}
+
+func abortPolicy(svc Service, vs []Version, version string) (policy.Policy, error) {
+	if _, ok := findVersion(vs, version); !ok {
+		return policy.Policy{}, notFound(ErrCodeUnknownVersion, "service %s has no version %q", svc.Name, version)
+	}
+	stable := svc.Stable()
+	if stable == "" || stable == version {
+		return policy.Policy{}, conflict(ErrCodeNoStable, "%s is the stable version of %s; there is nothing to abort to (use rollback)", version, svc.Name)
+	}
+	if _, ok := svc.Policy.Split[version]; !ok && !slices.ContainsFunc(svc.Policy.Rules, func(r policy.Rule) bool { return r.Version == version }) {
+		return policy.Policy{}, conflict(ErrCodeUnchanged, "%s has no traffic and no rule in %s: nothing changed (aborted already?)", version, svc.Name)
+	}
+	p := clonePolicy(svc.Policy)
+	p.Rules = keepRules(p.Rules, func(r policy.Rule) bool { return r.Version != version })
+	if w, ok := p.Split[version]; ok {
+		delete(p.Split, version)
+		p.Split[stable] += w
+	}
+	if len(p.Split) == 0 {
+		p.Split[stable] = 100
+	}
+	return p, nil
+}
+
+// planPolicy is the common tail of every decision that sets a policy: p is
+// normalized (a 0% weight is the same as none) and validated against the
+// versions; with mayStart, the stopped versions p gives traffic or a rule
+// are started first (p is validated as if they were normal, so a policy
+// refused anyway starts nothing) and recorded normal again. The plan
+// updates the stable history and the versions' idle times, and records
+// extra events, then a start event per started version, then the policy
+// event. Pure.
+func planPolicy(svc Service, vs []Version, p policy.Policy, op Operation, origin Origin, now time.Time, mayStart bool, extra ...Event) (plan, error) {
+	p = clonePolicy(p)
+	if p.Rules == nil {
+		p.Rules = []policy.Rule{}
+	}
+	for v, w := range p.Split {
+		if w == 0 {
+			delete(p.Split, v)
+		}
+	}
+	vs = slices.Clone(vs)
+	var starts []int
+	if mayStart {
+		for i := range vs {
+			if vs[i].Status == StatusStopped && inPolicy(p, vs[i].Name) {
+				starts = append(starts, i)
+			}
+		}
+	}
+	probe := slices.Clone(vs)
+	for _, i := range starts {
+		probe[i].Status = StatusNormal
+	}
+	if err := validatePolicy(svc.Name, p, probe); err != nil {
+		return plan{}, err
+	}
+	out := plan{Events: slices.Clone(extra)}
+	for _, i := range starts {
+		out.Actions = append(out.Actions, action{Kind: actStart, Version: vs[i]})
+		vs[i].Status, vs[i].Reason, vs[i].UpdatedAt = StatusNormal, Reason{}, now
+		out.Events = append(out.Events, Event{Time: now, Kind: EventVersionStatus, Service: svc.Name, Version: vs[i].Name,
+			Origin: origin, Op: OpStart, Status: StatusNormal, Message: vs[i].Name + " started again"})
+	}
+	svc.Stables = slices.Clone(svc.Stables)
+	if len(p.Split) == 1 {
+		for v := range p.Split {
+			if svc.Stable() != v {
+				svc.Stables = append(svc.Stables, v)
+			}
+		}
+	}
+	for i := range vs {
+		was, is := inPolicy(svc.Policy, vs[i].Name), inPolicy(p, vs[i].Name)
+		switch {
+		case is:
+			vs[i].IdleSince = time.Time{}
+		case was:
+			vs[i].IdleSince = now
+		}
+	}
+	svc.Policy = p
+	pc := clonePolicy(p)
+	out.Events = append(out.Events, Event{Time: now, Kind: EventPolicy, Service: svc.Name, Origin: origin, Op: op,
+		Policy: &pc, Message: describePolicy(p)})
+	out.Service, out.Versions = svc, vs
+	out.Actions = append(out.Actions, action{Kind: actApply, Policy: clonePolicy(p)}, action{Kind: actCommit}, action{Kind: actPublish})
+	return out, nil
+}
