@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +33,21 @@ func runApp(mode string) {
 		if _, err := os.Stat(os.Getenv("NEEDFILE")); err != nil {
 			fmt.Println("missing", os.Getenv("NEEDFILE"))
 			os.Exit(4)
+		}
+	case "gated":
+		// Healthy only once the file $GATE is gone; says so once while it
+		// waits, and leaves its pid beside the gate.
+		if gate := os.Getenv("GATE"); gate != "" {
+			if _, err := os.Stat(gate); err == nil {
+				_ = os.WriteFile(gate+".pid", []byte(strconv.Itoa(os.Getpid())), 0o644)
+				fmt.Println("waiting for the gate")
+			}
+			for {
+				if _, err := os.Stat(gate); err != nil {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
 		}
 	case "nolisten":
 		fmt.Println("listening on port 9 (ignoring $PORT)")
@@ -69,6 +85,17 @@ func runApp(mode string) {
 // mode, and returns it packed.
 func appSource(t testing.TB, service, mode string, extra string) []byte {
 	t.Helper()
+	return appSourceGated(t, service, mode, "", extra)
+}
+
+// appSourceGated is appSource with GATE set to gate (the "gated" mode's
+// file) when gate is not "".
+func appSourceGated(t testing.TB, service, mode, gate, extra string) []byte {
+	t.Helper()
+	gateEnv := ""
+	if gate != "" {
+		gateEnv = fmt.Sprintf(", GATE: %q", gate)
+	}
 	dir := t.TempDir()
 	bin, err := os.Executable()
 	if err != nil {
@@ -78,9 +105,9 @@ func appSource(t testing.TB, service, mode string, extra string) []byte {
   %s:
     run: exec "$TESTAPP_BIN"
     health: /healthz
-    env: {TESTAPP_MODE: %s, TESTAPP_BIN: %q, GREETING: hi}
+    env: {TESTAPP_MODE: %s, TESTAPP_BIN: %q, GREETING: hi%s}
     timeouts: {start: %s, build: 60s}
-%s`, service, mode, bin, startTimeout(mode), indent(extra))
+%s`, service, mode, bin, gateEnv, startTimeout(mode), indent(extra))
 	if err := os.WriteFile(filepath.Join(dir, "sluice.yaml"), []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
