@@ -2,11 +2,13 @@ package rollout_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sluicehq/sluice/rollout"
 	"github.com/sluicehq/sluice/rollout/policy"
@@ -81,4 +83,77 @@ func TestAPolicyChangeCountsOnlyOnceTheDataPlaneAppliesIt(t *testing.T) {
 	if !reflect.DeepEqual(plane.last().Split, split) || !reflect.DeepEqual(h.status("hello").Policy.Split, split) {
 		t.Fatalf("data plane %v, stored %v; want both %v", plane.last().Split, h.status("hello").Policy.Split, split)
 	}
+}
+
+// stallingPlane is a gateway that, once stalled, takes until its caller
+// gives up: it reports each stalled call on calls and returns ctx's error
+// when ctx ends. Until then it accepts every policy at once.
+type stallingPlane struct {
+	mu      sync.Mutex
+	stalled bool
+	calls   chan policy.Policy
+}
+
+func (p *stallingPlane) ApplyPolicy(ctx context.Context, service string, pol policy.Policy) error {
+	p.mu.Lock()
+	stalled := p.stalled
+	p.mu.Unlock()
+	if !stalled {
+		return nil
+	}
+	p.calls <- pol
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// A policy change waits for the data plane with its caller's context and
+// outside the service's lock: other operations on the service go on
+// meanwhile, and a cancelled change returns the context's error and
+// commits nothing.
+func TestAPolicyChangeWaitsForTheDataPlaneWithItsContext(t *testing.T) {
+	t.Parallel()
+	plane := &stallingPlane{calls: make(chan policy.Policy, 4)}
+	h := newHarness(t, rollout.WithDataPlane(plane))
+	v1 := h.deploy("hello", "serve", rollout.StrategyFull, "")
+	v2 := h.deploy("hello", "serve", rollout.StrategyCanary, "")
+	before := h.status("hello")
+	plane.mu.Lock()
+	plane.stalled = true
+	plane.mu.Unlock()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.eng.Traffic(ctx, "hello", rollout.TrafficRequest{Split: map[string]int{v1.Name: 90, v2.Name: 10}}, cli)
+		done <- err
+	}()
+	<-plane.calls
+	other := make(chan error, 1)
+	go func() {
+		_, err := h.eng.Deploy(context.Background(), rollout.DeployRequest{Service: "hello",
+			Archive: appSource(t, "hello", "serve", ""), Strategy: rollout.StrategyCanary, Origin: cli})
+		other <- err
+	}()
+	select {
+	case err := <-other:
+		if err != nil {
+			t.Fatalf("deploy while the data plane was slow: %v", err)
+		}
+	case <-time.After(waitBound):
+		t.Fatal("a deploy waited for another operation's data plane call")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled traffic change: %v, want context.Canceled", err)
+		}
+	case <-time.After(waitBound):
+		t.Fatal("a cancelled traffic change kept waiting for the data plane")
+	}
+	if st := h.status("hello"); !reflect.DeepEqual(st.Policy, before.Policy) {
+		t.Fatalf("a cancelled change left the policy %+v, want %+v", st.Policy, before.Policy)
+	}
+	h.eng.Wait()
 }
