@@ -13,6 +13,43 @@
 // in the background and apply their outcome under that serialization; every
 // change is committed to the Store before it is reported as done.
 //
+// # Policy operations
+//
+// Every policy operation (traffic, route, unroute, promote, rollback,
+// abort) and an in-place redeploy's acceptance have a pure decide step
+// (decidePolicy, decideRedeploy): from the loaded service, its versions,
+// the request and the time it returns a refusal or a plan, the next state
+// (policy, stable history, version statuses and idle times, the events
+// that record them) and a list of typed actions: start a stopped
+// version's recorded configuration, apply the policy to the data plane,
+// commit, publish the routing table. Deciding does no I/O.
+//
+// The engine carries a plan out with optimistic concurrency: lock the
+// service, load, decide, unlock; run the slow actions (starts that wait
+// for health checks, the data plane's ApplyPolicy) with the caller's ctx
+// and no lock held; lock again, load again and decide again. If that plan
+// needs nothing more it is committed in one transaction and published
+// before the lock is released; otherwise (another operation changed the
+// service meanwhile) the engine goes round again, at most a few times,
+// then refuses with version_busy. So reads and other operations on the
+// service never wait for a slow start. When there is a data plane, one
+// policy operation per service at a time runs its rounds, from decide to
+// commit (a lock taken before the service lock and never while holding
+// it), so the data plane never routes by a policy that another commit
+// went past; deploys, redeploys and reads still go on meanwhile.
+//
+// The guarantees: an *Error, or an error wrapping ctx's, means nothing
+// was committed, what the call started is stopped again and the data
+// plane routes by the committed policy; when the call returns nil the new
+// policy routes; a policy naming a retired version starts it and routes
+// to it only once it is healthy.
+//
+// A request's ctx bounds what the caller waits for (starts, the data
+// plane, drains it waits on). Work the engine goes on with after a call
+// returns (builds and starts after Deploy and Redeploy return, a deploy's
+// outcome, canary steps' data plane calls, starts after Recover) uses the
+// engine's own lifetime ctx, which Close cancels.
+//
 // Arrows point one way: front doors (bot and its subpackages) and cmd
 // import rollout; rollout imports its leaf packages (policy, routing,
 // reason, names, contain), manifest, source and the runtime interface, and

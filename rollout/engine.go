@@ -308,6 +308,24 @@ func (e *Engine) stopInstances(in *instances) {
 	}
 }
 
+// stopAfterCommit stops generations that already left the published
+// table (draining them first) as engine background work. The caller waits
+// for it until ctx ends and no longer: the change that took them out is
+// committed either way, and the stop finishes on its own.
+func (e *Engine) stopAfterCommit(ctx context.Context, gone ...*instances) {
+	done := make(chan struct{})
+	e.sched.Go(func() {
+		defer close(done)
+		for _, in := range gone {
+			e.stopInstances(in)
+		}
+	})
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
 // Close stops background work and every instance, in parallel. In-flight
 // deploys are left in the store as they are; the next Recover marks them
 // Interrupted. Call after the router stopped accepting requests.

@@ -161,7 +161,9 @@ func (e *Engine) startAfterRecover(v Version) {
 // Retire stops every version of service (all services when "") that has
 // had no weight and no rule for at least olderThan, keeping its record and
 // configuration so rollback can start it again. It returns the names of
-// the versions it stopped.
+// the versions it stopped. It waits for their instances to drain and stop
+// until ctx ends (they stop all the same); a ctx that ends between
+// services stops the walk with ctx's error, returning what was retired.
 func (e *Engine) Retire(ctx context.Context, service string, olderThan time.Duration, origin Origin) ([]string, error) {
 	names := []string{service}
 	if service == "" {
@@ -175,7 +177,10 @@ func (e *Engine) Retire(ctx context.Context, service string, olderThan time.Dura
 	}
 	var stopped []string
 	for _, name := range names {
-		s, err := e.retireService(name, olderThan, origin)
+		if err := ctx.Err(); err != nil {
+			return stopped, fmt.Errorf("retire versions: %w", err)
+		}
+		s, err := e.retireService(ctx, name, olderThan, origin)
 		if err != nil {
 			return stopped, err
 		}
@@ -184,7 +189,7 @@ func (e *Engine) Retire(ctx context.Context, service string, olderThan time.Dura
 	return stopped, nil
 }
 
-func (e *Engine) retireService(service string, olderThan time.Duration, origin Origin) ([]string, error) {
+func (e *Engine) retireService(ctx context.Context, service string, olderThan time.Duration, origin Origin) ([]string, error) {
 	unlock := e.lock(service)
 	svc, vs, err := e.loadService(service)
 	if err != nil {
@@ -231,15 +236,14 @@ func (e *Engine) retireService(service string, olderThan time.Duration, origin O
 	}
 	err = e.publish()
 	unlock()
-	for _, in := range gone {
-		e.stopInstances(in)
-	}
+	e.stopAfterCommit(ctx, gone...)
 	return stopped, err
 }
 
 // StopVersion stops one version that has no weight and no rule, keeping
 // its record and configuration (as retire does). Stopping a version that
-// is already stopped is a no-op.
+// is already stopped is a no-op. It waits for the instances to drain and
+// stop until ctx ends (they stop all the same).
 func (e *Engine) StopVersion(ctx context.Context, service, version string, origin Origin) error {
 	unlock := e.lock(service)
 	svc, vs, err := e.loadService(service)
@@ -280,7 +284,7 @@ func (e *Engine) StopVersion(ctx context.Context, service, version string, origi
 	in := e.setRunning(version, nil)
 	err = e.publish()
 	unlock()
-	e.stopInstances(in)
+	e.stopAfterCommit(ctx, in)
 	return err
 }
 
