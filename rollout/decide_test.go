@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -242,5 +243,47 @@ func TestDecideRedeploy(t *testing.T) {
 				t.Fatalf("events %+v", pl.Events)
 			}
 		})
+	}
+}
+
+func TestDecideRetire(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	svc := Service{Name: "hello", Policy: policy.Policy{Split: map[string]int{"live": 100},
+		Rules: []policy.Rule{{Version: "ruled", Match: map[string]string{"a": "b"}}}}}
+	idle := now.Add(-2 * time.Hour)
+	vs := []Version{
+		{Name: "live", Status: StatusNormal, IdleSince: idle},        // takes traffic
+		{Name: "ruled", Status: StatusNormal, IdleSince: idle},       // has a rule
+		{Name: "idle", Status: StatusNormal, IdleSince: idle},        // retired
+		{Name: "broke", Status: StatusDeployFailed, IdleSince: idle}, // retired: its old instances serve
+		{Name: "fresh", Status: StatusNormal, IdleSince: now.Add(-time.Minute)},
+		{Name: "never", Status: StatusNormal}, // never had traffic taken away
+		{Name: "busy", Status: StatusUpdating, IdleSince: idle},
+		{Name: "gone", Status: StatusStopped, IdleSince: idle},
+		{Name: "failed", Status: StatusFailed, IdleSince: idle},
+	}
+	in := slices.Clone(vs)
+	for _, c := range []struct {
+		olderThan time.Duration
+		want      []string
+	}{
+		{time.Hour, []string{"idle", "broke"}},
+		{0, []string{"idle", "broke", "fresh"}},
+		{3 * time.Hour, nil},
+	} {
+		changed, events := decideRetire(svc, vs, c.olderThan, Origin{}, now)
+		var got []string
+		for i, v := range changed {
+			got = append(got, v.Name)
+			if v.Status != StatusStopped || events[i].Op != OpRetire || events[i].Version != v.Name {
+				t.Fatalf("retired %+v with event %+v", v, events[i])
+			}
+		}
+		if !reflect.DeepEqual(got, c.want) || len(events) != len(changed) {
+			t.Fatalf("older than %v: retired %v, want %v", c.olderThan, got, c.want)
+		}
+	}
+	if !reflect.DeepEqual(vs, in) {
+		t.Fatal("decide changed its input")
 	}
 }

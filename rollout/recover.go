@@ -200,25 +200,10 @@ func (e *Engine) retireService(ctx context.Context, service string, olderThan ti
 		unlock()
 		return nil, err
 	}
-	now := e.now().UTC()
-	var (
-		stopped []string
-		changed []Version
-		events  []Event
-	)
-	for _, v := range vs {
-		if v.Status != StatusNormal && v.Status != StatusDeployFailed {
-			continue
-		}
-		if inPolicy(svc.Policy, v.Name) || v.IdleSince.IsZero() || now.Sub(v.IdleSince) < olderThan {
-			continue
-		}
-		v.Status, v.Reason, v.UpdatedAt = StatusStopped, Reason{}, now
-		changed = append(changed, v)
+	changed, events := decideRetire(svc, vs, olderThan, origin, e.now().UTC())
+	stopped := make([]string, 0, len(changed))
+	for _, v := range changed {
 		stopped = append(stopped, v.Name)
-		events = append(events, Event{Time: now, Kind: EventVersionStatus, Service: service, Version: v.Name,
-			Origin: origin, Op: OpRetire, Status: StatusStopped,
-			Message: fmt.Sprintf("%s stopped after %s without traffic", v.Name, now.Sub(v.IdleSince).Round(time.Second))})
 	}
 	if len(changed) == 0 {
 		unlock()
@@ -238,6 +223,31 @@ func (e *Engine) retireService(ctx context.Context, service string, olderThan ti
 	unlock()
 	e.stopAfterCommit(ctx, gone...)
 	return stopped, err
+}
+
+// decideRetire decides which versions of svc a retire stops: running
+// (normal or deploy-failed) versions with no weight and no rule, idle for
+// at least olderThan. It returns them recorded stopped, with one event
+// each. Pure.
+func decideRetire(svc Service, vs []Version, olderThan time.Duration, origin Origin, now time.Time) ([]Version, []Event) {
+	var (
+		changed []Version
+		events  []Event
+	)
+	for _, v := range vs {
+		if v.Status != StatusNormal && v.Status != StatusDeployFailed {
+			continue
+		}
+		if inPolicy(svc.Policy, v.Name) || v.IdleSince.IsZero() || now.Sub(v.IdleSince) < olderThan {
+			continue
+		}
+		v.Status, v.Reason, v.UpdatedAt = StatusStopped, Reason{}, now
+		changed = append(changed, v)
+		events = append(events, Event{Time: now, Kind: EventVersionStatus, Service: svc.Name, Version: v.Name,
+			Origin: origin, Op: OpRetire, Status: StatusStopped,
+			Message: fmt.Sprintf("%s stopped after %s without traffic", v.Name, now.Sub(v.IdleSince).Round(time.Second))})
+	}
+	return changed, events
 }
 
 // StopVersion stops one version that has no weight and no rule, keeping
