@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-//
+// TestREADMEWalkthrough follows the README's walkthrough with the CLI.
 // It runs sluice as a reader of the README does: as themselves. Run as root
 // (CI), sluice would run builds as its dedicated user with a home of its
 // own, and the example's `go build` would compile the standard library
