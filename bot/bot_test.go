@@ -70,7 +70,7 @@ type world struct {
 	db     *store.DB
 	bot    *bot.Bot
 	hook   *httptest.Server
-	router *httptest.Server
+	router *enginetest.Front
 	clock  *clock
 	dir    string
 	engine *enginetest.World

@@ -7,7 +7,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"strings"
 	"sync"
@@ -25,7 +24,7 @@ import (
 type harness struct {
 	t      *testing.T
 	eng    *rollout.Engine
-	srv    *httptest.Server
+	srv    *enginetest.Front
 	client *http.Client
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -81,28 +80,6 @@ func (s *connSink) final() {
 		s.beforeFinal = nil
 		f()
 	}
-}
-
-// flushSink writes to a ResponseWriter and flushes after every write;
-// beforeFinal, when set, runs once before the final write (as connSink's).
-type flushSink struct {
-	w           http.ResponseWriter
-	f           http.Flusher
-	beforeFinal func()
-}
-
-func (s *flushSink) write(p []byte, final bool) error {
-	if f := s.beforeFinal; final && f != nil {
-		s.beforeFinal = nil
-		f()
-	}
-	if _, err := s.w.Write(p); err != nil {
-		return &sinkError{err}
-	}
-	if s.f != nil {
-		s.f.Flush()
-	}
-	return nil
 }
 
 // maxMerge is how many body bytes are appended to a head (pre) so that both
@@ -491,32 +468,6 @@ func copyChunked(dst sink, src *reader, pre []byte, decode bool, limit int64) er
 			return err
 		}
 	}
-}
-
-// chunkWriter encodes what is written to it as chunks (for a body of
-// unknown length from net/http going to an instance).
-type chunkWriter struct {
-	w   io.Writer
-	buf []byte
-}
-
-func (cw *chunkWriter) Write(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	cw.buf = appendHex(cw.buf[:0], uint64(len(p)))
-	cw.buf = append(cw.buf, "\r\n"...)
-	cw.buf = append(cw.buf, p...)
-	cw.buf = append(cw.buf, "\r\n"...)
-	if _, err := cw.w.Write(cw.buf); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
-func (cw *chunkWriter) close() error {
-	_, err := io.WriteString(cw.w, "0\r\n\r\n")
-	return err
 }
 
 func appendHex(b []byte, n uint64) []byte {

@@ -3,8 +3,8 @@
 // function, Compiled.Decide) and forwards every request to an instance of
 // the version that decision chose.
 //
-// It owns the proxy (Router: its own HTTP/1.1 server, Serve and Shutdown,
-// and an http.Handler), the lookup structures built from a routing table,
+// It owns the proxy (Router: its own HTTP/1.1 server, Serve and Shutdown),
+// the lookup structures built from a routing table,
 // the limits and the per-version metrics (Router.Stats, Collector). It
 // imports the standard library, packages policy and routing and
 // github.com/prometheus/client_golang/prometheus; it must not import
@@ -25,10 +25,9 @@
 // request to <service>.<base> asks the service's Compiled.Decide for a
 // version (then, for a sticky service whose split chose, honours the
 // client's cookie if the policy still holds its version); a request to
-// <version>.<service>.<base> goes to that version only. Serve and ServeHTTP
-// make that same decision on the same table (serviceRoute.choose), and the
-// predict operation calls the same Decide, so what it says is what the
-// proxy does.
+// <version>.<service>.<base> goes to that version only
+// (serviceRoute.choose). The predict operation calls the same Decide, so
+// what it says is what the proxy does.
 //
 // Each instance address has a backend that outlives table swaps: it counts
 // the requests in flight to it, keeps a pool of idle keep-alive connections
@@ -93,15 +92,18 @@
 // have to be built around it (its client buffers whole responses unless
 // told otherwise, per-event flushing and Upgrade pass-through need its
 // hijack and streaming escape hatches, dead-instance handling and draining
-// are not its concern), and because it would be a second HTTP stack beside
-// net/http, which ServeHTTP keeps using for tests and embedding. The house
-// habit of standing on httputil.ReverseProxy gave way to the figures above.
+// are not its concern). The house habit of standing on
+// httputil.ReverseProxy gave way to the figures above.
 //
-// ServeHTTP is the same router behind net/http's server: it routes with
-// the same table and decision and reaches instances through the same pool,
-// liveness, retries and limits; only the client's side is net/http's (so it
-// does not pass on interim 1xx responses other than 101, nor request
-// trailers). cmd serves traffic with Serve.
+// # One front end
+//
+// Serve is the only way in: Router is deliberately not an http.Handler.
+// A ServeHTTP beside it would have to implement the forwarding a second
+// time over net/http's types (its own request head, body copy, upgrade and
+// failure answers), and tests that went through it would not test what
+// production runs. Tests, and a program that embeds sluice's router, serve
+// it with Serve on a listener of their own (a loopback one in tests) and
+// stop it with Shutdown.
 //
 // # Guarantees
 //

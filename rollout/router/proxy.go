@@ -9,8 +9,7 @@ import (
 	"time"
 )
 
-// This file is what both request paths (Serve and ServeHTTP) share once a
-// request has a version: picking a live instance, sending the request
+// This file is the request path once a request has a version: picking a live instance, sending the request
 // head (and a body already at hand) over a pooled connection, retrying
 // what is safe to retry, and reading the response head.
 

@@ -57,9 +57,9 @@ const msgStopped = "this version is stopped (retired); it serves again once a ro
 // Router is the reverse proxy in front of every service: it maps a request's
 // Host to a service or a version, lets the service's policy pick the version,
 // and proxies to one of the version's live instances round-robin. It serves
-// connections itself (Serve, Shutdown) and is also an http.Handler; both go
-// through the same table and the same decision. Safe for concurrent use; the
-// zero value is not usable, call New.
+// connections itself (Serve, Shutdown); it is not an http.Handler (see the
+// package doc). Safe for concurrent use; the zero value is not usable, call
+// New.
 type Router struct {
 	suffix string // "." + base domain, lowercase; "" when the base is empty
 	log    *slog.Logger
@@ -352,7 +352,7 @@ func (r *Router) Decide(service, rawQuery string) (policy.Decision, bool) {
 	return s.policy.Decide(rawQuery), true
 }
 
-// choose is the decision both request paths make for a service's default
+// choose is the decision the request path makes for a service's default
 // URL: Compiled.Decide, then, for a sticky service whose split chose, the
 // version the client's cookie pins if the policy still holds it. It returns
 // the version's route (nil when the table has none), the version's name

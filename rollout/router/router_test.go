@@ -66,18 +66,6 @@ func mustCompile(t testing.TB, p policy.Policy) *policy.Compiled {
 	return c
 }
 
-// frontEnd is one way of serving a Router: its own server (Serve) or
-// net/http's (ServeHTTP). Tests of behaviour both share run on both.
-type frontEnd struct {
-	name  string
-	start func(t *testing.T, r *Router) string // returns the base URL
-}
-
-var fronts = []frontEnd{
-	{"serve", serveFront},
-	{"handler", handlerFront},
-}
-
 // serveFront runs r.Serve on a loopback listener until the test ends.
 func serveFront(t *testing.T, r *Router) string {
 	t.Helper()
@@ -100,14 +88,6 @@ func serveFront(t *testing.T, r *Router) string {
 	return "http://" + ln.Addr().String()
 }
 
-// handlerFront serves r as an http.Handler with httptest.
-func handlerFront(t *testing.T, r *Router) string {
-	t.Helper()
-	s := httptest.NewServer(r)
-	t.Cleanup(s.Close)
-	return s.URL
-}
-
 func newRouter(opts ...Option) *Router {
 	return New(testBase, append([]Option{WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
 }
@@ -115,22 +95,9 @@ func newRouter(opts ...Option) *Router {
 // startRouter serves a Router with Serve on a real loopback listener.
 func startRouter(t *testing.T, tbl routing.Table, opts ...Option) (*Router, string) {
 	t.Helper()
-	return startOn(t, serveFront, tbl, opts...)
-}
-
-// startOn serves a Router with the given front.
-func startOn(t *testing.T, start func(*testing.T, *Router) string, tbl routing.Table, opts ...Option) (*Router, string) {
-	t.Helper()
 	r := newRouter(opts...)
 	r.Update(tbl)
-	return r, start(t, r)
-}
-
-// forEachFront runs f as a subtest per front.
-func forEachFront(t *testing.T, f func(t *testing.T, fr frontEnd)) {
-	for _, fr := range fronts {
-		t.Run(fr.name, func(t *testing.T) { f(t, fr) })
-	}
+	return r, serveFront(t, r)
 }
 
 var testClient = &http.Client{
@@ -167,220 +134,210 @@ func get(t *testing.T, front, host, pathQuery string) response {
 }
 
 func TestHostRouting(t *testing.T) {
-	forEachFront(t, func(t *testing.T, fr frontEnd) {
-		a, b := instance(t, "a"), instance(t, "b")
-		other := instance(t, "other")
-		_, front := startOn(t, fr.start, routing.Table{Services: []routing.Service{
-			{
-				Name: "hello",
-				Policy: mustCompile(t, policy.Policy{
-					Rules: []policy.Rule{{Version: "hello-002", Match: map[string]string{"env": "beta*"}}},
-					Split: map[string]int{"hello-001": 100},
-				}),
-				Versions: []routing.Version{
-					{Name: "hello-001", Addrs: []string{addrOf(a)}},
-					{Name: "hello-002", Addrs: []string{addrOf(b)}},
-				},
+	a, b := instance(t, "a"), instance(t, "b")
+	other := instance(t, "other")
+	_, front := startRouter(t, routing.Table{Services: []routing.Service{
+		{
+			Name: "hello",
+			Policy: mustCompile(t, policy.Policy{
+				Rules: []policy.Rule{{Version: "hello-002", Match: map[string]string{"env": "beta*"}}},
+				Split: map[string]int{"hello-001": 100},
+			}),
+			Versions: []routing.Version{
+				{Name: "hello-001", Addrs: []string{addrOf(a)}},
+				{Name: "hello-002", Addrs: []string{addrOf(b)}},
 			},
-			{
-				Name:     "world",
-				Policy:   mustCompile(t, policy.Policy{Split: map[string]int{"world-001": 100}}),
-				Versions: []routing.Version{{Name: "world-001", Addrs: []string{addrOf(other)}}},
-			},
-		}})
+		},
+		{
+			Name:     "world",
+			Policy:   mustCompile(t, policy.Policy{Split: map[string]int{"world-001": 100}}),
+			Versions: []routing.Version{{Name: "world-001", Addrs: []string{addrOf(other)}}},
+		},
+	}})
 
-		tests := []struct {
-			name     string
-			host     string
-			query    string
-			status   int
-			instance string // "" when no instance answers
-			version  string // the X-Sluice-Version expected; "" for none
-		}{
-			{"service host uses the split", "hello.sluice.test", "", 200, "a", "hello-001"},
-			{"service host uses the rules", "hello.sluice.test", "?env=beta-1", 200, "b", "hello-002"},
-			{"port is stripped", "hello.sluice.test:8080", "", 200, "a", "hello-001"},
-			{"case-insensitive", "HELLO.Sluice.TEST", "", 200, "a", "hello-001"},
-			{"trailing dot", "hello.sluice.test.", "", 200, "a", "hello-001"},
-			{"version host", "hello-002.hello.sluice.test", "", 200, "b", "hello-002"},
-			{"version host ignores the rules", "hello-001.hello.sluice.test", "?env=beta", 200, "a", "hello-001"},
-			{"version host, case and port", "Hello-002.HELLO.sluice.test:1234", "", 200, "b", "hello-002"},
-			{"another service", "world.sluice.test", "?env=beta", 200, "other", "world-001"},
-			{"unknown service", "nope.sluice.test", "", 404, "", ""},
-			{"unknown version", "hello-009.hello.sluice.test", "", 404, "", ""},
-			{"version of another service", "world-001.hello.sluice.test", "", 404, "", ""},
-			{"version with a dot", "x.hello-001.hello.sluice.test", "", 404, "", ""},
-			{"the base domain itself", "sluice.test", "", 404, "", ""},
-			{"another domain", "hello.other.test", "", 404, "", ""},
-			{"suffix without a dot", "hellosluice.test", "", 404, "", ""},
-			{"ip address", "127.0.0.1", "", 404, "", ""},
-		}
-		for _, tt := range tests {
-			t.Run(tt.name, func(t *testing.T) {
-				resp := get(t, front, tt.host, "/"+tt.query)
-				if resp.status != tt.status {
-					t.Fatalf("status = %d (%q); want %d", resp.status, resp.body, tt.status)
+	tests := []struct {
+		name     string
+		host     string
+		query    string
+		status   int
+		instance string // "" when no instance answers
+		version  string // the X-Sluice-Version expected; "" for none
+	}{
+		{"service host uses the split", "hello.sluice.test", "", 200, "a", "hello-001"},
+		{"service host uses the rules", "hello.sluice.test", "?env=beta-1", 200, "b", "hello-002"},
+		{"port is stripped", "hello.sluice.test:8080", "", 200, "a", "hello-001"},
+		{"case-insensitive", "HELLO.Sluice.TEST", "", 200, "a", "hello-001"},
+		{"trailing dot", "hello.sluice.test.", "", 200, "a", "hello-001"},
+		{"version host", "hello-002.hello.sluice.test", "", 200, "b", "hello-002"},
+		{"version host ignores the rules", "hello-001.hello.sluice.test", "?env=beta", 200, "a", "hello-001"},
+		{"version host, case and port", "Hello-002.HELLO.sluice.test:1234", "", 200, "b", "hello-002"},
+		{"another service", "world.sluice.test", "?env=beta", 200, "other", "world-001"},
+		{"unknown service", "nope.sluice.test", "", 404, "", ""},
+		{"unknown version", "hello-009.hello.sluice.test", "", 404, "", ""},
+		{"version of another service", "world-001.hello.sluice.test", "", 404, "", ""},
+		{"version with a dot", "x.hello-001.hello.sluice.test", "", 404, "", ""},
+		{"the base domain itself", "sluice.test", "", 404, "", ""},
+		{"another domain", "hello.other.test", "", 404, "", ""},
+		{"suffix without a dot", "hellosluice.test", "", 404, "", ""},
+		{"ip address", "127.0.0.1", "", 404, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := get(t, front, tt.host, "/"+tt.query)
+			if resp.status != tt.status {
+				t.Fatalf("status = %d (%q); want %d", resp.status, resp.body, tt.status)
+			}
+			if got := resp.header.Get("X-Instance"); got != tt.instance {
+				t.Errorf("answered by instance %q; want %q", got, tt.instance)
+			}
+			if got := resp.header.Values(VersionHeader); tt.version == "" && len(got) != 0 || tt.version != "" && (len(got) != 1 || got[0] != tt.version) {
+				t.Errorf("%s = %q; want %q", VersionHeader, got, tt.version)
+			}
+			if tt.status == 404 {
+				if ct := resp.header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
+					t.Errorf("404 Content-Type = %q; want text/plain", ct)
 				}
-				if got := resp.header.Get("X-Instance"); got != tt.instance {
-					t.Errorf("answered by instance %q; want %q", got, tt.instance)
+				if len(resp.body) == 0 || len(resp.body) > 100 {
+					t.Errorf("404 body = %q; want a short text", resp.body)
 				}
-				if got := resp.header.Values(VersionHeader); tt.version == "" && len(got) != 0 || tt.version != "" && (len(got) != 1 || got[0] != tt.version) {
-					t.Errorf("%s = %q; want %q", VersionHeader, got, tt.version)
-				}
-				if tt.status == 404 {
-					if ct := resp.header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
-						t.Errorf("404 Content-Type = %q; want text/plain", ct)
-					}
-					if len(resp.body) == 0 || len(resp.body) > 100 {
-						t.Errorf("404 body = %q; want a short text", resp.body)
-					}
-				}
-			})
-		}
-	})
+			}
+		})
+	}
 }
 
 func TestProxyPassesRequestAndResponse(t *testing.T) {
-	forEachFront(t, func(t *testing.T, fr frontEnd) {
-		a := instance(t, "a")
-		_, front := startOn(t, fr.start, routing.Table{Services: []routing.Service{{
-			Name:     "hello",
-			Policy:   mustCompile(t, policy.Policy{Split: map[string]int{"hello-001": 100}}),
-			Versions: []routing.Version{{Name: "hello-001", Addrs: []string{addrOf(a)}}},
-		}}})
-		req, err := http.NewRequest("POST", front+"/api/items?x=1&env=prod", strings.NewReader("payload"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Host = "Hello.sluice.test:8080"
-		resp, err := testClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
+	a := instance(t, "a")
+	_, front := startRouter(t, routing.Table{Services: []routing.Service{{
+		Name:     "hello",
+		Policy:   mustCompile(t, policy.Policy{Split: map[string]int{"hello-001": 100}}),
+		Versions: []routing.Version{{Name: "hello-001", Addrs: []string{addrOf(a)}}},
+	}}})
+	req, err := http.NewRequest("POST", front+"/api/items?x=1&env=prod", strings.NewReader("payload"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = "Hello.sluice.test:8080"
+	resp, err := testClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
 
-		checks := []struct{ what, got, want string }{
-			{"body", string(body), "a POST /api/items?x=1&env=prod payload"},
-			{"Host seen by the instance", resp.Header.Get("X-Got-Host"), "Hello.sluice.test:8080"},
-			{"X-Forwarded-For", resp.Header.Get("X-Got-Forwarded-For"), "127.0.0.1"},
-			{"X-Forwarded-Host", resp.Header.Get("X-Got-Forwarded-Host"), "Hello.sluice.test:8080"},
-			{"X-Forwarded-Proto", resp.Header.Get("X-Got-Forwarded-Proto"), "http"},
-			{VersionHeader, strings.Join(resp.Header.Values(VersionHeader), ","), "hello-001"},
+	checks := []struct{ what, got, want string }{
+		{"body", string(body), "a POST /api/items?x=1&env=prod payload"},
+		{"Host seen by the instance", resp.Header.Get("X-Got-Host"), "Hello.sluice.test:8080"},
+		{"X-Forwarded-For", resp.Header.Get("X-Got-Forwarded-For"), "127.0.0.1"},
+		{"X-Forwarded-Host", resp.Header.Get("X-Got-Forwarded-Host"), "Hello.sluice.test:8080"},
+		{"X-Forwarded-Proto", resp.Header.Get("X-Got-Forwarded-Proto"), "http"},
+		{VersionHeader, strings.Join(resp.Header.Values(VersionHeader), ","), "hello-001"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %q; want %q", c.what, c.got, c.want)
 		}
-		for _, c := range checks {
-			if c.got != c.want {
-				t.Errorf("%s = %q; want %q", c.what, c.got, c.want)
-			}
-		}
-	})
+	}
 }
 
 func TestUnavailable(t *testing.T) {
-	forEachFront(t, func(t *testing.T, fr frontEnd) {
-		_, front := startOn(t, fr.start, routing.Table{Services: []routing.Service{
-			{
-				Name:   "hello",
-				Policy: mustCompile(t, policy.Policy{Split: map[string]int{"hello-001": 100}}),
-				Versions: []routing.Version{
-					{Name: "hello-001"}, // no live instance
-					{Name: "hello-002", Addrs: []string{deadAddr(t)}},
-				},
+	_, front := startRouter(t, routing.Table{Services: []routing.Service{
+		{
+			Name:   "hello",
+			Policy: mustCompile(t, policy.Policy{Split: map[string]int{"hello-001": 100}}),
+			Versions: []routing.Version{
+				{Name: "hello-001"}, // no live instance
+				{Name: "hello-002", Addrs: []string{deadAddr(t)}},
 			},
-			{Name: "fresh", Policy: mustCompile(t, policy.Policy{})}, // before its first version
-			{Name: "nopolicy"},
-			{
-				Name:   "stale",
-				Policy: mustCompile(t, policy.Policy{Split: map[string]int{"stale-007": 100}}), // not in the table
-			},
-		}})
-		tests := []struct {
-			name       string
-			host       string
-			status     int
-			version    string
-			retryAfter string
-		}{
-			{"version without instances", "hello.sluice.test", 503, "hello-001", "1"},
-			{"version URL without instances", "hello-001.hello.sluice.test", 503, "hello-001", "1"},
-			{"instance not listening", "hello-002.hello.sluice.test", 503, "hello-002", "1"},
-			{"empty split", "fresh.sluice.test", 503, "", "1"},
-			{"no policy", "nopolicy.sluice.test", 503, "", "1"},
-			{"policy names a version the table lacks", "stale.sluice.test", 503, "stale-007", "1"},
-		}
-		for _, tt := range tests {
-			t.Run(tt.name, func(t *testing.T) {
-				resp := get(t, front, tt.host, "/")
-				if resp.status != tt.status {
-					t.Fatalf("status = %d (%q); want %d", resp.status, resp.body, tt.status)
-				}
-				if got := resp.header.Get(VersionHeader); got != tt.version {
-					t.Errorf("%s = %q; want %q", VersionHeader, got, tt.version)
-				}
-				if got := resp.header.Get("Retry-After"); got != tt.retryAfter {
-					t.Errorf("Retry-After = %q; want %q", got, tt.retryAfter)
-				}
-			})
-		}
-	})
+		},
+		{Name: "fresh", Policy: mustCompile(t, policy.Policy{})}, // before its first version
+		{Name: "nopolicy"},
+		{
+			Name:   "stale",
+			Policy: mustCompile(t, policy.Policy{Split: map[string]int{"stale-007": 100}}), // not in the table
+		},
+	}})
+	tests := []struct {
+		name       string
+		host       string
+		status     int
+		version    string
+		retryAfter string
+	}{
+		{"version without instances", "hello.sluice.test", 503, "hello-001", "1"},
+		{"version URL without instances", "hello-001.hello.sluice.test", 503, "hello-001", "1"},
+		{"instance not listening", "hello-002.hello.sluice.test", 503, "hello-002", "1"},
+		{"empty split", "fresh.sluice.test", 503, "", "1"},
+		{"no policy", "nopolicy.sluice.test", 503, "", "1"},
+		{"policy names a version the table lacks", "stale.sluice.test", 503, "stale-007", "1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := get(t, front, tt.host, "/")
+			if resp.status != tt.status {
+				t.Fatalf("status = %d (%q); want %d", resp.status, resp.body, tt.status)
+			}
+			if got := resp.header.Get(VersionHeader); got != tt.version {
+				t.Errorf("%s = %q; want %q", VersionHeader, got, tt.version)
+			}
+			if got := resp.header.Get("Retry-After"); got != tt.retryAfter {
+				t.Errorf("Retry-After = %q; want %q", got, tt.retryAfter)
+			}
+		})
+	}
 }
 
 func TestRoundRobin(t *testing.T) {
-	forEachFront(t, func(t *testing.T, fr frontEnd) {
-		a, b, c := instance(t, "a"), instance(t, "b"), instance(t, "c")
-		_, front := startOn(t, fr.start, routing.Table{Services: []routing.Service{{
-			Name:     "hello",
-			Policy:   mustCompile(t, policy.Policy{Split: map[string]int{"hello-001": 100}}),
-			Versions: []routing.Version{{Name: "hello-001", Addrs: []string{addrOf(a), addrOf(b), addrOf(c)}}},
-		}}})
-		var got []string
-		for range 9 {
-			got = append(got, get(t, front, "hello.sluice.test", "/").header.Get("X-Instance"))
-		}
-		if s := strings.Join(got, ""); s != "abcabcabc" {
-			t.Errorf("instances in order = %s; want abcabcabc", s)
-		}
-	})
+	a, b, c := instance(t, "a"), instance(t, "b"), instance(t, "c")
+	_, front := startRouter(t, routing.Table{Services: []routing.Service{{
+		Name:     "hello",
+		Policy:   mustCompile(t, policy.Policy{Split: map[string]int{"hello-001": 100}}),
+		Versions: []routing.Version{{Name: "hello-001", Addrs: []string{addrOf(a), addrOf(b), addrOf(c)}}},
+	}}})
+	var got []string
+	for range 9 {
+		got = append(got, get(t, front, "hello.sluice.test", "/").header.Get("X-Instance"))
+	}
+	if s := strings.Join(got, ""); s != "abcabcabc" {
+		t.Errorf("instances in order = %s; want abcabcabc", s)
+	}
 }
 
 func TestStreaming(t *testing.T) {
-	forEachFront(t, func(t *testing.T, fr frontEnd) {
-		more := make(chan struct{})
-		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			io.WriteString(w, "first\n")
-			w.(http.Flusher).Flush()
-			<-more
-			io.WriteString(w, "second\n")
-		}))
-		defer s.Close()
-		defer close(more)
-		_, front := startOn(t, fr.start, routing.Table{Services: []routing.Service{{
-			Name:     "hello",
-			Policy:   mustCompile(t, policy.Policy{Split: map[string]int{"hello-001": 100}}),
-			Versions: []routing.Version{{Name: "hello-001", Addrs: []string{addrOf(s)}}},
-		}}})
-		req, _ := http.NewRequest("GET", front+"/", nil)
-		req.Host = "hello.sluice.test"
-		resp, err := testClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
+	more := make(chan struct{})
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "first\n")
+		w.(http.Flusher).Flush()
+		<-more
+		io.WriteString(w, "second\n")
+	}))
+	defer s.Close()
+	defer close(more)
+	_, front := startRouter(t, routing.Table{Services: []routing.Service{{
+		Name:     "hello",
+		Policy:   mustCompile(t, policy.Policy{Split: map[string]int{"hello-001": 100}}),
+		Versions: []routing.Version{{Name: "hello-001", Addrs: []string{addrOf(s)}}},
+	}}})
+	req, _ := http.NewRequest("GET", front+"/", nil)
+	req.Host = "hello.sluice.test"
+	resp, err := testClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	line := make(chan string, 1)
+	br := bufio.NewReader(resp.Body)
+	go func() {
+		l, _ := br.ReadString('\n')
+		line <- l
+	}()
+	select {
+	case l := <-line:
+		if l != "first\n" {
+			t.Fatalf("first line = %q; want %q", l, "first\n")
 		}
-		defer resp.Body.Close()
-		line := make(chan string, 1)
-		br := bufio.NewReader(resp.Body)
-		go func() {
-			l, _ := br.ReadString('\n')
-			line <- l
-		}()
-		select {
-		case l := <-line:
-			if l != "first\n" {
-				t.Fatalf("first line = %q; want %q", l, "first\n")
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("the first chunk did not arrive while the instance was still writing: the proxy buffers")
-		}
-	})
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first chunk did not arrive while the instance was still writing: the proxy buffers")
+	}
 }
 
 func TestRouterDecide(t *testing.T) {
@@ -422,79 +379,77 @@ func oneVersion(t testing.TB, version string, addrs ...string) routing.Table {
 // keep sending requests: every old instance is drained and then shut down,
 // and not one request may fail.
 func TestUpdateUnderLoad(t *testing.T) {
-	forEachFront(t, func(t *testing.T, fr frontEnd) {
-		const rounds, workers = 8, 4
-		first := instance(t, "hello-001")
-		r, front := startOn(t, fr.start, oneVersion(t, "hello-001", addrOf(first)))
+	const rounds, workers = 8, 4
+	first := instance(t, "hello-001")
+	r, front := startRouter(t, oneVersion(t, "hello-001", addrOf(first)))
 
-		var (
-			stop     atomic.Bool
-			failures atomic.Int64
-			total    atomic.Int64
-			mu       sync.Mutex
-			served   = map[string]int{}
-			wg       sync.WaitGroup
-		)
-		for range workers {
-			wg.Go(func() {
-				for !stop.Load() {
-					req, _ := http.NewRequest("GET", front+"/", nil)
-					req.Host = "hello.sluice.test"
-					resp, err := testClient.Do(req)
-					total.Add(1)
-					if err != nil {
-						failures.Add(1)
-						t.Errorf("request failed: %v", err)
-						continue
-					}
-					body, err := io.ReadAll(resp.Body)
-					resp.Body.Close()
-					v := resp.Header.Get(VersionHeader)
-					if err != nil || resp.StatusCode != 200 || !strings.HasPrefix(string(body), v+" ") {
-						failures.Add(1)
-						t.Errorf("request: status %d, version %q, body %q, err %v", resp.StatusCode, v, body, err)
-						continue
-					}
-					mu.Lock()
-					served[v]++
-					mu.Unlock()
+	var (
+		stop     atomic.Bool
+		failures atomic.Int64
+		total    atomic.Int64
+		mu       sync.Mutex
+		served   = map[string]int{}
+		wg       sync.WaitGroup
+	)
+	for range workers {
+		wg.Go(func() {
+			for !stop.Load() {
+				req, _ := http.NewRequest("GET", front+"/", nil)
+				req.Host = "hello.sluice.test"
+				resp, err := testClient.Do(req)
+				total.Add(1)
+				if err != nil {
+					failures.Add(1)
+					t.Errorf("request failed: %v", err)
+					continue
 				}
-			})
-		}
-
-		stopWorkers := func() {
-			stop.Store(true)
-			wg.Wait()
-		}
-		defer stopWorkers() // also on a failed round, so the servers can close
-
-		prev := first
-		for i := 2; i <= rounds; i++ {
-			time.Sleep(30 * time.Millisecond)
-			version := fmt.Sprintf("hello-%03d", i)
-			next := instance(t, version)
-			r.Update(oneVersion(t, version, addrOf(next)))
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if err := r.Drain(ctx, []string{addrOf(prev)}); err != nil {
-				t.Fatalf("round %d: drain: %v", i, err)
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				v := resp.Header.Get(VersionHeader)
+				if err != nil || resp.StatusCode != 200 || !strings.HasPrefix(string(body), v+" ") {
+					failures.Add(1)
+					t.Errorf("request: status %d, version %q, body %q, err %v", resp.StatusCode, v, body, err)
+					continue
+				}
+				mu.Lock()
+				served[v]++
+				mu.Unlock()
 			}
-			cancel()
-			prev.Close() // a request still routed there now would fail
-			prev = next
-		}
+		})
+	}
+
+	stopWorkers := func() {
+		stop.Store(true)
+		wg.Wait()
+	}
+	defer stopWorkers() // also on a failed round, so the servers can close
+
+	prev := first
+	for i := 2; i <= rounds; i++ {
 		time.Sleep(30 * time.Millisecond)
-		stopWorkers()
+		version := fmt.Sprintf("hello-%03d", i)
+		next := instance(t, version)
+		r.Update(oneVersion(t, version, addrOf(next)))
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := r.Drain(ctx, []string{addrOf(prev)}); err != nil {
+			t.Fatalf("round %d: drain: %v", i, err)
+		}
+		cancel()
+		prev.Close() // a request still routed there now would fail
+		prev = next
+	}
+	time.Sleep(30 * time.Millisecond)
+	stopWorkers()
 
-		if n := failures.Load(); n > 0 {
-			t.Errorf("%d of %d requests failed across %d table swaps; want 0", n, total.Load(), rounds-1)
+	if n := failures.Load(); n > 0 {
+		t.Errorf("%d of %d requests failed across %d table swaps; want 0", n, total.Load(), rounds-1)
+	}
+	for i := 1; i <= rounds; i++ {
+		if v := fmt.Sprintf("hello-%03d", i); served[v] == 0 {
+			t.Errorf("version %s served no request; served = %v", v, served)
 		}
-		for i := 1; i <= rounds; i++ {
-			if v := fmt.Sprintf("hello-%03d", i); served[v] == 0 {
-				t.Errorf("version %s served no request; served = %v", v, served)
-			}
-		}
-		t.Logf("%d requests, %d versions, 0 failures", total.Load(), len(served))
-	})
+	}
+	t.Logf("%d requests, %d versions, 0 failures", total.Load(), len(served))
 }
 
 // slowInstance answers with headers and a first chunk at once, then holds
@@ -542,51 +497,49 @@ func startSlow(t *testing.T, front string) <-chan string {
 }
 
 func TestDrainWaitsForInFlightRequest(t *testing.T) {
-	forEachFront(t, func(t *testing.T, fr frontEnd) {
-		slow, release := slowInstance(t, "old")
-		fresh := instance(t, "new")
-		r, front := startOn(t, fr.start, oneVersion(t, "hello-001", addrOf(slow)))
+	slow, release := slowInstance(t, "old")
+	fresh := instance(t, "new")
+	r, front := startRouter(t, oneVersion(t, "hello-001", addrOf(slow)))
 
-		defer release()
-		body := startSlow(t, front)
-		r.Update(oneVersion(t, "hello-002", addrOf(fresh)))
+	defer release()
+	body := startSlow(t, front)
+	r.Update(oneVersion(t, "hello-002", addrOf(fresh)))
 
-		// New requests go to the new version while the old one is in flight.
-		if resp := get(t, front, "hello.sluice.test", "/"); resp.header.Get("X-Instance") != "new" {
-			t.Fatalf("after the update a request went to %q; want new", resp.header.Get("X-Instance"))
-		}
+	// New requests go to the new version while the old one is in flight.
+	if resp := get(t, front, "hello.sluice.test", "/"); resp.header.Get("X-Instance") != "new" {
+		t.Fatalf("after the update a request went to %q; want new", resp.header.Get("X-Instance"))
+	}
 
-		drained := make(chan error, 1)
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			drained <- r.Drain(ctx, []string{addrOf(slow)})
-		}()
-		select {
-		case err := <-drained:
-			t.Fatalf("Drain returned %v while a request to the address was in flight", err)
-		case <-time.After(150 * time.Millisecond):
-		}
+	drained := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		drained <- r.Drain(ctx, []string{addrOf(slow)})
+	}()
+	select {
+	case err := <-drained:
+		t.Fatalf("Drain returned %v while a request to the address was in flight", err)
+	case <-time.After(150 * time.Millisecond):
+	}
 
-		release()
-		select {
-		case err := <-drained:
-			if err != nil {
-				t.Fatalf("Drain = %v; want nil", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("Drain did not return after the in-flight request completed")
+	release()
+	select {
+	case err := <-drained:
+		if err != nil {
+			t.Fatalf("Drain = %v; want nil", err)
 		}
-		if got, want := <-body, "old first\nold rest\n"; got != want {
-			t.Errorf("in-flight request to the removed instance got %q; want %q", got, want)
-		}
-		r.mu.Lock()
-		_, kept := r.backends[addrOf(slow)]
-		r.mu.Unlock()
-		if kept {
-			t.Errorf("the drained address is still tracked; want it forgotten")
-		}
-	})
+	case <-time.After(5 * time.Second):
+		t.Fatal("Drain did not return after the in-flight request completed")
+	}
+	if got, want := <-body, "old first\nold rest\n"; got != want {
+		t.Errorf("in-flight request to the removed instance got %q; want %q", got, want)
+	}
+	r.mu.Lock()
+	_, kept := r.backends[addrOf(slow)]
+	r.mu.Unlock()
+	if kept {
+		t.Errorf("the drained address is still tracked; want it forgotten")
+	}
 }
 
 func TestDrainTimeout(t *testing.T) {

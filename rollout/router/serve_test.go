@@ -172,39 +172,37 @@ func TestExpectContinue(t *testing.T) {
 // TestBodyLimits: bodies over the service's limit are refused with 413
 // before they reach an instance, whether their length is declared or not.
 func TestBodyLimits(t *testing.T) {
-	forEachFront(t, func(t *testing.T, fr frontEnd) {
-		inst, hits := countingEcho(t)
-		r, base := startOn(t, fr.start, table1("hello-001", false, 10, inst))
-		post := func(body io.Reader) int {
-			t.Helper()
-			req, _ := http.NewRequest("POST", base+"/", body)
-			req.Host = "hello.sluice.test"
-			resp, err := testClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			return resp.StatusCode
+	inst, hits := countingEcho(t)
+	r, base := startRouter(t, table1("hello-001", false, 10, inst))
+	post := func(body io.Reader) int {
+		t.Helper()
+		req, _ := http.NewRequest("POST", base+"/", body)
+		req.Host = "hello.sluice.test"
+		resp, err := testClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if st := post(strings.NewReader("0123456789")); st != 200 {
-			t.Errorf("10 bytes: %d; want 200", st)
-		}
-		before := hits.Load()
-		if st := post(strings.NewReader("0123456789a")); st != 413 {
-			t.Errorf("11 bytes with a length: %d; want 413", st)
-		}
-		if hits.Load() != before {
-			t.Errorf("an over-long body with a length reached the instance")
-		}
-		if st := post(io.MultiReader(strings.NewReader("0123456789"), strings.NewReader("abcdef"))); st != 413 {
-			t.Errorf("16 bytes chunked: %d; want 413", st)
-		}
-		r.Update(table1("hello-001", false, -1, inst))
-		if st := post(strings.NewReader(strings.Repeat("x", 1<<20))); st != 200 {
-			t.Errorf("no limit, 1 MiB: %d; want 200", st)
-		}
-	})
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if st := post(strings.NewReader("0123456789")); st != 200 {
+		t.Errorf("10 bytes: %d; want 200", st)
+	}
+	before := hits.Load()
+	if st := post(strings.NewReader("0123456789a")); st != 413 {
+		t.Errorf("11 bytes with a length: %d; want 413", st)
+	}
+	if hits.Load() != before {
+		t.Errorf("an over-long body with a length reached the instance")
+	}
+	if st := post(io.MultiReader(strings.NewReader("0123456789"), strings.NewReader("abcdef"))); st != 413 {
+		t.Errorf("16 bytes chunked: %d; want 413", st)
+	}
+	r.Update(table1("hello-001", false, -1, inst))
+	if st := post(strings.NewReader(strings.Repeat("x", 1<<20))); st != 200 {
+		t.Errorf("no limit, 1 MiB: %d; want 200", st)
+	}
 }
 
 // TestHeaderLimit: a head over MaxHeaderBytes gets 431.

@@ -96,8 +96,8 @@ type conn struct {
 // Serve accepts connections on ln and serves each on its own goroutine
 // until Shutdown; it then returns http.ErrServerClosed. Other accept errors
 // are returned after retrying temporary ones. It may be called for several
-// listeners at once. Requests go through the same table and decision as
-// ServeHTTP, under the router's Limits.
+// listeners at once. Requests are routed on the current table, under the
+// router's Limits.
 func (r *Router) Serve(ln net.Listener) error {
 	srv := &r.srv
 	srv.mu.Lock()
@@ -180,7 +180,7 @@ func (srv *server) remove(c *conn) {
 // after its response), closes upgraded connections, and returns nil once
 // no connection is left; or, if ctx ends first, closes what is left and
 // returns ctx's error. Idle connections to instances are closed too. Serve
-// returns http.ErrServerClosed from then on. ServeHTTP is not affected.
+// returns http.ErrServerClosed from then on.
 func (r *Router) Shutdown(ctx context.Context) error {
 	srv := &r.srv
 	srv.mu.Lock()
