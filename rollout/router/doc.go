@@ -103,7 +103,11 @@
 // failure answers), and tests that went through it would not test what
 // production runs. Tests, and a program that embeds sluice's router, serve
 // it with Serve on a listener of their own (a loopback one in tests) and
-// stop it with Shutdown.
+// stop it with Shutdown. Within Serve, what became of a request that gets no
+// response of an instance's is one typed outcome (rerouted, no instance,
+// the instance dropped it, timed out, the client went away, ...), and the
+// status and words of every answer of the router's own come from one
+// table of them (outcome.go).
 //
 // # Guarantees
 //

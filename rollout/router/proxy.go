@@ -62,8 +62,8 @@ type exchange struct {
 	// then closed uc's connection).
 	watch func(uc *upConn) (stop func() (gone bool))
 
-	// cause says why the last try failed, for the router's 502.
-	cause string
+	// failed says why the last try failed, for the router's 502.
+	failed outcome
 
 	// Set by send.
 	b        *backend
@@ -97,13 +97,13 @@ func (e *sinkError) Error() string { return e.err.Error() }
 func (e *sinkError) Unwrap() error { return e.err }
 
 // send picks an instance of x.v, sends the request and reads the response
-// head into x.resp. It returns 0 when there is a response (x.uc is then the
-// connection, counted in flight on x.b), or the status the router answers
-// with itself: 502 when instances failed (x.cause says how), 503 when no
-// instance is live, 504 when the instance did not answer in time, 413 when
-// a streamed body was too large, 400 when it was malformed; -1 when the
-// client went away (nothing to answer), and errReroute when the version
-// left the table before anything was sent.
+// head into x.resp. It returns outResponse when there is a response (x.uc
+// is then the connection, counted in flight on x.b), or what the router
+// answers instead: how the instances failed (a 502 or 504 outcome),
+// outNoInstance when none is live, outBodyTooLarge or outMalformedBody for
+// a streamed body; outClientGone when the client went away (nothing to
+// answer), and outReroute when the version left the table before anything
+// was sent.
 //
 // Retries: a request goes to another instance when the one picked refused
 // the connection (nothing was sent), whatever its method. An idempotent
@@ -113,7 +113,7 @@ func (e *sinkError) Unwrap() error { return e.err }
 // sees it once. The one exception is a pooled keep-alive connection the
 // instance had closed: the request is sent again once, on a new
 // connection, to the same instance.
-func (x *exchange) send() int {
+func (x *exchange) send() outcome {
 	r := x.r
 	var triedBuf [4]*backend
 	tried := triedBuf[:0]
@@ -121,10 +121,10 @@ func (x *exchange) send() int {
 	for {
 		b := x.v.pick(tried)
 		if b == nil {
-			if x.cause != "" {
-				return 502 // every instance tried failed: say why
+			if x.failed != outResponse {
+				return x.failed // every instance tried failed: say why
 			}
-			return 503
+			return outNoInstance
 		}
 		b.inflight.Add(1)
 		if t := r.table.Load(); t != x.t && t.addrs[b.addr] != b {
@@ -133,7 +133,7 @@ func (x *exchange) send() int {
 			b.inflight.Add(-1)
 			x.t = t
 			if x.v = t.current(x.v); x.v == nil {
-				return errReroute
+				return outReroute
 			}
 			continue
 		}
@@ -174,18 +174,18 @@ func (x *exchange) send() int {
 				continue // a stale keep-alive connection: the instance got nothing usable
 			}
 			tried = append(tried, b)
-			x.cause = "the instance closed the connection before the request was sent"
+			x.failed = outWriteFailed
 			if x.idempotent {
 				continue
 			}
 			r.log.Warn("write to instance failed", "version", x.v.name, "addr", b.addr, "err", err)
-			return 502
+			return outWriteFailed
 		}
 		x.b, x.uc = b, uc
 		if x.cont != nil {
 			if err := x.cont(); err != nil {
 				x.release(false)
-				return -1
+				return outClientGone
 			}
 			x.cont = nil
 		}
@@ -196,28 +196,27 @@ func (x *exchange) send() int {
 			go func() { done <- stream(uc) }()
 		}
 		runtime.Gosched() // the instance needs time to answer: let other connections run
-		status := x.awaitHead(deadline, watch)
-		if status == 0 {
-			return 0
+		o := x.awaitHead(deadline, watch)
+		if o == outResponse {
+			return o
 		}
 		uc.c.Close()
 		x.b, x.uc = nil, nil
 		b.inflight.Add(-1)
-		if status == errGone {
+		if o == outClientGone {
 			r.log.Info("client went away while the instance worked; request cancelled", "version", x.v.name, "addr", b.addr)
-			return -1
+			return o
 		}
-		if status == errRetry {
+		if o.retryable() {
 			if x.stream == nil && x.idempotent {
 				if again {
 					staleRetried = true
 				} else {
 					tried = append(tried, b)
 				}
-				r.log.Warn("instance dropped a request; trying another", "version", x.v.name, "addr", b.addr, "cause", x.cause)
+				r.log.Warn("instance dropped a request; trying another", "version", x.v.name, "addr", b.addr, "cause", answers[o].msg)
 				continue // the instance closed or died before answering
 			}
-			status = 502
 		}
 		if x.stream != nil {
 			if berr := x.endBody(); berr != nil {
@@ -225,18 +224,18 @@ func (x *exchange) send() int {
 				if errors.As(berr, &be) && be.side == sideClient {
 					switch {
 					case errors.Is(berr, errBodyTooLarge):
-						return 413
+						return outBodyTooLarge
 					case errors.Is(berr, errMalformed):
-						return 400
+						return outMalformedBody
 					}
-					return -1 // the client went away
+					return outClientGone
 				}
 			}
 		}
-		if status == 502 {
-			r.log.Warn("instance did not answer", "version", x.v.name, "addr", b.addr, "cause", x.cause)
+		if o.status() == 502 {
+			r.log.Warn("instance did not answer", "version", x.v.name, "addr", b.addr, "cause", answers[o].msg)
 		}
-		return status
+		return o
 	}
 }
 
@@ -246,22 +245,14 @@ func (x *exchange) send() int {
 // watch costs nothing.
 const watchAfter = 20 * time.Millisecond
 
-// Statuses send and forward return besides HTTP ones.
-const (
-	errReroute = -2 // the version left the table: route again
-	errRetry   = -3 // the connection failed before any response byte
-	errCounted = -4 // the request's end was counted already (an upgrade)
-	errGone    = -5 // the client went away while the instance worked
-)
-
 // awaitHead reads the response head (see readHead). With watch, the read
 // deadline set is watchAfter away: when it passes, the client's connection
 // is watched (x.watch) while the wait goes on until deadline, and a client
-// that goes away meanwhile ends it with errGone (the watch closed the
-// instance connection, which cancels the request there).
-func (x *exchange) awaitHead(deadline time.Time, watch bool) int {
+// that goes away meanwhile ends it with outClientGone (the watch closed
+// the instance connection, which cancels the request there).
+func (x *exchange) awaitHead(deadline time.Time, watch bool) outcome {
 	st := x.readHead()
-	if !watch || st != 504 || !time.Now().Before(deadline) {
+	if !watch || st != outTimeout || !time.Now().Before(deadline) {
 		return st
 	}
 	uc := x.uc
@@ -269,16 +260,16 @@ func (x *exchange) awaitHead(deadline time.Time, watch bool) int {
 	stop := x.watch(uc)
 	st = x.readHead()
 	if stop() {
-		return errGone
+		return outClientGone
 	}
 	return st
 }
 
-// readHead reads the next response head from x.uc into x.resp: 0 on
-// success, errRetry when the connection failed before any byte of it, 504
-// on timeout, 502 otherwise. On failure x.cause says what happened, in
-// words for the client's 502.
-func (x *exchange) readHead() int {
+// readHead reads the next response head from x.uc into x.resp:
+// outResponse on success, else what failed (outClosedSilently or
+// outResetSilently when the connection failed before any byte of it,
+// outTimeout when it did not come in time), also kept in x.failed.
+func (x *exchange) readHead() outcome {
 	rd := &x.uc.rd
 	before := rd.w - rd.r
 	head, err := rd.readHead(maxResponseHead, nil)
@@ -286,31 +277,28 @@ func (x *exchange) readHead() int {
 		nothing := before == 0 && rd.w == rd.r
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			x.cause = "the instance did not answer in time"
-			return 504
+			x.failed = outTimeout
 		case err == errHeadTooLarge:
-			x.cause = "response head too large"
+			x.failed = outRespHeadTooLarge
 		case err == errMalformed:
-			x.cause = "malformed response head"
+			x.failed = outMalformedResp
 		case nothing && err == io.EOF:
-			x.cause = "the instance closed the connection without answering"
-			return errRetry
+			x.failed = outClosedSilently
 		case nothing && isReset(err):
-			x.cause = "the instance reset the connection without answering"
-			return errRetry
+			x.failed = outResetSilently
 		case err == io.ErrUnexpectedEOF || isReset(err):
-			x.cause = "the instance closed the connection in the middle of its response head"
+			x.failed = outCutHead
 		default:
-			x.cause = "the instance did not answer"
+			x.failed = outNoAnswer
 		}
-		return 502
+		return x.failed
 	}
 	if err := x.resp.parse(head); err != nil {
-		x.cause = "malformed response head"
-		return 502
+		x.failed = outMalformedResp
+		return x.failed
 	}
 	rd.consume(len(head))
-	return 0
+	return outResponse
 }
 
 // isReset reports whether err is a connection reset or a broken pipe.
@@ -362,6 +350,20 @@ func (x *exchange) endBody() error {
 }
 
 var errBodyCut = errors.New("request body cut off")
+
+// bodyUnfinished reports whether a streamed request body is still being
+// copied or failed, without waiting for it.
+func (x *exchange) bodyUnfinished() bool {
+	if x.stream == nil {
+		return false
+	}
+	select {
+	case x.bodyErr = <-x.bodyDone:
+		x.bodyDone = nil
+	default:
+	}
+	return x.bodyDone != nil || x.bodyErr != nil
+}
 
 // release ends the exchange with the instance: the connection goes back to
 // the pool when reuse is true, and the request stops counting in flight.

@@ -351,10 +351,10 @@ func (c *conn) serve() {
 			switch err {
 			case errHeadTooLarge:
 				c.unread = true
-				c.plain(431, nil, "", "request header fields too large", false)
+				c.plain(outHeadTooLarge, nil, "", false)
 			case errMalformed:
 				c.unread = true
-				c.plain(400, nil, "", "malformed request", false)
+				c.plain(outMalformedRequest, nil, "", false)
 			}
 			return
 		}
@@ -402,11 +402,11 @@ func (c *conn) serveRequest(head []byte) bool {
 		c.unread = true
 		switch err {
 		case errUnsupported:
-			return c.plain(501, nil, "", "unsupported transfer coding", false)
+			return c.plain(outUnsupportedCoding, nil, "", false)
 		case errExpectation:
-			return c.plain(417, nil, "", "unsupported expectation", false)
+			return c.plain(outExpectation, nil, "", false)
 		}
-		return c.plain(400, nil, "", "malformed request", false)
+		return c.plain(outMalformedRequest, nil, "", false)
 	}
 	c.isHead, c.http10 = q.isHead(), q.http10
 	// Consumed once, here: the head's bytes stay in the buffer (q points
@@ -416,50 +416,50 @@ func (c *conn) serveRequest(head []byte) bool {
 	c.now = start
 	svc, ver, ok := r.parseHost(&c.hostBuf, q.host)
 	if !ok {
-		return c.refuse(404, nil, "", "unknown host")
+		return c.refuse(outUnknownHost, nil, "")
 	}
 	t := r.table.Load()
 	for {
 		s := t.services[string(svc)]
 		if s == nil {
-			return c.refuse(404, nil, "", "unknown service")
+			return c.refuse(outUnknownService, nil, "")
 		}
 		var v *versionRoute
 		pin := false
 		if ver != nil {
 			if v = s.versions[string(ver)]; v == nil {
-				return c.refuse(404, nil, "", "unknown version")
+				return c.refuse(outUnknownVersion, nil, "")
 			}
 			if v.stopped {
-				return c.refuse(503, v, "", msgStopped)
+				return c.refuse(outStopped, v, "")
 			}
 		} else {
 			var name string
 			v, name, pin = s.choose(bstr(q.query), c.cookie(s, head))
 			if v == nil {
 				if name == "" {
-					return c.refuse(503, nil, "", "no version of this service serves traffic yet")
+					return c.refuse(outNoVersion, nil, "")
 				}
-				return c.refuse(503, nil, name, "no instance of this version is running")
+				return c.refuse(outNoInstance, nil, name)
 			}
 		}
 		vs := v.stats
 		vs.begin()
 		c.counting, c.countStart = vs, start
 		if s.maxBody >= 0 && q.contentLength > s.maxBody {
-			return c.refuse(413, v, "", "request body too large")
+			return c.refuse(outBodyTooLarge, v, "")
 		}
 		c.maxBody = s.maxBody
-		status, keep := c.forward(t, v, pin, head, start)
+		o, keep := c.forward(t, v, pin, head, start)
 		c.endRequest()
 		c.now = time.Now()
-		if status == errReroute {
+		if o == outReroute {
 			c.counting = nil
 			vs.cancel()
 			t = r.table.Load()
 			continue
 		}
-		c.count(status)
+		c.count(0) // a request without a response; the others counted already
 		return keep
 	}
 }
@@ -478,7 +478,7 @@ func (c *conn) count(status int) {
 // refuse answers a request the router does not forward. A body, if any,
 // is skipped when it is already here, else left unread and the connection
 // closes.
-func (c *conn) refuse(status int, v *versionRoute, name, msg string) bool {
+func (c *conn) refuse(o outcome, v *versionRoute, name string) bool {
 	keep := !c.q.close
 	if c.q.hasBody() {
 		if c.q.contentLength > 0 && int64(len(c.rd.buffered())) >= c.q.contentLength {
@@ -488,7 +488,7 @@ func (c *conn) refuse(status int, v *versionRoute, name, msg string) bool {
 			keep = false
 		}
 	}
-	return c.plain(status, v, name, msg, keep)
+	return c.plain(o, v, name, keep)
 }
 
 // cookie returns the value of the service's sticky cookie, "" when the
@@ -527,13 +527,15 @@ func cookieValue(field []byte, name string) ([]byte, bool) {
 	return nil, false
 }
 
-// plain writes a short text/plain response of the router's own. v or name
-// names the version it concerns, if any; 503s say when to retry (except
-// msgStopped: a stopped version comes back only when asked).
-func (c *conn) plain(status int, v *versionRoute, name, msg string, keep bool) bool {
+// plain writes a short text/plain response of the router's own, the answer
+// (answers) to o. v or name names the version it concerns, if any; 503s
+// say when to retry (except outStopped: a stopped version comes back only
+// when asked).
+func (c *conn) plain(o outcome, v *versionRoute, name string, keep bool) bool {
 	if c.r.srv.shutdown.Load() {
 		keep = false
 	}
+	status, msg := answers[o].status, answers[o].msg
 	out := c.out[:0]
 	out = append(out, "HTTP/1.1 "...)
 	out = strconv.AppendInt(out, int64(status), 10)
@@ -548,7 +550,7 @@ func (c *conn) plain(status int, v *versionRoute, name, msg string, keep bool) b
 		out = append(out, name...)
 		out = append(out, "\r\n"...)
 	}
-	if status == 503 && msg != msgStopped {
+	if status == 503 && o != outStopped {
 		out = append(out, "Retry-After: 1\r\n"...)
 	}
 	out = append(out, "Content-Length: "...)
@@ -572,21 +574,53 @@ func (c *conn) plain(status int, v *versionRoute, name, msg string, keep bool) b
 }
 
 // forward sends the request to an instance of v and its response to the
-// client. It returns the response's status (0 if none was sent: the client
-// went away; errReroute when v left the table before anything was sent)
-// and whether the connection may carry another request.
-func (c *conn) forward(t *table, v *versionRoute, pin bool, head []byte, start time.Time) (int, bool) {
-	r := c.r
-	q := &c.q
-	isHead, http10, clientClose := c.isHead, c.http10, q.close
-	upgrade := q.upgrade
+// client. It returns outResponse when the client got the instance's
+// response (or its upgrade's tunnel ran), outReroute when v left the table
+// before anything was sent, outClientGone when there is no one to answer,
+// or the failure the router answered with itself; and whether the
+// connection may carry another request. Every response is counted.
+func (c *conn) forward(t *table, v *versionRoute, pin bool, head []byte, start time.Time) (outcome, bool) {
+	x := &c.x
+	if !c.prepare(t, v, head, start) {
+		return outClientGone, false // the client went away or stalled in its body
+	}
+	switch o := x.send(); o {
+	case outResponse:
+	case outReroute, outClientGone:
+		return o, false
+	default:
+		return o, c.answerFailure(o, v)
+	}
+	p := &x.resp
+	// Interim responses (103 Early Hints) go to HTTP/1.1 clients as they come.
+	for p.status < 200 && p.status != 101 {
+		if !c.http10 && c.writeHead(p, nil, false) != nil {
+			x.endBody()
+			x.release(false)
+			return outClientGone, false
+		}
+		if o := x.readHead(); o != outResponse {
+			x.endBody()
+			x.release(false)
+			return o, c.plain(o, v, "", false)
+		}
+	}
+	if p.status == 101 {
+		return c.upgrade(v)
+	}
+	return outResponse, c.respond(v, pin, start)
+}
 
+// prepare makes c.x the exchange for the request: the head for the
+// instance, and a small body read whole (holdBody) or the streaming of a
+// larger one. false when the client went away or stalled in its body.
+func (c *conn) prepare(t *table, v *versionRoute, head []byte, start time.Time) bool {
+	q := &c.q
 	out := c.buildRequest(head)
 	// head may be overwritten from here on (the body's reads reuse the buffer).
-
 	x := &c.x
 	fields := x.resp.fields[:0] // keep the capacity across requests
-	*x = exchange{r: r, t: t, v: v, idempotent: q.idempotent(), now: start}
+	*x = exchange{r: c.r, t: t, v: v, idempotent: q.idempotent(), now: start}
 	x.resp.fields = fields
 	if q.hasBody() {
 		if !q.chunked && (!q.expect || int64(len(c.rd.buffered())) >= q.contentLength) && q.contentLength <= maxHeldBody {
@@ -597,10 +631,10 @@ func (c *conn) forward(t *table, v *versionRoute, pin bool, head []byte, start t
 			if out, err = c.holdBody(out, q.contentLength); err != nil {
 				c.out = out[:0]
 				c.unread = true
-				return 0, false // the client went away or stalled
+				return false
 			}
 		} else {
-			if q.expect && !http10 {
+			if q.expect && !c.http10 {
 				x.cont = c.cont
 			}
 			c.body = q.contentLength
@@ -613,95 +647,85 @@ func (c *conn) forward(t *table, v *versionRoute, pin bool, head []byte, start t
 	x.out = out
 	x.watch = c.watch
 	c.out = out[:0]
+	return true
+}
 
-	status := x.send()
-	if status != 0 {
-		if status == errReroute {
-			return status, false
-		}
-		if status < 0 {
-			return 0, false // the client went away
-		}
-		keep := !clientClose
-		if x.stream != nil && (!x.started || x.bodyErr != nil) {
-			keep, c.unread = false, true // the body was not read whole
-		}
-		msg := "the instance did not answer"
-		if x.cause != "" {
-			msg = x.cause
-		}
-		switch status {
-		case 503:
-			msg = "no instance of this version is running"
-		case 413:
-			msg = "request body too large"
-			c.unread = true
-		case 400:
-			msg = "malformed request body"
-			c.unread, keep = true, false
-		}
-		return status, c.plain(status, v, "", msg, keep)
+// answerFailure answers o, a failure of send's, with the router's own
+// response; it reports whether the connection may carry another request.
+func (c *conn) answerFailure(o outcome, v *versionRoute) bool {
+	x := &c.x
+	keep := !c.q.close
+	if x.stream != nil && (!x.started || x.bodyErr != nil) {
+		keep, c.unread = false, true // the body was not read whole
 	}
-	p := &x.resp
-
-	// Interim responses (103 Early Hints) go to HTTP/1.1 clients as they come.
-	for p.status < 200 && p.status != 101 {
-		if !http10 {
-			out = c.out[:0]
-			out = append(out, "HTTP/1.1 "...)
-			out = append(out, p.line[9:]...)
-			out = append(out, "\r\n"...)
-			out = c.appendFields(out, p, false)
-			out = append(out, "\r\n"...)
-			c.renewWrite(time.Now())
-			if _, err := c.c.Write(out); err != nil {
-				x.endBody()
-				x.release(false)
-				return 0, false
-			}
-		}
-		if st := x.readHead(); st != 0 {
-			x.endBody()
-			x.release(false)
-			if st == errRetry {
-				st = 502
-			}
-			return c.plainAfter(st, v, x.cause), false
-		}
+	switch o {
+	case outBodyTooLarge:
+		c.unread = true
+	case outMalformedBody:
+		c.unread, keep = true, false
 	}
+	return c.plain(o, v, "", keep)
+}
 
-	if p.status == 101 {
-		if !upgrade {
-			x.endBody()
-			x.release(false)
-			return c.plainAfter(502, v, "the instance switched protocols unasked"), false
-		}
-		out = c.out[:0]
-		out = append(out, "HTTP/1.1 "...)
-		out = append(out, p.line[9:]...)
-		out = append(out, "\r\n"...)
-		out = c.appendFields(out, p, true)
-		out = append(out, v.versionLine...)
-		out = append(out, "\r\n"...)
-		// The request is over; the tunnel counts in flight on the
-		// instance (for Drain) until it closes.
-		c.count(101)
-		c.renewWrite(time.Now())
-		if _, err := c.c.Write(out); err != nil {
-			x.release(false)
-			return errCounted, false
-		}
+// writeHead writes a response head of the instance's (p) to the client:
+// its status line and fields, then extra; upgrade keeps the fields of a
+// 101's switch.
+func (c *conn) writeHead(p *respHead, extra []byte, upgrade bool) error {
+	out := c.out[:0]
+	out = append(out, "HTTP/1.1 "...)
+	out = append(out, p.line[9:]...)
+	out = append(out, "\r\n"...)
+	out = c.appendFields(out, p, upgrade)
+	out = append(out, extra...)
+	out = append(out, "\r\n"...)
+	c.renewWrite(time.Now())
+	_, err := c.c.Write(out)
+	c.out = out[:0]
+	return err
+}
+
+// upgrade passes an instance's 101 on to the client and joins the two
+// connections (tunnel) until both sides end; the connection is not reused.
+func (c *conn) upgrade(v *versionRoute) (outcome, bool) {
+	x := &c.x
+	if !c.q.upgrade {
 		x.endBody()
-		c.state.Store(stateTunnel)
-		if !r.srv.shutdown.Load() {
-			tunnel(c.c, &c.rd, x.uc.c, &x.uc.rd, r.limits.IdleTimeout)
-		}
 		x.release(false)
-		return errCounted, false
+		return outSwitchedUnasked, c.plain(outSwitchedUnasked, v, "", false)
 	}
+	// The request is over; the tunnel counts in flight on the instance
+	// (for Drain) until it closes.
+	c.count(101)
+	if c.writeHead(&x.resp, v.versionLine, true) != nil {
+		x.release(false)
+		return outTunnel, false
+	}
+	x.endBody()
+	c.state.Store(stateTunnel)
+	if !c.r.srv.shutdown.Load() {
+		tunnel(c.c, &c.rd, x.uc.c, &x.uc.rd, c.r.limits.IdleTimeout)
+	}
+	x.release(false)
+	return outTunnel, false
+}
 
-	// The response head for the client.
-	out = c.out[:0]
+// Response body framings, from the instance to the client.
+const (
+	bodyNone = iota
+	bodyFixed
+	bodyChunked
+	bodyDecode // chunked from the instance, plain to an HTTP/1.0 client
+	bodyEOF
+)
+
+// respond passes the instance's final response on to the client: its head
+// (with the version, and the sticky cookie when pin) and its body; it
+// reports whether the connection may carry another request.
+func (c *conn) respond(v *versionRoute, pin bool, start time.Time) bool {
+	r := c.r
+	x := &c.x
+	p := &x.resp
+	out := c.out[:0]
 	out = append(out, "HTTP/1.1 "...)
 	out = append(out, p.line[9:]...)
 	out = append(out, "\r\n"...)
@@ -710,19 +734,12 @@ func (c *conn) forward(t *table, v *versionRoute, pin bool, head []byte, start t
 	if pin {
 		out = append(out, v.cookieLine...)
 	}
-	const (
-		bodyNone = iota
-		bodyFixed
-		bodyChunked
-		bodyDecode // chunked from the instance, plain to an HTTP/1.0 client
-		bodyEOF
-	)
 	mode := bodyEOF
 	closeAfter := false
 	switch {
-	case p.bodyless(isHead):
+	case p.bodyless(c.isHead):
 		mode = bodyNone
-	case p.chunked && !http10:
+	case p.chunked && !c.http10:
 		mode = bodyChunked
 		out = append(out, "Transfer-Encoding: chunked\r\n"...)
 	case p.chunked:
@@ -732,27 +749,40 @@ func (c *conn) forward(t *table, v *versionRoute, pin bool, head []byte, start t
 	default:
 		closeAfter = true
 	}
-	keep := !clientClose && !closeAfter && !r.srv.shutdown.Load()
-	if x.stream != nil {
-		// The body is still streaming if the instance answered early; the
-		// connection cannot be reused unless it finished.
-		select {
-		case x.bodyErr = <-x.bodyDone:
-			x.bodyDone = nil
-		default:
-		}
-		if x.bodyDone != nil || x.bodyErr != nil {
-			keep = false
-		}
-	}
+	// The body is still streaming if the instance answered early; the
+	// connection cannot be reused unless it finished.
+	keep := !x.bodyUnfinished() && !c.q.close && !closeAfter && !r.srv.shutdown.Load()
 	if !keep {
 		out = append(out, "Connection: close\r\n"...)
-	} else if http10 {
+	} else if c.http10 {
 		out = append(out, "Connection: keep-alive\r\n"...)
 	}
 	out = append(out, "\r\n"...)
 	c.out = out[:0]
+	err := c.copyResponse(mode, out, start)
+	berr := x.endBody()
+	x.release(err == nil && mode != bodyEOF && x.reusable(false))
+	c.count(p.status) // if the copy failed before its last write
+	if err != nil {
+		var se *sinkError
+		if !errors.As(err, &se) {
+			r.log.Warn("instance broke off a response", "version", v.name, "err", err)
+		}
+		return false
+	}
+	if berr != nil {
+		keep = false
+		c.unread = true
+	}
+	return keep
+}
 
+// copyResponse writes the response head out and copies the body in mode
+// from the instance to the client. A response is counted before its last
+// write.
+func (c *conn) copyResponse(mode int, out []byte, start time.Time) error {
+	x := &c.x
+	p := &x.resp
 	src := &x.uc.rd
 	dst := &c.sink
 	dst.c, dst.timeout, dst.beforeFinal = c.c, 0, nil
@@ -769,49 +799,25 @@ func (c *conn) forward(t *table, v *versionRoute, pin bool, head []byte, start t
 	case bodyFixed:
 		if int64(len(src.buffered())) < p.contentLength {
 			x.uc.c.SetReadDeadline(time.Time{}) // the body may take its time
-			dst.timeout = r.limits.WriteTimeout
+			dst.timeout = c.r.limits.WriteTimeout
 		}
 		err = copyFixed(dst, src, p.contentLength, out)
 	case bodyChunked, bodyDecode:
 		x.uc.c.SetReadDeadline(time.Time{})
-		dst.timeout = r.limits.WriteTimeout
+		dst.timeout = c.r.limits.WriteTimeout
 		err = copyChunked(dst, src, out, mode == bodyDecode, -1)
 	default:
 		x.uc.c.SetReadDeadline(time.Time{})
-		dst.timeout = r.limits.WriteTimeout
+		dst.timeout = c.r.limits.WriteTimeout
 		err = copyToEOF(dst, src, out)
 	}
 	if dst.timeout > 0 {
 		c.wdl = time.Time{} // the sink moved the deadline
 	}
-	berr := x.endBody()
-	reuse := err == nil && mode != bodyEOF && x.reusable(false)
-	x.release(reuse)
-	if err != nil {
-		var se *sinkError
-		if !errors.As(err, &se) {
-			r.log.Warn("instance broke off a response", "version", v.name, "err", err)
-		}
-		return p.status, false
-	}
-	if berr != nil {
-		keep = false
-		c.unread = true
-	}
-	return p.status, keep
+	return err
 }
 
 var continue100 = []byte("HTTP/1.1 100 Continue\r\n\r\n")
-
-// plainAfter answers with the router's own response when an instance
-// failed after its response began (cause says how); it returns the status.
-func (c *conn) plainAfter(status int, v *versionRoute, cause string) int {
-	if cause == "" {
-		cause = "the instance did not answer"
-	}
-	c.plain(status, v, "", cause, false)
-	return status
-}
 
 // buildRequest writes the head the instance gets into c.out: the request
 // line in origin form and HTTP/1.1, the client's fields less the hop-by-hop
