@@ -170,7 +170,8 @@
 //     connection for at most that long. A request head with a bare LF
 //     line end is 400 as soon as it is seen. An absolute-form target
 //     (http:// or https://) is routed by its authority and forwarded in
-//     origin form.
+//     origin form; an authority that is not a plain host and port (with
+//     userinfo, an escape or a fragment) is 400.
 //   - Metrics per version, counted with atomics on counters the table
 //     holds: requests, responses by status class, a latency histogram and
 //     requests in flight, for Prometheus (Collector) and for the engine

@@ -568,6 +568,9 @@ func (q *reqHead) parse(head []byte) error {
 				return errMalformed
 			}
 		}
+		if !validAuthority(q.absHost) {
+			return errMalformed
+		}
 	}
 	if !validEscapes(q.target) {
 		return errMalformed
@@ -652,6 +655,20 @@ func absolutePrefix(target []byte) int {
 		return 8
 	}
 	return 0
+}
+
+// validAuthority reports whether an absolute-form target's authority is a
+// host and an optional port in RFC 3986's characters, without userinfo,
+// percent-escapes or a fragment: the host the router routes by is then
+// the host any other reader of the target sees.
+func validAuthority(a []byte) bool {
+	for _, c := range a {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			bytes.IndexByte([]byte("-._~!$&'()*+,;=:[]"), c) >= 0) {
+			return false
+		}
+	}
+	return len(a) > 0
 }
 
 // errExpectation is an Expect other than 100-continue: 417.

@@ -3,10 +3,11 @@ package router
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httputil"
+	"net/textproto"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -94,6 +95,8 @@ func TestRequestHeadParse(t *testing.T) {
 		{name: "authority form", head: "CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n", err: errMalformed},
 		{name: "relative target", head: "GET a/b HTTP/1.1\r\nHost: h\r\n\r\n", err: errMalformed},
 		{name: "absolute form with a bare query", head: "GET http://h?x HTTP/1.1\r\n\r\n", err: errMalformed},
+		{name: "absolute form with a fragment in the authority", head: "GET http://h#f HTTP/1.0\r\n\r\n", err: errMalformed},
+		{name: "absolute form with userinfo", head: "GET http://u@h/ HTTP/1.1\r\n\r\n", err: errMalformed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var q reqHead
@@ -282,12 +285,15 @@ func TestChunkerStep(t *testing.T) {
 	}
 }
 
-// FuzzRequestHead holds the request parser to net/http's ReadRequest: a
-// head the router accepts, net/http accepts too, and both read the same
-// method, target, Host and body framing from it. (The router is the
-// stricter of the two; what only it refuses is not a disagreement that can
-// split one stream into different requests.) A head whose host the router
-// cannot route (404 unknown host) forwards nothing, so is not compared.
+// FuzzRequestHead holds the request-head parser (headEnd, then
+// reqHead.parse) to net/http's ReadRequest on the same bytes. The two must
+// agree on accepting the head; when both do, on the method, the target,
+// the protocol version, the host, the body's framing (chunked, or its
+// Content-Length), whether the connection closes after it, and the value
+// of every field. sluice is stricter than ReadRequest on purpose in the
+// cases stricterRule names, each a rule; a head ReadRequest reads and
+// sluice refuses for any other reason fails the target, as does every
+// head sluice reads and ReadRequest does not.
 func FuzzRequestHead(f *testing.F) {
 	for _, s := range []string{
 		"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n",
@@ -299,61 +305,129 @@ func FuzzRequestHead(f *testing.F) {
 		"PUT / HTTP/1.1\r\nHost: a.example\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: a.example\r\nConnection: Upgrade, X-Hop\r\nUpgrade: websocket\r\n\r\n",
 		"GET /a%2Fb?x=%zz HTTP/1.1\r\nHost: a.example\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a.example\r\nX-A: 1\r\nx-a: 2\r\nCookie: c=1\r\n\r\n",
+		"GET / HTTP/1.1\nHost: a.example\n\n",
 	} {
 		f.Add([]byte(s))
 	}
-	r := New("example")
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var hb [hostBufSize]byte
+		req, herr := http.ReadRequest(bufio.NewReader(bytes.NewReader(b)))
+		var q reqHead
 		end, err := headEnd(b, 0, 0)
-		if err != nil || end == 0 {
+		if err == nil && end == 0 {
+			err = io.ErrUnexpectedEOF // no whole head: sluice waits for more
+		}
+		if err == nil {
+			err = q.parse(b[:end])
+		}
+		switch {
+		case err != nil && herr != nil:
+			return
+		case err == nil && herr != nil:
+			t.Fatalf("sluice reads %q, net/http refuses it: %v", b, herr)
+		case err != nil:
+			if rule := stricterRule(b, req); rule == "" {
+				t.Fatalf("net/http reads %q, sluice refuses it (%v) by no rule of its own", b, err)
+			}
 			return
 		}
 		head := b[:end]
-		var q reqHead
-		if q.parse(head) != nil {
-			return
-		}
-		if _, _, ok := r.parseHost(&hb, q.host); !ok {
-			return // 404 unknown host: nothing is forwarded
-		}
-		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head)))
-		if err != nil {
-			t.Fatalf("router forwards %q, net/http refuses it: %v", head, err)
-		}
 		if req.Method != string(q.method) {
 			t.Fatalf("method %q, net/http %q", q.method, req.Method)
 		}
+		if q.absHost == nil && req.RequestURI != string(q.target) {
+			t.Fatalf("target %q, net/http %q", q.target, req.RequestURI)
+		}
+		if q.http10 != (req.ProtoMinor == 0) || req.ProtoMajor != 1 {
+			t.Fatalf("HTTP/1.0 %v, net/http %s", q.http10, req.Proto)
+		}
 		if req.Host != string(q.host) {
 			t.Fatalf("host %q, net/http %q", q.host, req.Host)
-		}
-		if got := req.URL.RequestURI(); q.absHost == nil && req.RequestURI != string(q.target) {
-			t.Fatalf("target %q, net/http %q (%q)", q.target, req.RequestURI, got)
 		}
 		chunked := len(req.TransferEncoding) > 0 && req.TransferEncoding[0] == "chunked"
 		if chunked != q.chunked {
 			t.Fatalf("chunked %v, net/http %v", q.chunked, req.TransferEncoding)
 		}
-		if !q.chunked {
-			n := max(q.contentLength, 0)
-			if req.ContentLength != n {
-				t.Fatalf("content length %d, net/http %d", n, req.ContentLength)
-			}
+		if !q.chunked && req.ContentLength != max(q.contentLength, 0) {
+			t.Fatalf("content length %d, net/http %d", q.contentLength, req.ContentLength)
 		}
 		if req.Close != q.close {
 			t.Fatalf("close %v, net/http %v", q.close, req.Close)
 		}
+		got := http.Header{}
+		for _, fl := range q.fields {
+			k := textproto.CanonicalMIMEHeaderKey(string(head[fl.ns:fl.ne]))
+			got[k] = append(got[k], string(head[fl.vs:fl.ve]))
+		}
+		// net/http keeps Host and the transfer coding out of Header.
+		delete(got, "Host")
+		if chunked {
+			delete(got, "Transfer-Encoding")
+		}
+		if !reflect.DeepEqual(got, req.Header) {
+			t.Fatalf("fields %q, net/http %q", got, req.Header)
+		}
 	})
 }
 
-// FuzzChunked holds the chunked-body parser to httputil's chunked reader:
-// a body the router reads to its end, the reader reads to its end too, with
-// the same data.
+// stricterRule names the rule by which sluice refuses a request head that
+// net/http's ReadRequest reads (req), or returns "" when none applies.
+// Each is deliberate: what two parsers could read two ways is refused
+// (see http1.go), and what net/http's server would refuse after
+// ReadRequest is refused at once.
+func stricterRule(b []byte, req *http.Request) string {
+	lines := bytes.Split(b, []byte("\n"))
+	for i, l := range lines[:len(lines)-1] {
+		if len(l) == 0 || l[len(l)-1] != '\r' {
+			return "a bare LF line end (RFC 9112 2.2 lets a recipient accept it; sluice does not)"
+		}
+		if i > 0 && len(l) > 1 && (l[0] == ' ' || l[0] == '\t') {
+			return "obsolete line folding (RFC 9112 5.2)"
+		}
+		if name, _, ok := bytes.Cut(l, []byte(":")); i > 0 && ok && !isToken(name) {
+			return "a field name that is not a token (RFC 9110 5.1)"
+		}
+	}
+	raw := req.Header
+	switch {
+	case req.ProtoMajor != 1 || req.ProtoMinor > 1:
+		return "only HTTP/1.0 and HTTP/1.1 are served"
+	case req.ProtoMinor == 1 && req.Host == "":
+		return "an HTTP/1.1 request without Host (RFC 9112 3.2; net/http's server refuses it too)"
+	case req.ProtoMinor == 0 && bytes.Contains(bytes.ToLower(b), []byte("\ntransfer-encoding:")):
+		return "Transfer-Encoding in an HTTP/1.0 request (RFC 9112 6.1)"
+	case len(raw["Expect"]) > 0 && !strings.EqualFold(raw.Get("Expect"), "100-continue"):
+		return "an expectation other than 100-continue (417)"
+	case !originForm(req.RequestURI) && !absoluteForm(req.RequestURI):
+		return "a target neither origin-form, asterisk-form nor http(s) absolute-form (RFC 9112 3.2; the router tunnels no CONNECT)"
+	case absoluteForm(req.RequestURI) && req.URL.Path == "" && (req.URL.RawQuery != "" || req.URL.ForceQuery):
+		return "an absolute-form target with a query but no path"
+	case absoluteForm(req.RequestURI) && (authority(req.RequestURI) == "" || strings.ContainsFunc(authority(req.RequestURI), notHostChar)):
+		return "an absolute-form authority that is empty, or has userinfo, a percent-escape or a byte outside RFC 3986's host characters"
+	}
+	for _, vs := range raw {
+		for _, v := range vs {
+			if strings.ContainsFunc(v, isCTL) {
+				return "a control byte in a field value (net/http's server refuses it too)"
+			}
+		}
+	}
+	return ""
+}
+
+// FuzzChunked holds the chunked-body decoder (chunker.step) to httputil's
+// chunked reader followed by net/http's reading of the trailer section
+// (the reader stops at the last chunk; net/http's body reader then reads
+// the trailers with textproto): on the same bytes both must end the body
+// or both fail, and when they end it, with the same data. Where sluice is
+// stricter on purpose, chunkStricterRule names the rule.
 func FuzzChunked(f *testing.F) {
 	for _, s := range []string{
 		"3\r\nabc\r\n0\r\n\r\n",
 		"a;ext=1\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\n",
 		"1 \r\nx\r\n0\r\n\r\n",
+		"3\nabc\r\n0\r\n\r\n",
+		"0\r\nX-T: 1\r\n 2\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -362,15 +436,98 @@ func FuzzChunked(f *testing.F) {
 			return // far under the reader's limit on framing overhead
 		}
 		data, done, err := chunkRun(b)
-		if err != nil || !done {
+		if err == nil && !done {
+			err = io.ErrUnexpectedEOF // sluice would wait for more
+		}
+		src := bytes.NewReader(b)
+		br := bufio.NewReader(src)
+		got, herr := io.ReadAll(httputil.NewChunkedReader(br))
+		trailer := b[len(b)-src.Len()-br.Buffered():] // where the last chunk ended
+		if herr == nil {
+			herr = readTrailer(br)
+		}
+		switch {
+		case err != nil && herr != nil:
+			return
+		case err == nil && herr != nil:
+			t.Fatalf("sluice reads %q from %q, net/http fails: %v", data, b, herr)
+		case err != nil:
+			if chunkStricterRule(b, trailer) == "" {
+				t.Fatalf("net/http reads %q from %q, sluice fails (%v) by no rule of its own", got, b, err)
+			}
 			return
 		}
-		got, err := io.ReadAll(httputil.NewChunkedReader(bytes.NewReader(b)))
-		if err != nil && !errors.Is(err, io.EOF) {
-			t.Fatalf("router reads %q from %q, httputil fails: %v", data, b, err)
-		}
 		if !bytes.Equal(got, data) {
-			t.Fatalf("router reads %q from %q, httputil %q", data, b, got)
+			t.Fatalf("sluice reads %q from %q, net/http %q", data, b, got)
 		}
 	})
+}
+
+// readTrailer reads a chunked body's trailer section as net/http's body
+// reader does after the last chunk.
+func readTrailer(br *bufio.Reader) error {
+	if p, _ := br.Peek(2); string(p) == "\r\n" {
+		return nil
+	}
+	_, err := textproto.NewReader(br).ReadMIMEHeader()
+	return err
+}
+
+// chunkStricterRule names the rule by which sluice refuses a chunked body
+// b that net/http reads, or returns "" when none applies; trailer is the
+// trailer section, after the last chunk.
+func chunkStricterRule(b, trailer []byte) string {
+	lines := bytes.Split(trailer, []byte("\n"))
+	for i, l := range lines[:len(lines)-1] {
+		if len(l) == 0 || l[len(l)-1] != '\r' {
+			return "a bare LF line end in the trailer section (RFC 9112 2.2)"
+		}
+		if i > 0 && (l[0] == ' ' || l[0] == '\t') {
+			return "obsolete line folding in a trailer (RFC 9112 5.2)"
+		}
+		if name, _, ok := bytes.Cut(l, []byte(":")); ok && !isToken(name) {
+			return "a trailer field name that is not a token (RFC 9110 5.1)"
+		}
+	}
+	for _, l := range bytes.Split(b, []byte("\n")) {
+		if i := bytes.IndexByte(l, ';'); i >= 0 && bytes.ContainsFunc(bytes.TrimSuffix(l[i:], []byte("\r")), isCTL) {
+			return "a control byte in a chunk extension (RFC 9112 7.1.1)"
+		}
+	}
+	return ""
+}
+
+// isCTL reports a control character other than HTAB.
+func isCTL(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }
+
+// isToken reports whether b is a non-empty RFC 9110 token.
+func isToken(b []byte) bool {
+	for _, c := range b {
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
+			return false
+		}
+	}
+	return len(b) > 0
+}
+
+func originForm(uri string) bool { return strings.HasPrefix(uri, "/") || uri == "*" }
+
+func absoluteForm(uri string) bool {
+	u := strings.ToLower(uri)
+	return strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://")
+}
+
+// authority returns an absolute-form target's authority.
+func authority(uri string) string {
+	_, rest, _ := strings.Cut(uri, "//")
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		rest = rest[:i]
+	}
+	return rest
+}
+
+// notHostChar reports a byte RFC 3986 allows in no host or port
+// (reg-name, IP-literal, port), or a percent-escape's '%'.
+func notHostChar(r rune) bool {
+	return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune("-._~!$&'()*+,;=:[]", r))
 }
