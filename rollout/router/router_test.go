@@ -496,14 +496,25 @@ func startSlow(t *testing.T, front string) <-chan string {
 	return done
 }
 
-func TestDrainWaitsForInFlightRequest(t *testing.T) {
+// inFlightAtUpdate starts a router whose only version's instance answers
+// slowly, starts a request to it, then updates the table to a new version
+// on another instance. It returns the router, its front URL, the slow
+// instance's address, the pending body of the in-flight request and the
+// func that lets the slow instance finish.
+func inFlightAtUpdate(t *testing.T) (r *Router, front, slowAddr string, body <-chan string, release func()) {
+	t.Helper()
 	slow, release := slowInstance(t, "old")
+	t.Cleanup(release) // before the instance closes: it waits for the held request
 	fresh := instance(t, "new")
-	r, front := startRouter(t, oneVersion(t, "hello-001", addrOf(slow)))
-
-	defer release()
-	body := startSlow(t, front)
+	r, front = startRouter(t, oneVersion(t, "hello-001", addrOf(slow)))
+	body = startSlow(t, front)
 	r.Update(oneVersion(t, "hello-002", addrOf(fresh)))
+	return r, front, addrOf(slow), body, release
+}
+
+func TestDrainWaitsForInFlightRequest(t *testing.T) {
+	r, front, slowAddr, body, release := inFlightAtUpdate(t)
+	defer release()
 
 	// New requests go to the new version while the old one is in flight.
 	if resp := get(t, front, "hello.sluice.test", "/"); resp.header.Get("X-Instance") != "new" {
@@ -514,7 +525,7 @@ func TestDrainWaitsForInFlightRequest(t *testing.T) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		drained <- r.Drain(ctx, []string{addrOf(slow)})
+		drained <- r.Drain(ctx, []string{slowAddr})
 	}()
 	select {
 	case err := <-drained:
@@ -535,7 +546,7 @@ func TestDrainWaitsForInFlightRequest(t *testing.T) {
 		t.Errorf("in-flight request to the removed instance got %q; want %q", got, want)
 	}
 	r.mu.Lock()
-	_, kept := r.backends[addrOf(slow)]
+	_, kept := r.backends[slowAddr]
 	r.mu.Unlock()
 	if kept {
 		t.Errorf("the drained address is still tracked; want it forgotten")
@@ -543,18 +554,13 @@ func TestDrainWaitsForInFlightRequest(t *testing.T) {
 }
 
 func TestDrainTimeout(t *testing.T) {
-	slow, release := slowInstance(t, "old")
-	fresh := instance(t, "new")
-	r, front := startRouter(t, oneVersion(t, "hello-001", addrOf(slow)))
-
+	r, _, slowAddr, body, release := inFlightAtUpdate(t)
 	defer release()
-	body := startSlow(t, front)
-	r.Update(oneVersion(t, "hello-002", addrOf(fresh)))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	err := r.Drain(ctx, []string{addrOf(slow)})
+	err := r.Drain(ctx, []string{slowAddr})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Drain = %v; want an error matching context.DeadlineExceeded", err)
 	}
