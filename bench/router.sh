@@ -18,8 +18,10 @@
 # when there are at least two. Repetitions are interleaved; the tables give
 # medians: requests per second, p50/p99 latency, CPU µs per request of the
 # proxy process (utime+stime from /proc/<pid>/stat) and of the backends,
-# with ratios to direct and to nginx; then sluice / nginx per workload from
-# the round-by-round ratios.
+# with ratios to direct and to nginx, and how busy the servers' core and
+# wrk's core were (a row whose wrk core is near 100% measures the client
+# more than the proxy); then sluice / nginx per workload from the
+# round-by-round ratios.
 #
 # Usage: bench/router.sh            (from anywhere in the repository)
 # Knobs (environment): REPS=5 DURATION=10s WARMUP=3s
@@ -126,6 +128,13 @@ cpu_ticks() {
 		sum=$((sum + a[11] + a[12])) # fields 14 and 15
 	done
 	echo "$sum"
+}
+
+# core_ticks cpu: busy and total ticks so far of that CPU, from /proc/stat
+# ("- -" unless it names one CPU).
+core_ticks() {
+	[[ ${1:-} =~ ^[0-9]+$ ]] || { echo "- -"; return 0; }
+	awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= 9; i++) t += $i; print t - $5 - $6, t }' /proc/stat
 }
 
 # to_ms converts a wrk duration (850.00us, 1.20ms, 1.01s, 2.00m) to ms.
@@ -296,13 +305,17 @@ workload() {
 # go to $RESULTS.
 run() {
 	local w=$1 t=$2 d=$3 keep=${4:-} out="$WORK/wrk.out"
-	local p0 b0 p1 b1
+	local p0 b0 p1 b1 s0 s1 l0 l1
 	workload "$w"
 	p0=$(cpu_ticks ${PROXY[$t]})
 	b0=$(cpu_ticks ${BACKENDS[$t]})
+	s0=$(core_ticks "$SERVER_CPUS")
+	l0=$(core_ticks "$LOAD_CPUS")
 	"${ON_LOAD[@]}" wrk -t1 -c"$CONNS" -d"$d" --latency ${SCRIPT:+-s "$SCRIPT"} -H "Host: $HOST" "${URL[$t]}$PATHQ" >"$out"
 	p1=$(cpu_ticks ${PROXY[$t]})
 	b1=$(cpu_ticks ${BACKENDS[$t]})
+	s1=$(core_ticks "$SERVER_CPUS")
+	l1=$(core_ticks "$LOAD_CPUS")
 	[[ -n $keep ]] || return 0
 	local rps reqs p50 p99 bad
 	rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
@@ -312,9 +325,14 @@ run() {
 	bad=$(awk '/Non-2xx|Socket errors/ {print}' "$out")
 	[[ -z $bad ]] || log "  $w $t: $bad"
 	awk -v w="$w" -v t="$t" -v rps="$rps" -v n="$reqs" -v p50="$p50" -v p99="$p99" \
-		-v pc=$((p1 - p0)) -v bc=$((b1 - b0)) -v hz="$CLK_TCK" -v proxy="${PROXY[$t]}" 'BEGIN {
+		-v pc=$((p1 - p0)) -v bc=$((b1 - b0)) -v hz="$CLK_TCK" -v proxy="${PROXY[$t]}" \
+		-v s="$s0 $s1" -v l="$l0 $l1" 'function busy(x, a) {
+			split(x, a, " ")
+			return a[1] == "-" || a[4] == a[2] ? "-" : sprintf("%.0f", 100 * (a[3] - a[1]) / (a[4] - a[2]))
+		}
+		BEGIN {
 		pcpu = proxy == "" ? "-" : sprintf("%.1f", pc / hz * 1e6 / n)
-		printf "%s\t%s\t%.0f\t%s\t%s\t%s\t%.1f\n", w, t, rps, p50, p99, pcpu, bc / hz * 1e6 / n }' >>"$RESULTS"
+		printf "%s\t%s\t%.0f\t%s\t%s\t%s\t%.1f\t%s\t%s\n", w, t, rps, p50, p99, pcpu, bc / hz * 1e6 / n, busy(s), busy(l) }' >>"$RESULTS"
 	log "  $(tail -1 "$RESULTS")"
 }
 
@@ -324,7 +342,7 @@ for w in $WORKLOADS; do
 done
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 log "measuring: $REPS rounds of ${TARGETS[*]} per workload ($WORKLOADS), $DURATION each"
-log "  workload  target  req/s  p50ms  p99ms  proxyCPUus/req  backendCPUus/req"
+log "  workload  target  req/s  p50ms  p99ms  proxyCPUus/req  backendCPUus/req  server-core%  wrk-core%"
 for ((i = 0; i < REPS; i++)); do
 	for w in $WORKLOADS; do
 		for t in "${TARGETS[@]}"; do run "$w" "$t" "$DURATION" keep; done
@@ -358,17 +376,18 @@ for w in $WORKLOADS; do
 	echo
 	echo "### $w ($CONNS connections, ${SCRIPT:+POST }$PATHQ)"
 	echo
-	echo "| target | req/s | × direct | × nginx | p50 ms | p99 ms | proxy CPU µs/req | × nginx | backend CPU µs/req |"
-	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+	echo "| target | req/s | × direct | × nginx | p50 ms | p99 ms | proxy CPU µs/req | × nginx | backend CPU µs/req | server core busy % | wrk core busy % |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	declare -A RPS=() PCPU=()
 	for t in "${TARGETS[@]}"; do
 		RPS[$t]=$(col "$w" "$t" 3)
 		PCPU[$t]=$(col "$w" "$t" 6)
 	done
 	for t in "${TARGETS[@]}"; do
-		printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s |\n' "$t" "${RPS[$t]}" \
+		printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$t" "${RPS[$t]}" \
 			"$(ratio "${RPS[$t]}" "${RPS[direct]:--}")" "$(ratio "${RPS[$t]}" "${RPS[nginx]:--}")" \
-			"$(col "$w" "$t" 4)" "$(col "$w" "$t" 5)" "${PCPU[$t]}" "$(ratio "${PCPU[$t]}" "${PCPU[nginx]:--}")" "$(col "$w" "$t" 7)"
+			"$(col "$w" "$t" 4)" "$(col "$w" "$t" 5)" "${PCPU[$t]}" "$(ratio "${PCPU[$t]}" "${PCPU[nginx]:--}")" "$(col "$w" "$t" 7)" \
+			"$(col "$w" "$t" 8)" "$(col "$w" "$t" 9)"
 	done
 done
 
