@@ -46,12 +46,20 @@ func TestRestartRetriesAVersionThatCannotStartYet(t *testing.T) {
 	os.Remove(need) // what the app needs is gone while sluice restarts
 	w = open()
 	defer shut(w)
-	time.Sleep(1500 * time.Millisecond)
+	// The app leaves need+".missed" when a start finds need missing: once
+	// it is there, a start was tried and failed.
+	deadline := time.Now().Add(20 * time.Second)
+	for _, err := os.Stat(need + ".missed"); err != nil; _, err = os.Stat(need + ".missed") {
+		if time.Now().After(deadline) {
+			t.Fatal("no start was tried after the restart")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if st, _ := w.Engine.Status(context.Background(), "hello"); len(st.Versions[0].Instances) != 0 {
 		t.Fatal("started without what it needs")
 	}
 	os.WriteFile(need, nil, 0o644)
-	deadline := time.Now().Add(20 * time.Second)
+	deadline = time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		st, _ := w.Engine.Status(context.Background(), "hello")
 		if vs := st.Versions[0]; vs.Name == v.Name && len(vs.Instances) == 1 && vs.Instances[0].Up {

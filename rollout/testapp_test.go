@@ -30,8 +30,11 @@ func runApp(mode string) {
 		fmt.Println("fatal: cannot open config file app.conf")
 		os.Exit(3)
 	case "needfile":
+		// Exits while $NEEDFILE is missing, leaving $NEEDFILE.missed
+		// behind so a test can tell that a start was tried.
 		if _, err := os.Stat(os.Getenv("NEEDFILE")); err != nil {
 			fmt.Println("missing", os.Getenv("NEEDFILE"))
+			_ = os.WriteFile(os.Getenv("NEEDFILE")+".missed", nil, 0o644)
 			os.Exit(4)
 		}
 	case "gated":

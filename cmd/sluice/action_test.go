@@ -242,51 +242,56 @@ func TestActionBadInput(t *testing.T) {
 	eventEnv := map[string]string{"GITHUB_EVENT_NAME": "issue_comment", "GITHUB_EVENT_PATH": filepath.Join(r.workspace, "event.json")}
 
 	before := snapshot(t, s)
-	for _, tc := range []struct {
-		name string
-		with map[string]string
-		env  map[string]string
-		want string // the whole ::error line, or a part of it after "…"
-	}{
-		{"unknown strategy", with(base, "strategy", "blue"), nil, `::error::sluice: input "strategy" must be full or canary, got "blue"`},
-		{"missing server", with(base, "server", ""), nil, `…input "server" is required`},
-		{"server not a URL", with(base, "server", "sluice.example.com"), nil, `…input "server" must be an http or https URL`},
-		{"unknown input", base, map[string]string{"INPUT_COLOUR": "blue"}, `…input "colour" is not an input of this action`},
-		{"no token", with(base, "token", ""), nil, `…input "token" is required unless oidc is true`},
-		{"token and oidc", with(base, "oidc", "true"), nil, `…input "token" must be empty when oidc is true`},
-		{"oidc without id-token permission", with(base, "token", "", "oidc", "true"), nil, "…give the job `permissions: id-token: write`"},
-		{"traffic with full", with(base, "traffic", "10"), nil, `…input "traffic" needs strategy canary`},
-		{"traffic not a percentage", with(base, "strategy", "canary", "traffic", "ten"), nil, `…input "traffic" must be a whole percentage from 0 to 100, got "ten"`},
-		{"bad wait", with(base, "wait", "yes"), nil, `…input "wait" must be true or false, got "yes"`},
-		{"bad timeout", with(base, "timeout", "soon"), nil, `…input "timeout" must be a positive duration`},
-		{"unknown mode", with(base, "mode", "preview"), nil, `…input "mode" must be deploy or event, got "preview"`},
-		{"source without sluice.yaml", with(base, "source", "empty"), nil, `…input "source" names empty, which has no sluice.yaml at its root`},
-		{"missing source", with(base, "source", "nope"), nil, `…input "source" names nope, which does not exist`},
-		{"unreachable server", with(base, "server", "http://"+unusedAddr(t)), nil, "…cannot reach the sluice server at http://127.0.0.1:"},
-		{"wrong token", with(base, "token", "not-the-token"), nil, "…unknown token"},
-		{"revoked token", with(base, "token", revoked), nil, "…token revoked"},
-		{"token of another repository", with(base, "token", otherRepo), nil, "…this token is scoped to acme/other; service hello belongs to acme/web"},
-		{"event mode outside a workflow", with(base, "mode", "event"), nil, "…event mode runs in a workflow: GITHUB_EVENT_NAME and GITHUB_EVENT_PATH are not set"},
-		{"event mode without a GitHub token", with(base, "mode", "event", "github-token", ""), eventEnv, `…input "github-token" is required in event mode`},
-		{"event mode, wrong token", with(base, "mode", "event", "token", "not-the-token"), eventEnv, "…unknown token"},
-		{"no Go on the runner", base, map[string]string{"PATH": noGo}, "::error::sluice: this action builds the sluice CLI with Go; add actions/setup-go before it"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if tc.env["PATH"] == noGo && filepath.Dir(must(exec.LookPath("bash"))) == goDir {
-				t.Skip("bash and go share a directory here; PATH cannot hide one")
-			}
-			res := r.run(tc.with, tc.env)
-			lines := strings.Split(strings.TrimRight(res.stdout, "\n"), "\n")
-			want, part := strings.CutPrefix(tc.want, "…")
-			ok := len(lines) == 1 && (lines[0] == want || part && strings.HasPrefix(lines[0], "::error::sluice: ") && strings.Contains(lines[0], want))
-			if res.code == 0 || !ok {
-				t.Fatalf("exit %d, stdout:\n%s\nwant exactly one line %s %q\nstderr:\n%s", res.code, res.stdout, map[bool]string{true: "containing", false: "equal to"}[part], want, res.stderr)
-			}
-			if len(res.outputs["version"]+res.outputs["status"]) > 0 {
-				t.Errorf("a refused step set outputs %v", res.outputs)
-			}
-		})
-	}
+	// Each refused step is its own process tree against the one server;
+	// they run side by side, and the group ends when all of them have.
+	t.Run("refused", func(t *testing.T) {
+		for _, tc := range []struct {
+			name string
+			with map[string]string
+			env  map[string]string
+			want string // the whole ::error line, or a part of it after "…"
+		}{
+			{"unknown strategy", with(base, "strategy", "blue"), nil, `::error::sluice: input "strategy" must be full or canary, got "blue"`},
+			{"missing server", with(base, "server", ""), nil, `…input "server" is required`},
+			{"server not a URL", with(base, "server", "sluice.example.com"), nil, `…input "server" must be an http or https URL`},
+			{"unknown input", base, map[string]string{"INPUT_COLOUR": "blue"}, `…input "colour" is not an input of this action`},
+			{"no token", with(base, "token", ""), nil, `…input "token" is required unless oidc is true`},
+			{"token and oidc", with(base, "oidc", "true"), nil, `…input "token" must be empty when oidc is true`},
+			{"oidc without id-token permission", with(base, "token", "", "oidc", "true"), nil, "…give the job `permissions: id-token: write`"},
+			{"traffic with full", with(base, "traffic", "10"), nil, `…input "traffic" needs strategy canary`},
+			{"traffic not a percentage", with(base, "strategy", "canary", "traffic", "ten"), nil, `…input "traffic" must be a whole percentage from 0 to 100, got "ten"`},
+			{"bad wait", with(base, "wait", "yes"), nil, `…input "wait" must be true or false, got "yes"`},
+			{"bad timeout", with(base, "timeout", "soon"), nil, `…input "timeout" must be a positive duration`},
+			{"unknown mode", with(base, "mode", "preview"), nil, `…input "mode" must be deploy or event, got "preview"`},
+			{"source without sluice.yaml", with(base, "source", "empty"), nil, `…input "source" names empty, which has no sluice.yaml at its root`},
+			{"missing source", with(base, "source", "nope"), nil, `…input "source" names nope, which does not exist`},
+			{"unreachable server", with(base, "server", "http://"+unusedAddr(t)), nil, "…cannot reach the sluice server at http://127.0.0.1:"},
+			{"wrong token", with(base, "token", "not-the-token"), nil, "…unknown token"},
+			{"revoked token", with(base, "token", revoked), nil, "…token revoked"},
+			{"token of another repository", with(base, "token", otherRepo), nil, "…this token is scoped to acme/other; service hello belongs to acme/web"},
+			{"event mode outside a workflow", with(base, "mode", "event"), nil, "…event mode runs in a workflow: GITHUB_EVENT_NAME and GITHUB_EVENT_PATH are not set"},
+			{"event mode without a GitHub token", with(base, "mode", "event", "github-token", ""), eventEnv, `…input "github-token" is required in event mode`},
+			{"event mode, wrong token", with(base, "mode", "event", "token", "not-the-token"), eventEnv, "…unknown token"},
+			{"no Go on the runner", base, map[string]string{"PATH": noGo}, "::error::sluice: this action builds the sluice CLI with Go; add actions/setup-go before it"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				if tc.env["PATH"] == noGo && filepath.Dir(must(exec.LookPath("bash"))) == goDir {
+					t.Skip("bash and go share a directory here; PATH cannot hide one")
+				}
+				res := r.runIn(t, tc.with, tc.env)
+				lines := strings.Split(strings.TrimRight(res.stdout, "\n"), "\n")
+				want, part := strings.CutPrefix(tc.want, "…")
+				ok := len(lines) == 1 && (lines[0] == want || part && strings.HasPrefix(lines[0], "::error::sluice: ") && strings.Contains(lines[0], want))
+				if res.code == 0 || !ok {
+					t.Fatalf("exit %d, stdout:\n%s\nwant exactly one line %s %q\nstderr:\n%s", res.code, res.stdout, map[bool]string{true: "containing", false: "equal to"}[part], want, res.stderr)
+				}
+				if len(res.outputs["version"]+res.outputs["status"]) > 0 {
+					t.Errorf("a refused step set outputs %v", res.outputs)
+				}
+			})
+		}
+	})
 	if after := snapshot(t, s); after != before {
 		t.Fatalf("refused steps changed the server's state:\n%s\n%s", before, after)
 	}

@@ -181,28 +181,28 @@ var exprRE = regexp.MustCompile(`\$\{\{\s*(.*?)\s*\}\}`)
 
 // eval substitutes the expressions a runner evaluates in this action;
 // any other expression fails the test, so the runner here stays honest.
-func (r *actionRunner) eval(s string, inputs map[string]string, steps map[string]map[string]string) string {
+func (r *actionRunner) eval(t *testing.T, s string, inputs map[string]string, steps map[string]map[string]string) string {
 	return exprRE.ReplaceAllStringFunc(s, func(m string) string {
 		expr := exprRE.FindStringSubmatch(m)[1]
 		switch {
 		case strings.HasPrefix(expr, "inputs."):
 			v, ok := inputs[strings.TrimPrefix(expr, "inputs.")]
 			if !ok {
-				r.t.Fatalf("action.yml: %s names an input that is not declared", m)
+				t.Fatalf("action.yml: %s names an input that is not declared", m)
 			}
 			return v
 		case expr == "github.action_path":
-			return repoRoot(r.t)
+			return repoRoot(t)
 		case expr == "github.token":
 			return r.githubToken
 		case strings.HasPrefix(expr, "steps.") && steps != nil:
 			parts := strings.Split(expr, ".")
 			if len(parts) != 4 || parts[2] != "outputs" {
-				r.t.Fatalf("action.yml: unsupported expression %s", m)
+				t.Fatalf("action.yml: unsupported expression %s", m)
 			}
 			return steps[parts[1]][parts[3]]
 		}
-		r.t.Fatalf("action.yml: expression %s is not one this test's runner evaluates", m)
+		t.Fatalf("action.yml: expression %s is not one this test's runner evaluates", m)
 		return ""
 	})
 }
@@ -212,17 +212,26 @@ func (r *actionRunner) eval(s string, inputs map[string]string, steps map[string
 // value removes the variable).
 func (r *actionRunner) run(with map[string]string, env map[string]string) actionResult {
 	r.t.Helper()
+	return r.runIn(r.t, with, env)
+}
+
+// runIn is run on behalf of t, a subtest of the runner's test: failures
+// are t's, and runs of parallel subtests do not wait for each other (each
+// has its own run id and step files; they share the workspace and
+// RUNNER_TEMP as steps of one job do).
+func (r *actionRunner) runIn(t *testing.T, with map[string]string, env map[string]string) actionResult {
+	t.Helper()
 	inputs := map[string]string{}
 	for name, in := range r.meta.Inputs {
 		if in.Default != nil {
-			inputs[name] = r.eval(*in.Default, nil, nil)
+			inputs[name] = r.eval(t, *in.Default, nil, nil)
 		} else {
 			inputs[name] = ""
 		}
 	}
 	for k, v := range with {
 		if _, ok := r.meta.Inputs[k]; !ok {
-			r.t.Fatalf("with: %q is not an input of action.yml", k)
+			t.Fatalf("with: %q is not an input of action.yml", k)
 		}
 		inputs[k] = v
 	}
@@ -239,22 +248,22 @@ func (r *actionRunner) run(with map[string]string, env map[string]string) action
 	var stdout, stderr, summary strings.Builder
 	for i, st := range r.meta.Runs.Steps {
 		if st.Shell != "bash" {
-			r.t.Fatalf("step %d: shell %q; this runner runs bash steps", i, st.Shell)
+			t.Fatalf("step %d: shell %q; this runner runs bash steps", i, st.Shell)
 		}
-		dir := r.t.TempDir()
+		dir := t.TempDir()
 		outFile, sumFile, script := filepath.Join(dir, "output"), filepath.Join(dir, "summary"), filepath.Join(dir, "script.sh")
 		for _, f := range []string{outFile, sumFile} {
 			if err := os.WriteFile(f, nil, 0o644); err != nil {
-				r.t.Fatal(err)
+				t.Fatal(err)
 			}
 		}
 		if err := os.WriteFile(script, []byte(st.Run), 0o644); err != nil {
-			r.t.Fatal(err)
+			t.Fatal(err)
 		}
 		cmd := exec.Command("bash", "--noprofile", "--norc", "-eo", "pipefail", script)
 		cmd.Dir = r.workspace
 		if st.WorkingDirectory != "" {
-			cmd.Dir = r.eval(st.WorkingDirectory, inputs, nil)
+			cmd.Dir = r.eval(t, st.WorkingDirectory, inputs, nil)
 		}
 		vars := map[string]string{}
 		for _, kv := range os.Environ() {
@@ -268,10 +277,10 @@ func (r *actionRunner) run(with map[string]string, env map[string]string) action
 		for k, v := range job {
 			vars[k] = v
 		}
-		vars["GITHUB_ACTION_PATH"] = repoRoot(r.t)
+		vars["GITHUB_ACTION_PATH"] = repoRoot(t)
 		vars["GITHUB_OUTPUT"], vars["GITHUB_STEP_SUMMARY"] = outFile, sumFile
 		for k, v := range st.Env {
-			vars[k] = r.eval(v, inputs, nil)
+			vars[k] = r.eval(t, v, inputs, nil)
 		}
 		for k, v := range vars {
 			if v != "" {
@@ -287,19 +296,19 @@ func (r *actionRunner) run(with map[string]string, env map[string]string) action
 			summary.Write(b)
 		}
 		if st.ID != "" {
-			steps[st.ID] = parseOutputFile(r.t, outFile)
+			steps[st.ID] = parseOutputFile(t, outFile)
 		}
 		if err != nil {
 			ee, ok := err.(*exec.ExitError)
 			if !ok {
-				r.t.Fatal(err)
+				t.Fatal(err)
 			}
 			res.code = ee.ExitCode()
 			break
 		}
 	}
 	for name, o := range r.meta.Outputs {
-		res.outputs[name] = r.eval(o.Value, inputs, steps)
+		res.outputs[name] = r.eval(t, o.Value, inputs, steps)
 	}
 	res.stdout, res.stderr, res.summary = stdout.String(), stderr.String(), summary.String()
 	return res

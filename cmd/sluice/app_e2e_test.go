@@ -105,6 +105,7 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 // TestDeployedCodeCannotReachSluice), so this server runs it as root, the
 // one mode where it can, to test the redaction behind that wall.
 func TestServeNeverSendsItsOwnSecretsToGitHub(t *testing.T) {
+	t.Parallel()
 	const (
 		repo  = "Codertocat/Hello-World"
 		main  = "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
@@ -158,6 +159,7 @@ func TestServeNeverSendsItsOwnSecretsToGitHub(t *testing.T) {
 // fails: nobody listens), starts sluice again, and the merge is deployed
 // from the delivery sluice asked GitHub to send again.
 func TestMergeWhileStoppedIsRecovered(t *testing.T) {
+	t.Parallel()
 	const (
 		repo  = "Codertocat/Hello-World"
 		first = "1111111111111111111111111111111111111111"

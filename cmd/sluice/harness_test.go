@@ -55,11 +55,23 @@ func TestMain(m *testing.M) {
 	}
 	sluiceBin = filepath.Join(dir, "sluice")
 	helloBin = filepath.Join(dir, "hello")
-	for _, b := range [][]string{{sluiceBin, "."}, {helloBin, "../../examples/hello"}} {
-		cmd := exec.Command("go", "build", "-o", b[0], ".")
-		cmd.Dir = b[1]
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", b[1], err, out)
+	// The two builds share nothing, so they run side by side.
+	builds := [][]string{{sluiceBin, "."}, {helloBin, "../../examples/hello"}}
+	failed := make([]string, len(builds))
+	var wg sync.WaitGroup
+	for i, b := range builds {
+		wg.Go(func() {
+			cmd := exec.Command("go", "build", "-o", b[0], ".")
+			cmd.Dir = b[1]
+			if out, err := cmd.CombinedOutput(); err != nil {
+				failed[i] = fmt.Sprintf("build %s: %v\n%s", b[1], err, out)
+			}
+		})
+	}
+	wg.Wait()
+	for _, f := range failed {
+		if f != "" {
+			fmt.Fprint(os.Stderr, f)
 			os.Exit(1)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 // or cluster is refused at start, with a message naming the flag, before
 // anything is stored.
 func TestServeKubernetesFlags(t *testing.T) {
+	t.Parallel()
 	// Past the Prometheus flags the start would need a cluster: the
 	// kubeconfig is missing, so a start that got that far fails differently.
 	kubeArgs := []string{"--runtime", "kubernetes", "--gateway", "infra/edge", "--kubeconfig", "missing.yaml"}
@@ -38,6 +39,7 @@ func TestServeKubernetesFlags(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			data := t.TempDir()
 			cmd := exec.Command(sluiceBin, append([]string{"serve", "--data", data, "--listen", "127.0.0.1:0", "--router-listen", "127.0.0.1:0"}, tt.args...)...)
 			cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}

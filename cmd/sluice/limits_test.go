@@ -14,6 +14,7 @@ import (
 // to 256 file descriptors: the router keeps serving, and the API answers
 // again once they go.
 func TestIdleAPIConnectionsCannotTakeTheRouterDown(t *testing.T) {
+	t.Parallel()
 	cmd := exec.Command("/bin/sh", "-c", `ulimit -n 256 && exec "$0" serve`, sluiceBin)
 	s := startServerCmd(t, cmd, t.TempDir(), freePort(t), freePort(t))
 	s.ok("deploy", "hello", "--source", fastSource(t, ""), "--wait")
@@ -58,6 +59,7 @@ func TestIdleAPIConnectionsCannotTakeTheRouterDown(t *testing.T) {
 }
 
 func TestServeRefusesABadTrustedProxy(t *testing.T) {
+	t.Parallel()
 	data := t.TempDir()
 	cmd := exec.Command(sluiceBin, "serve", "--data", data, "--listen", "127.0.0.1:0", "--router-listen", "127.0.0.1:0",
 		"--trusted-proxies", "10.0.0.0/8,proxy.example.com")
@@ -72,6 +74,7 @@ func TestServeRefusesABadTrustedProxy(t *testing.T) {
 }
 
 func TestParsePrefixes(t *testing.T) {
+	t.Parallel()
 	got, err := parsePrefixes([]string{"10.1.2.3/8", " 192.0.2.1 ", "::ffff:198.51.100.1", "2001:db8::/32", ""})
 	if err != nil {
 		t.Fatal(err)

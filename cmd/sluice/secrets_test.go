@@ -13,6 +13,7 @@ import (
 // arguments nor in its environment; a file other users could read is
 // restricted to its owner and the exposure is logged.
 func TestServeReadsTokenFromFile(t *testing.T) {
+	t.Parallel()
 	file := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(file, []byte("from-file-s3cret\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -44,6 +45,7 @@ func TestServeReadsTokenFromFile(t *testing.T) {
 }
 
 func TestServeRefusesEmptySecretFile(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	empty := filepath.Join(dir, "token")
 	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
@@ -59,6 +61,7 @@ func TestServeRefusesEmptySecretFile(t *testing.T) {
 }
 
 func TestSecretOnCommandLine(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		args []string
 		want string

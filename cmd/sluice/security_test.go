@@ -13,6 +13,7 @@ import (
 // TestServeOIDCFlags: --oidc-allow that cannot work, or that would let
 // every GitHub account in, stops serve at once with the reason.
 func TestServeOIDCFlags(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		env  []string
@@ -24,6 +25,7 @@ func TestServeOIDCFlags(t *testing.T) {
 		{"bad id", []string{"SLUICE_TOKEN=" + adminToken, "SLUICE_PUBLIC_URL=https://sluice.example.com", "SLUICE_OIDC_ALLOW=acme@x"}, `--oidc-allow entry "acme@x"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			cmd := exec.Command(sluiceBin, "serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--router-listen", "127.0.0.1:0")
 			cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, tc.env...)
 			out, err := cmd.CombinedOutput()
@@ -39,6 +41,7 @@ func TestServeOIDCFlags(t *testing.T) {
 // OIDC token of a workflow in anyone's repository, even one minted for its
 // own public URL, and changes nothing.
 func TestAppSetupRefusesAStrangersWorkflow(t *testing.T) {
+	t.Parallel()
 	stranger := newIDIssuer(t, "mallory/anything")
 	api := freePort(t)
 	s := startServer(t, t.TempDir(), api, freePort(t), "SLUICE_TOKEN="+adminToken,
@@ -69,6 +72,7 @@ func TestAppSetupRefusesAStrangersWorkflow(t *testing.T) {
 // client reads neither /dashboard nor /metrics unless the operator
 // published them with --public-dashboard.
 func TestDashboardAndMetricsAreTheAdmins(t *testing.T) {
+	t.Parallel()
 	anon := func(s *server, path string) int {
 		resp, err := http.Get("http://" + s.api + path)
 		if err != nil {
