@@ -82,7 +82,7 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	key, pemKey := githubtest.GenerateKey(t)
+	key, pemKey := githubtest.SharedKey(t)
 	gh := githubtest.NewServer(t, githubtest.WithAppKey(&key.PublicKey, appID))
 	gh.AddRepo(repo, githubtest.RepoOpts{DefaultBranch: "main", InstallationID: 1})
 	gh.SetCommit(repo, mainSHA, map[string]string{"sluice.yaml": appYAML(t), "README.md": "main\n"})
@@ -237,6 +237,7 @@ func checksOn(gh *githubtest.Server, sha string) []githubtest.CheckRun {
 }
 
 func TestMergeDeploysThenCanaryFromAWriter(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.mergeMain()
 	st := w.status()
@@ -283,6 +284,7 @@ func TestMergeDeploysThenCanaryFromAWriter(t *testing.T) {
 }
 
 func TestCommandsDoWhatTheSpecSays(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.mergeMain()
 	w.say("/canary 10%", "Codertocat")
@@ -330,6 +332,7 @@ func TestCommandsDoWhatTheSpecSays(t *testing.T) {
 }
 
 func TestReadersQuotesAndBotsChangeNothing(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.mergeMain()
 	w.gh.SetPermission(repo, "reader", githubtest.PermRead)
@@ -367,6 +370,7 @@ func TestReadersQuotesAndBotsChangeNothing(t *testing.T) {
 }
 
 func TestBrokenManifestFailsTheCheckWithAnAnnotation(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.gh.SetCommit(repo, headSHA, map[string]string{"sluice.yaml": "services:\n  hello:\n    run: ./app\n    instances: lots\n"})
 	w.say("/deploy", "Codertocat")
@@ -381,6 +385,7 @@ func TestBrokenManifestFailsTheCheckWithAnAnnotation(t *testing.T) {
 }
 
 func TestDeliveriesAreVerifiedAndRunOnce(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	body := githubtest.Fixture(t, "push.json")
 	for _, tc := range []struct {
@@ -421,6 +426,7 @@ func TestDeliveriesAreVerifiedAndRunOnce(t *testing.T) {
 }
 
 func TestGitHubOutageDelaysReportsButLosesAndDoublesNone(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.mergeMain()
 	// Every write fails for a while; reads still work.
@@ -456,6 +462,7 @@ func TestGitHubOutageDelaysReportsButLosesAndDoublesNone(t *testing.T) {
 }
 
 func TestRestartBetweenAcceptingAndProcessing(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	if code := w.deliver("push", githubtest.Fixture(t, "push.json"), githubtest.WithDeliveryID("d-restart")); code != http.StatusAccepted {
 		t.Fatalf("push: %d", code)
@@ -479,6 +486,7 @@ func TestRestartBetweenAcceptingAndProcessing(t *testing.T) {
 }
 
 func TestCheckRunButtonsAndRerun(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.mergeMain()
 	w.say("/canary 10%", "Codertocat")
@@ -525,6 +533,7 @@ func TestCheckRunButtonsAndRerun(t *testing.T) {
 }
 
 func TestMergeOfAPromotedTreeIsNotRebuiltAndTheMergedPRIsTold(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.mergeMain()
 	w.say("/canary 10%", "Codertocat")
@@ -568,6 +577,7 @@ func TestMergeOfAPromotedTreeIsNotRebuiltAndTheMergedPRIsTold(t *testing.T) {
 }
 
 func TestNewerPushSupersedesAQueuedOlderOne(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	newer := "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 	w.gh.SetCommit(repo, newer, map[string]string{"sluice.yaml": appYAML(t), "README.md": "newer\n"})
@@ -581,6 +591,7 @@ func TestNewerPushSupersedesAQueuedOlderOne(t *testing.T) {
 }
 
 func TestClosedPRVersionsWithoutTrafficStop(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.mergeMain()
 	w.say("/deploy", "Codertocat")
@@ -598,6 +609,7 @@ func TestClosedPRVersionsWithoutTrafficStop(t *testing.T) {
 }
 
 func TestSecretsNeverReachGitHub(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	y := "services:\n  hello:\n    run: echo \"connecting with $DB_PASSWORD\"; exit 1\n    env: {DB_PASSWORD: hunter2-very-secret}\n    timeouts: {start: 2s}\n"
 	w.gh.SetCommit(repo, headSHA, map[string]string{"sluice.yaml": y})
@@ -617,6 +629,7 @@ func TestSecretsNeverReachGitHub(t *testing.T) {
 }
 
 func TestRedeployAppliesThePRConfigurationToTheStableVersion(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.mergeMain()
 	y := strings.Replace(appYAML(t), `TESTAPP: "1"`, `TESTAPP: "1", FLAG: "on"`, 1)
@@ -633,6 +646,7 @@ func TestRedeployAppliesThePRConfigurationToTheStableVersion(t *testing.T) {
 }
 
 func TestOversizedDeliveryIsRefusedAndNothingStored(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	small, srv := w.otherBot(bot.Config{WebhookSecret: secret, MaxBody: 1024})
 	body := []byte(`{"pad":"` + strings.Repeat("x", 2048) + `"}`)

@@ -39,7 +39,9 @@ func containWorld(t *testing.T, eng func(*rollout.Engine) Engine) (*Bot, *github
 }
 
 // A report whose sending panics (here an unreadable finished check run) is
-// dropped and counted; the report after it is still sent.
+// dropped and counted; the report after it is still sent. Not parallel:
+// the count is the process's, and other tests of this package panic on
+// purpose.
 func TestAPanickingReportFailsOnlyItself(t *testing.T) {
 	b, gh := containWorld(t, func(e *rollout.Engine) Engine { return e })
 	before := contain.Panics()
@@ -92,6 +94,7 @@ func (e *statusPanics) Events(service string, after uint64, limit int) ([]rollou
 // An engine event whose handling panics is skipped with its follow-up;
 // the watcher moves past it and reports the next event.
 func TestAPanickingEngineEventFailsOnlyItself(t *testing.T) {
+	t.Parallel()
 	ready := func(seq uint64, service string) rollout.Event {
 		return rollout.Event{Seq: seq, Kind: rollout.EventVersionStatus, Op: "deploy", Status: rollout.StatusNormal,
 			Service: service, Version: service + "-001", Origin: rollout.Origin{Via: "comment", Repo: containRepo, Installation: 1, PR: 1}}
@@ -131,6 +134,7 @@ func TestAPanickingEngineEventFailsOnlyItself(t *testing.T) {
 // Every command the grammar knows has a runner: a command added to
 // package command without one would be parsed and then fail every time.
 func TestEveryCommandHasARunner(t *testing.T) {
+	t.Parallel()
 	runners := (&commands{}).runners()
 	for _, n := range command.Names() {
 		if runners[n] == nil {

@@ -121,6 +121,7 @@ func (w *world) versionsFrom() []string {
 }
 
 func TestForkPullRequestIsNotBuiltUnlessTheBaseOptsIn(t *testing.T) {
+	t.Parallel()
 	w := forkWorld(t, false)
 	at := w.forkEvent("opened", forkSHA)
 
@@ -147,6 +148,7 @@ func TestForkPullRequestIsNotBuiltUnlessTheBaseOptsIn(t *testing.T) {
 }
 
 func TestForkPullRequestAfterOptInBuildsOnlyTheHeadTheCommenterSaw(t *testing.T) {
+	t.Parallel()
 	w := forkWorld(t, true)
 	w.mergeMain()
 	at := w.forkEvent("opened", forkSHA)
@@ -224,6 +226,7 @@ func (w *world) rerun(version, sha, login string) {
 // the re-run is refused, nothing is fetched or built, and the pull request
 // and a neutral check run say why.
 func TestRerunOfAForkVersionAsksTheBaseAgain(t *testing.T) {
+	t.Parallel()
 	w := forkWorld(t, true)
 	w.mergeMain()
 	at := w.forkEvent("opened", forkSHA)

@@ -75,7 +75,7 @@ type doors struct {
 // B's check run on hello-001 keeps its buttons.
 func newDoors(t *testing.T) *doors {
 	t.Helper()
-	key, pemKey := githubtest.GenerateKey(t)
+	key, pemKey := githubtest.SharedKey(t)
 	gh := githubtest.NewServer(t, githubtest.WithAppKey(&key.PublicKey, appID), githubtest.WithToken(workflowTok))
 	gh.AddRepo(repoA, githubtest.RepoOpts{DefaultBranch: "main", InstallationID: instA})
 	gh.AddRepo(repoB, githubtest.RepoOpts{DefaultBranch: "main", InstallationID: instB})
@@ -405,6 +405,7 @@ func (d *doors) actionPush(sha string) string {
 // services, versions, policy, running instances and history are as they
 // were, and hello-002 still serves every request.
 func TestEveryFrontDoorRefusesAForeignRepository(t *testing.T) {
+	t.Parallel()
 	d := newDoors(t)
 	src := helloSource(t)
 	two := []byte(`{"instances":2}`)

@@ -13,6 +13,7 @@ import (
 // delivery, and is dated by the first pruning round instead of being kept
 // forever or dropped before its time.
 func TestPruneDatesUndatedRecords(t *testing.T) {
+	t.Parallel()
 	w := enginetest.New(t, t.TempDir())
 	now := time.Now()
 	b := New(w.Engine, w.DB, nil, Config{}, WithClock(func() time.Time { return now }))

@@ -67,6 +67,7 @@ func jsonInt(n int64) string { b, _ := json.Marshal(n); return string(b) }
 // signed delivery replayed after its records were pruned, under its own
 // id or a new one, is ignored and changes nothing.
 func TestPruneForgetsOldDeliveriesWithoutReopeningReplays(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.gh.AddComment(repo, 1, githubtest.Comment{ID: 9001, User: "Codertocat", Body: "/help"})
 	old := commentAt(t, "/help", 9001, w.clock.now())
@@ -127,6 +128,7 @@ func (w *world) eventsOf(t *testing.T) []rollout.Event {
 // A delivery accepted but not yet handled keeps its records whatever
 // their age, and is handled afterwards: nothing accepted is lost.
 func TestPruneKeepsDeliveriesNotYetHandled(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.gh.AddComment(repo, 1, githubtest.Comment{ID: 9003, User: "Codertocat", Body: "/help"})
 	if code := w.deliver("issue_comment", commentAt(t, "/help", 9003, w.clock.now()), githubtest.WithDeliveryID("waiting")); code != http.StatusAccepted {
@@ -175,6 +177,7 @@ func (j *breakingJournal) Apply(ops ...rollout.Op) error {
 // A pruning round that panics or fails returns an error, removes nothing,
 // and the bot goes on handling deliveries.
 func TestABrokenPruningRoundChangesNothingElse(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.gh.AddComment(repo, 1, githubtest.Comment{ID: 9004, User: "Codertocat", Body: "/help"})
 	w.deliver("issue_comment", commentAt(t, "/help", 9004, w.clock.now()), githubtest.WithDeliveryID("old-delivery"))
@@ -211,6 +214,7 @@ func TestABrokenPruningRoundChangesNothingElse(t *testing.T) {
 // horizon it is accepted, past it (or with no time at all) it is ignored
 // and nothing is recorded. Events that change nothing have no horizon.
 func TestEventsPastTheHorizonAreIgnoredOnArrival(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	undated := func(t *testing.T) []byte {
 		var m map[string]any

@@ -59,6 +59,7 @@ func (w *world) pending() string {
 // its PR saying why, and the others are handled in the same round — no
 // retry, no backoff, nothing left waiting.
 func TestEveryFixtureIsHandledWhileOneGets404(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.gh.FailRoute("GET", "/repos/"+repo+"/collaborators/Codertocat/", 100, http.StatusNotFound, nil)
 	for _, f := range []struct{ event, file string }{
@@ -99,6 +100,7 @@ func TestEveryFixtureIsHandledWhileOneGets404(t *testing.T) {
 // a later command on the same PR waits its turn, 👀 is posted once however
 // often it is retried, and when GitHub recovers both run in order.
 func TestAStuckDeliveryHoldsOnlyItsOwnPullRequest(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.noReadRetries()
 	w.mergeMain()
@@ -145,6 +147,7 @@ func TestAStuckDeliveryHoldsOnlyItsOwnPullRequest(t *testing.T) {
 // comment is known by its id and edit time, a push by repository, ref and
 // the commits it moves between.
 func TestReplayedDeliveriesRunOnce(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	// main moves from an earlier commit to mainSHA, whose sluice.yaml
 	// deploys merges as canaries (so the replayed push would build again).
@@ -200,6 +203,7 @@ func (e *predictPanics) Predict(ctx context.Context, service, query string) (rol
 // answered on the PR — while the server keeps running, later deliveries
 // are handled, and a restart does not run the delivery again.
 func TestAPanickingHandlerFailsOnlyItsDelivery(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.mergeMain()
 	eng := &predictPanics{Engine: w.eng}
@@ -263,6 +267,7 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 // service), with every reported problem annotated over successive
 // requests of 50 and a summary GitHub accepts.
 func TestBrokenManifestWithManyProblemsFailsEachServicesCheck(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	var y strings.Builder
 	y.WriteString("services:\n  web:\n    run: ./web\n")
@@ -315,6 +320,7 @@ func (w *world) deploymentState(env string) string {
 // A PR version stopped by the PR closing, or retired for idling, shows
 // its GitHub deployment inactive; started again by a rollback, success.
 func TestStoppedVersionsDeploymentsGoInactive(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.mergeMain()
 	w.say("/deploy", "Codertocat")
@@ -355,6 +361,7 @@ func TestStoppedVersionsDeploymentsGoInactive(t *testing.T) {
 // A person's comment that starts with sluice's marker is never taken for
 // the sticky comment: sluice writes its own and leaves theirs alone.
 func TestStickyCommentIsOnlySluicesOwn(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.mergeMain()
 	mine := w.gh.AddComment(repo, 1, githubtest.Comment{ID: 9001, User: "Codertocat", Body: render.Marker + "\nmy notes"})

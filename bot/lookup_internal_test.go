@@ -17,6 +17,7 @@ import (
 // retry never doubles it) must see runs that are not the newest of their
 // name and items past the first page.
 func TestLookupsSeeOlderRunsAndEveryPage(t *testing.T) {
+	t.Parallel()
 	const (
 		repo = "Codertocat/Hello-World"
 		sha  = "ec26c3e57ca3a959ca5aad62de7213c562f8c821"

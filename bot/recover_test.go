@@ -45,6 +45,7 @@ func recoverMissed(t *testing.T, b *bot.Bot) int {
 // handle, are not; one sluice keeps refusing is asked for a bounded
 // number of times.
 func TestMissedWebhooksAreRedelivered(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.gh.SetWebhook(w.hook.URL+"/webhooks/github", secret)
 	if d := w.gh.SendWebhook("ping", []byte(`{"zen":"hi"}`)); d.StatusCode != http.StatusAccepted {

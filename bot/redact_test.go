@@ -12,6 +12,7 @@ import (
 // with credentials; neither reaches GitHub, in the check run or the PR's
 // comment.
 func TestSecretLookingValuesAndURLCredentialsNeverReachGitHub(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	y := "services:\n  hello:\n    run: echo \"upstream $UPSTREAM via https://deploy:Pa55-w0rd@registry.example.com/x mode $MODE\"; exit 1\n" +
 		"    env: {UPSTREAM: Zk29-qq81-Lm, MODE: production}\n    timeouts: {start: 2s}\n"
@@ -38,6 +39,7 @@ func TestSecretLookingValuesAndURLCredentialsNeverReachGitHub(t *testing.T) {
 // secret reaches GitHub nowhere: not in the sticky comment, not in the
 // check run.
 func TestASecretDeployedDuringTheRoundNeverReachesGitHub(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	const leak = "Xq7-pp21-Wz9k"
 	y := "services:\n  hello:\n    run: echo \"token $UPSTREAM\"; exit 1\n    env: {UPSTREAM: " + leak + "}\n    timeouts: {start: 2s}\n"

@@ -26,6 +26,7 @@ func (e *statusCounter) Status(ctx context.Context, service string) (rollout.Ser
 // The redaction set of PR entries reads every service's status once, and
 // again only after the engine's history moved — not once per entry.
 func TestRedactionReadsStatusesOnlyWhenHistoryMoves(t *testing.T) {
+	t.Parallel()
 	w := enginetest.New(t, t.TempDir())
 	ctx := context.Background()
 	admin := rollout.Origin{Via: "cli", Actor: "admin", Principal: rollout.AdminPrincipal}

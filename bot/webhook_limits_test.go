@@ -51,6 +51,7 @@ func holdDelivery(t *testing.T, addr string, body []byte) (net.Conn, *bufio.Read
 }
 
 func TestWebhookBuffersAtMostMaxInflightBodies(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	_, srv := w.otherBot(bot.Config{WebhookSecret: secret, MaxInflight: 2})
 	addr := strings.TrimPrefix(srv.URL, "http://")

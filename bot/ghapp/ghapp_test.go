@@ -35,17 +35,8 @@ const (
 	headSHA = "ec26c3e57ca3a959ca5aad62de7213c562f8c821"
 )
 
-var (
-	keyOnce sync.Once
-	keyRSA  *rsa.PrivateKey
-	keyPEM  []byte
-)
-
 // appKey is one App key for the test binary: RSA generation is slow.
-func appKey(t *testing.T) (*rsa.PrivateKey, []byte) {
-	keyOnce.Do(func() { keyRSA, keyPEM = githubtest.GenerateKey(t) })
-	return keyRSA, keyPEM
-}
+func appKey(t *testing.T) (*rsa.PrivateKey, []byte) { return githubtest.SharedKey(t) }
 
 // logBuffer collects slog JSON lines from many goroutines.
 type logBuffer struct {

@@ -176,3 +176,20 @@ func GenerateKey(t testing.TB) (*rsa.PrivateKey, []byte) {
 	}
 	return key, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
 }
+
+var (
+	sharedOnce sync.Once
+	sharedKey  *rsa.PrivateKey
+	sharedPEM  []byte
+)
+
+// SharedKey is GenerateKey done once per test binary: every caller gets
+// the same key. Generating an RSA key takes up to a second on a loaded
+// machine, and tests that each start a fake GitHub of their own need no
+// key unlike another test's; a test about a foreign key uses GenerateKey.
+// Safe for concurrent use.
+func SharedKey(t testing.TB) (*rsa.PrivateKey, []byte) {
+	t.Helper()
+	sharedOnce.Do(func() { sharedKey, sharedPEM = GenerateKey(t) })
+	return sharedKey, sharedPEM
+}

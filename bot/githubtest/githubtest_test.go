@@ -58,15 +58,10 @@ func (r *recordingTB) errors() []string {
 	return append([]string(nil), r.errs...)
 }
 
-var (
-	keyOnce sync.Once
-	appKey  *rsa.PrivateKey
-)
-
 // key is one App key for the whole test binary: generating RSA keys is slow.
 func key(t *testing.T) *rsa.PrivateKey {
-	keyOnce.Do(func() { appKey, _ = githubtest.GenerateKey(t) })
-	return appKey
+	k, _ := githubtest.SharedKey(t)
+	return k
 }
 
 // setup starts a fake with one repository: main at baseSHA, PR 1 at headSHA.
