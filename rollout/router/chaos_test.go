@@ -23,6 +23,7 @@ import (
 // ones) fail no request, and the first request after each Update is routed
 // by the new table.
 func TestChangesUnderLoad(t *testing.T) {
+	t.Parallel()
 	const changes, swaps, workers = 200, 10, 4
 	versions := []string{"hello-001", "hello-002", "hello-003", "hello-004"}
 	rng := rand.New(rand.NewPCG(1, 2))

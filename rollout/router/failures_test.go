@@ -23,6 +23,7 @@ import (
 // when every try failed the client gets 502 saying what happened (not 503
 // "no instance is running": the instances are running).
 func TestRetryOncePerInstance(t *testing.T) {
+	t.Parallel()
 	closer, closerHits := droppingInstance(t, false)
 	resetter, resetterHits := droppingInstance(t, true)
 	a, aHits := droppingInstance(t, false)
@@ -121,6 +122,7 @@ func skipHead(br *bufio.Reader) error {
 // TestResponseHeadTooLarge: an instance whose response head is over the
 // limit gets the client a 502 that says so.
 func TestResponseHeadTooLarge(t *testing.T) {
+	t.Parallel()
 	big := newInstance(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Big", strings.Repeat("a", maxResponseHead+1))
 		io.WriteString(w, "unreachable")
@@ -155,6 +157,7 @@ func (s *syncBuffer) String() string {
 // connection closes (so it cannot take the body for whole), and the cause
 // is logged.
 func TestMalformedUpstreamChunked(t *testing.T) {
+	t.Parallel()
 	inst := rawInstance(t, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nbroken")
 	var logs syncBuffer
 	_, base := startRouter(t, table1("hello-001", false, 0, inst),
@@ -184,6 +187,7 @@ func TestMalformedUpstreamChunked(t *testing.T) {
 // on its request cancels the request at the instance, and the request
 // stops counting in flight, long before the upstream timeout.
 func TestClientGoneCancels(t *testing.T) {
+	t.Parallel()
 	got := make(chan struct{}, 1)
 	cancelled := make(chan struct{}, 1)
 	release := make(chan struct{})

@@ -29,6 +29,7 @@ import (
 // rotation at once, every request (even a POST: nothing was sent) goes to
 // the live one, and the dead one is tried again later.
 func TestDeadInstance(t *testing.T) {
+	t.Parallel()
 	live := instance(t, "live")
 	dead := deadAddr(t)
 	r, base := startRouter(t, routing.Table{Services: []routing.Service{{
@@ -114,6 +115,7 @@ func droppingInstance(t *testing.T, reset bool) (string, *atomic.Int64) {
 // another instance of the same version when its method is idempotent; a
 // POST is not (it may have been processed) and gets 502.
 func TestRetryIdempotent(t *testing.T) {
+	t.Parallel()
 	broken, hits := brokenInstance(t)
 	live := instance(t, "live")
 	_, base := startRouter(t, routing.Table{Services: []routing.Service{
@@ -164,6 +166,7 @@ func TestRetryIdempotent(t *testing.T) {
 // TestUpstreamTimeout: an instance slower than UpstreamTimeout gives 504,
 // in about that time, and the client's connection stays usable.
 func TestUpstreamTimeout(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	defer close(release)
 	slow := newInstance(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -198,6 +201,7 @@ func TestUpstreamTimeout(t *testing.T) {
 // it while the policy holds that version; rules still win; version URLs
 // and non-sticky services set no cookie.
 func TestSticky(t *testing.T) {
+	t.Parallel()
 	a, b := instance(t, "a"), instance(t, "b")
 	tbl := func(split map[string]int, sticky bool) routing.Table {
 		return routing.Table{Services: []routing.Service{{
@@ -298,7 +302,8 @@ func hashInstance(t *testing.T) string {
 
 // TestLargeBodies: large uploads (with a length and chunked) and downloads
 // stream through whole, through the large buffers and, when every one of
-// those is taken, by splice.
+// those is taken, by splice. Not parallel: it takes every large buffer of
+// the process for the splice case.
 func TestLargeBodies(t *testing.T) {
 	t.Run("buffered", testLargeBodies)
 	t.Run("splice", func(t *testing.T) {
@@ -350,6 +355,7 @@ func testLargeBodies(t *testing.T) {
 // TestFullDuplex: an instance may answer while the request body is still
 // coming, and each side sees the other's bytes as they are sent.
 func TestFullDuplex(t *testing.T) {
+	t.Parallel()
 	inst := newInstance(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.NewResponseController(w).EnableFullDuplex()
 		w.WriteHeader(200)
@@ -429,6 +435,7 @@ func upgradeInstance(t *testing.T) string {
 // TestUpgrade: Upgrade requests (WebSocket and others) pass through; the
 // tunnel counts in flight until it closes, so Drain waits for it.
 func TestUpgrade(t *testing.T) {
+	t.Parallel()
 	inst := upgradeInstance(t)
 	r, base := startRouter(t, table1("hello-001", false, 0, inst))
 	rc := dialRaw(t, base)
@@ -473,6 +480,7 @@ func TestUpgrade(t *testing.T) {
 // one), and no hop-by-hop field; the client gets no hop-by-hop field from
 // the instance and the router's X-Sluice-Version.
 func TestForwardingHeaders(t *testing.T) {
+	t.Parallel()
 	echo := echoInstance(t, "echo")
 	hop := newInstance(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -556,6 +564,7 @@ func TestForwardingHeaders(t *testing.T) {
 // its address) those fields are replaced by what the router saw. X-Real-IP
 // is dropped either way.
 func TestTrustedProxies(t *testing.T) {
+	t.Parallel()
 	const spoof = "GET / HTTP/1.1\r\nHost: hello.sluice.test\r\nX-Forwarded-For: 1.2.3.4\r\nX-Forwarded-For: 5.6.7.8\r\n" +
 		"Forwarded: for=1.2.3.4\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: www.example.com\r\nX-Real-IP: 1.2.3.4\r\n\r\n"
 	tests := []struct {
@@ -600,6 +609,7 @@ func TestTrustedProxies(t *testing.T) {
 // has it whole, even when its last write is a large one the client has to
 // read before it completes.
 func TestMetricsExact(t *testing.T) {
+	t.Parallel()
 	big := bytes.Repeat([]byte("x"), 64<<10)
 	inst := newInstance(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/big" {
@@ -636,6 +646,7 @@ func TestMetricsExact(t *testing.T) {
 // TestMetrics: per-version counters, latency and in-flight, through Stats
 // and the Prometheus collector.
 func TestMetrics(t *testing.T) {
+	t.Parallel()
 	slow, release := slowInstance(t, "slow")
 	defer release()
 	a := instance(t, "a")

@@ -17,6 +17,7 @@ import (
 // them to net/http's reading of the same bytes.
 
 func TestRequestHeadParse(t *testing.T) {
+	t.Parallel()
 	type want struct {
 		method, target, host, query string
 		contentLength               int64
@@ -121,6 +122,7 @@ func TestRequestHeadParse(t *testing.T) {
 }
 
 func TestResponseHeadParse(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		head          string
 		ok            bool
@@ -153,6 +155,7 @@ func TestResponseHeadParse(t *testing.T) {
 }
 
 func TestParseFields(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		fields string // the lines after the start line, through the empty one
@@ -208,6 +211,7 @@ func TestParseFields(t *testing.T) {
 }
 
 func TestClassify(t *testing.T) {
+	t.Parallel()
 	for name, want := range map[string]hkind{
 		"Host": hHost, "HOST": hHost, "host": hHost, "Hosts": hOther, "Hos": hOther,
 		"Content-Length": hContentLength, "content-length": hContentLength, "Content_Length": hOther,
@@ -246,6 +250,7 @@ func chunkRun(b []byte) (data []byte, done bool, err error) {
 }
 
 func TestChunkerStep(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		body string

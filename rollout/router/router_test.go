@@ -134,6 +134,7 @@ func get(t *testing.T, front, host, pathQuery string) response {
 }
 
 func TestHostRouting(t *testing.T) {
+	t.Parallel()
 	a, b := instance(t, "a"), instance(t, "b")
 	other := instance(t, "other")
 	_, front := startRouter(t, routing.Table{Services: []routing.Service{
@@ -206,6 +207,7 @@ func TestHostRouting(t *testing.T) {
 }
 
 func TestProxyPassesRequestAndResponse(t *testing.T) {
+	t.Parallel()
 	a := instance(t, "a")
 	_, front := startRouter(t, routing.Table{Services: []routing.Service{{
 		Name:     "hello",
@@ -240,6 +242,7 @@ func TestProxyPassesRequestAndResponse(t *testing.T) {
 }
 
 func TestUnavailable(t *testing.T) {
+	t.Parallel()
 	_, front := startRouter(t, routing.Table{Services: []routing.Service{
 		{
 			Name:   "hello",
@@ -287,6 +290,7 @@ func TestUnavailable(t *testing.T) {
 }
 
 func TestRoundRobin(t *testing.T) {
+	t.Parallel()
 	a, b, c := instance(t, "a"), instance(t, "b"), instance(t, "c")
 	_, front := startRouter(t, routing.Table{Services: []routing.Service{{
 		Name:     "hello",
@@ -303,6 +307,7 @@ func TestRoundRobin(t *testing.T) {
 }
 
 func TestStreaming(t *testing.T) {
+	t.Parallel()
 	more := make(chan struct{})
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "first\n")
@@ -341,6 +346,7 @@ func TestStreaming(t *testing.T) {
 }
 
 func TestRouterDecide(t *testing.T) {
+	t.Parallel()
 	r := New(testBase)
 	r.Update(routing.Table{Services: []routing.Service{{
 		Name: "hello",
@@ -379,6 +385,7 @@ func oneVersion(t testing.TB, version string, addrs ...string) routing.Table {
 // keep sending requests: every old instance is drained and then shut down,
 // and not one request may fail.
 func TestUpdateUnderLoad(t *testing.T) {
+	t.Parallel()
 	const rounds, workers = 8, 4
 	first := instance(t, "hello-001")
 	r, front := startRouter(t, oneVersion(t, "hello-001", addrOf(first)))
@@ -513,6 +520,7 @@ func inFlightAtUpdate(t *testing.T) (r *Router, front, slowAddr string, body <-c
 }
 
 func TestDrainWaitsForInFlightRequest(t *testing.T) {
+	t.Parallel()
 	r, front, slowAddr, body, release := inFlightAtUpdate(t)
 	defer release()
 
@@ -554,6 +562,7 @@ func TestDrainWaitsForInFlightRequest(t *testing.T) {
 }
 
 func TestDrainTimeout(t *testing.T) {
+	t.Parallel()
 	r, _, slowAddr, body, release := inFlightAtUpdate(t)
 	defer release()
 
@@ -574,6 +583,7 @@ func TestDrainTimeout(t *testing.T) {
 }
 
 func TestDrainIdle(t *testing.T) {
+	t.Parallel()
 	a := instance(t, "a")
 	r, front := startRouter(t, oneVersion(t, "hello-001", addrOf(a)))
 	get(t, front, "hello.sluice.test", "/")

@@ -34,6 +34,7 @@ func countingEcho(t *testing.T) (string, *atomic.Int64) {
 // before it reaches an instance (request smuggling), and the connection
 // closes.
 func TestMalformedRequests(t *testing.T) {
+	t.Parallel()
 	inst, hits := countingEcho(t)
 	_, base := startRouter(t, table1("hello-001", false, 0, inst))
 	const host = "Host: hello.sluice.test\r\n"
@@ -88,6 +89,7 @@ func TestMalformedRequests(t *testing.T) {
 // TestPipelining: requests sent back to back on one connection are
 // answered in order.
 func TestPipelining(t *testing.T) {
+	t.Parallel()
 	inst, _ := countingEcho(t)
 	_, base := startRouter(t, table1("hello-001", false, 0, inst))
 	rc := dialRaw(t, base)
@@ -104,6 +106,7 @@ func TestPipelining(t *testing.T) {
 // TestHTTP10: HTTP/1.0 clients get a close unless they ask for keep-alive,
 // and never a chunked body.
 func TestHTTP10(t *testing.T) {
+	t.Parallel()
 	inst, _ := countingEcho(t)
 	chunky := newInstance(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "part1 ")
@@ -134,6 +137,7 @@ func TestHTTP10(t *testing.T) {
 // TestAbsoluteForm: a request target with a scheme (http or https) and
 // host is routed by that host and reaches the instance in origin form.
 func TestAbsoluteForm(t *testing.T) {
+	t.Parallel()
 	inst, _ := countingEcho(t)
 	_, base := startRouter(t, table1("hello-001", false, 0, inst))
 	rc := dialRaw(t, base)
@@ -152,6 +156,7 @@ func TestAbsoluteForm(t *testing.T) {
 // TestExpectContinue: the client is told to send its body once the request
 // reached an instance.
 func TestExpectContinue(t *testing.T) {
+	t.Parallel()
 	inst, _ := countingEcho(t)
 	_, base := startRouter(t, table1("hello-001", false, 0, inst))
 	rc := dialRaw(t, base)
@@ -172,6 +177,7 @@ func TestExpectContinue(t *testing.T) {
 // TestBodyLimits: bodies over the service's limit are refused with 413
 // before they reach an instance, whether their length is declared or not.
 func TestBodyLimits(t *testing.T) {
+	t.Parallel()
 	inst, hits := countingEcho(t)
 	r, base := startRouter(t, table1("hello-001", false, 10, inst))
 	post := func(body io.Reader) int {
@@ -207,6 +213,7 @@ func TestBodyLimits(t *testing.T) {
 
 // TestHeaderLimit: a head over MaxHeaderBytes gets 431.
 func TestHeaderLimit(t *testing.T) {
+	t.Parallel()
 	inst, hits := countingEcho(t)
 	_, base := startRouter(t, table1("hello-001", false, 0, inst), WithLimits(Limits{MaxHeaderBytes: 2048}))
 	rc := dialRaw(t, base)
@@ -226,6 +233,7 @@ func TestHeaderLimit(t *testing.T) {
 // TestTimeouts: a client that sends its head too slowly is cut off after
 // ReadTimeout, an idle keep-alive connection after IdleTimeout.
 func TestTimeouts(t *testing.T) {
+	t.Parallel()
 	inst, _ := countingEcho(t)
 	const readTimeout, idleTimeout = 300 * time.Millisecond, 400 * time.Millisecond
 	_, base := startRouter(t, table1("hello-001", false, 0, inst),
@@ -266,6 +274,7 @@ func TestTimeouts(t *testing.T) {
 // TestSlowloris: many clients trickling heads cannot keep the router from
 // serving others, and are all cut off.
 func TestSlowloris(t *testing.T) {
+	t.Parallel()
 	inst, _ := countingEcho(t)
 	const readTimeout = 400 * time.Millisecond
 	_, base := startRouter(t, table1("hello-001", false, 0, inst),
@@ -307,6 +316,7 @@ func TestSlowloris(t *testing.T) {
 // TestMaxConns: past MaxConns a new connection closes an idle one to make
 // room, or is refused when every connection is busy.
 func TestMaxConns(t *testing.T) {
+	t.Parallel()
 	inst, _ := countingEcho(t)
 	_, base := startRouter(t, table1("hello-001", false, 0, inst), WithLimits(Limits{MaxConns: 3}))
 
@@ -341,13 +351,18 @@ func TestMaxConns(t *testing.T) {
 	if resp := extra.read("GET"); resp.status != 200 {
 		t.Fatalf("a new connection with idle ones around: %d", resp.status)
 	}
-	n := 0
+	// Each open connection waits out closed()'s second: wait for all at once.
+	var n atomic.Int32
+	var wg sync.WaitGroup
 	for _, rc := range idle {
-		if rc.closed() {
-			n++
-		}
+		wg.Go(func() {
+			if rc.closed() {
+				n.Add(1)
+			}
+		})
 	}
-	if n != 1 {
+	wg.Wait()
+	if n := n.Load(); n != 1 {
 		t.Errorf("%d idle connections were closed to make room; want 1", n)
 	}
 }
@@ -355,6 +370,7 @@ func TestMaxConns(t *testing.T) {
 // TestShutdown: Shutdown stops accepting, closes idle connections, lets a
 // request in flight finish, then returns; Serve returns ErrServerClosed.
 func TestShutdown(t *testing.T) {
+	t.Parallel()
 	slow, release := slowInstance(t, "slow")
 	defer release()
 	r := newRouter()
@@ -408,6 +424,7 @@ func TestShutdown(t *testing.T) {
 // TestShutdownTimeout: a request that does not finish in time makes
 // Shutdown return ctx's error after closing what is left.
 func TestShutdownTimeout(t *testing.T) {
+	t.Parallel()
 	slow, release := slowInstance(t, "slow")
 	defer release()
 	r := newRouter()
@@ -431,6 +448,7 @@ func TestShutdownTimeout(t *testing.T) {
 // TestNoHang503: a version with no live instance answers 503 at once and
 // the client's connection carries the next request.
 func TestNoHang503(t *testing.T) {
+	t.Parallel()
 	a := instance(t, "a")
 	_, base := startRouter(t, routing.Table{Services: []routing.Service{{
 		Name:   "hello",
@@ -464,6 +482,7 @@ func TestNoHang503(t *testing.T) {
 // idempotent request with one (a PUT of 20 KiB here) that an instance drops
 // is sent again to another instance, body and all, as a bodiless GET is.
 func TestHeldBodyRetried(t *testing.T) {
+	t.Parallel()
 	broken, hits := brokenInstance(t)
 	live, _ := countingEcho(t)
 	_, base := startRouter(t, routing.Table{Services: []routing.Service{{
@@ -487,6 +506,7 @@ func TestHeldBodyRetried(t *testing.T) {
 // sending it is cut off after ReadTimeout, and the instance never sees the
 // partial request (no instance connection waits on a slow upload).
 func TestHeldBodyStalled(t *testing.T) {
+	t.Parallel()
 	inst, n := countingEcho(t)
 	_, base := startRouter(t, table1("hello-001", false, 0, inst),
 		WithLimits(Limits{ReadTimeout: 300 * time.Millisecond}))
