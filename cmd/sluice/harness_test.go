@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/testpar"
 )
 
 // The tests of this package run the real binary: `sluice serve` as a child
@@ -76,14 +76,8 @@ func TestMain(m *testing.M) {
 		}
 	}
 	// These tests mostly wait on child processes (servers, builds, health
-	// probes), so more of them run at once than there are CPUs, unless
-	// -parallel says otherwise.
-	flag.Parse()
-	parallelSet := false
-	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
-	if !parallelSet {
-		_ = flag.Set("test.parallel", strconv.Itoa(max(8, runtime.GOMAXPROCS(0))))
-	}
+	// probes).
+	testpar.MostlyWaiting()
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

@@ -101,8 +101,10 @@ func newIsolatedSetup(t *testing.T) isolatedSetup {
 // files, sluice's environment or the data directory: a build and an
 // instance each try, with and without namespaces.
 func TestDeployedCodeCannotReachSluice(t *testing.T) {
+	t.Parallel()
 	for _, ns := range []bool{true, false} {
 		t.Run(map[bool]string{true: "namespaces", false: "no namespaces"}[ns], func(t *testing.T) {
+			t.Parallel()
 			s := newIsolatedSetup(t)
 			runAs := RunAs{UID: DefaultRunAsID, GID: DefaultRunAsID, Name: "test"}
 			l, err := New(s.data, WithRunAs(runAs), WithLogger(slog.New(slog.DiscardHandler)),
@@ -160,6 +162,7 @@ func TestDeployedCodeCannotReachSluice(t *testing.T) {
 }
 
 func TestParseRunAs(t *testing.T) {
+	t.Parallel()
 	dedicated := fmt.Sprintf("%d:%d", DefaultRunAsID, DefaultRunAsID)
 	for _, tc := range []struct {
 		spec    string
@@ -197,6 +200,7 @@ func TestParseRunAs(t *testing.T) {
 // A data directory the run-as user cannot reach is refused at start with
 // the directory in the way and the fix, not discovered at the first build.
 func TestNewRefusesDataDirRunAsCannotReach(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("switching builds and instances to another user needs root")
 	}

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/testpar"
 	"github.com/sluicehq/sluice/rollout/runtime"
 )
 
@@ -31,6 +32,8 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv("LOCALTEST_APP"); mode != "" {
 		os.Exit(runApp(mode))
 	}
+	// The tests mostly wait on the processes they start.
+	testpar.MostlyWaiting()
 	os.Exit(m.Run())
 }
 
