@@ -10,6 +10,7 @@ import (
 // The verdict of a step depends only on the plan and the figures, whatever
 // measured them.
 func TestJudgeCanary(t *testing.T) {
+	t.Parallel()
 	plan := &CanaryPlan{Steps: []int{10, 100}, MaxErrorRate: 0.05, MaxP99: Duration(500 * time.Millisecond)}
 	noP99 := &CanaryPlan{Steps: []int{10, 100}, MaxErrorRate: 0.05}
 	for _, tc := range []struct {

@@ -45,6 +45,7 @@ func (p *recordingPlane) last() policy.Policy {
 }
 
 func TestAPolicyChangeCountsOnlyOnceTheDataPlaneAppliesIt(t *testing.T) {
+	t.Parallel()
 	plane := &recordingPlane{}
 	h := newHarness(t, rollout.WithDataPlane(plane))
 	ctx := context.Background()

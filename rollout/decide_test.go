@@ -27,6 +27,7 @@ func decideFixture() (Service, []Version) {
 }
 
 func TestDecidePolicy(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	beta := policy.Rule{Version: "v1", Match: map[string]string{"user": "beta"}}
 	ruleTo := func(v string) policy.Rule { return policy.Rule{Version: v, Match: map[string]string{"team": "qa"}} }
@@ -190,6 +191,7 @@ func checkPlan(t *testing.T, pl plan, op Operation, starts []string, now time.Ti
 }
 
 func TestDecidePolicyIdleTimes(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	svc, vs := decideFixture()
 	pl, err := decidePolicy(svc, vs, policyChange{Op: OpPromote, Version: "v2"}, Origin{}, now)
@@ -205,6 +207,7 @@ func TestDecidePolicyIdleTimes(t *testing.T) {
 }
 
 func TestDecideRedeploy(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	cfg := Config{Run: "./new", Env: map[string]string{"X": "1"}}
 	for _, c := range []struct {
@@ -247,6 +250,7 @@ func TestDecideRedeploy(t *testing.T) {
 }
 
 func TestDecideRetire(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	svc := Service{Name: "hello", Policy: policy.Policy{Split: map[string]int{"live": 100},
 		Rules: []policy.Rule{{Version: "ruled", Match: map[string]string{"a": "b"}}}}}

@@ -267,17 +267,30 @@ func TestFailedDeploysExplainThemselvesAndGetNoTraffic(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	v1 := h.deploy("hello", "serve", rollout.StrategyFull, "")
-	for _, tc := range []struct {
+	cases := []struct {
 		mode, extra, code, inDetail string
 	}{
 		{"exit", "", "ProcessExited", "cannot open config file"},
 		{"nolisten", "", "PortNotListening", "ignoring $PORT"},
 		{"unhealthy", "", "HealthCheckFailed", "503"},
 		{"serve", `build: "echo compiling; echo 'main.go:3: undefined: x' >&2; exit 2"`, "BuildFailed", "undefined: x"},
-	} {
+	}
+	// The failing versions are deployed side by side (the one that never
+	// listens takes its whole start timeout); each fails on its own.
+	names := make([]string, len(cases))
+	for i, tc := range cases {
+		v, err := h.eng.Deploy(context.Background(), rollout.DeployRequest{Service: "hello",
+			Archive: appSource(t, "hello", tc.mode, tc.extra), Strategy: rollout.StrategyFull, Origin: cli})
+		if err != nil {
+			t.Fatalf("deploy %s: %v", tc.mode, err)
+		}
+		names[i] = v.Name
+	}
+	h.eng.Wait()
+	for i, tc := range cases {
 		t.Run(tc.code, func(t *testing.T) {
 			h := h.with(t)
-			v := h.deploy("hello", tc.mode, rollout.StrategyFull, tc.extra)
+			v := h.version("hello", names[i])
 			if v.Status != rollout.StatusFailed || string(v.Reason.Code) != tc.code {
 				t.Fatalf("got %s %+v", v.Status, v.Reason)
 			}

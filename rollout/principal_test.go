@@ -16,6 +16,7 @@ import (
 // instances are unchanged. Redeploy is the reported attack: repository
 // B's PR or push rebuilding A's stable version from B's source.
 func TestForeignPrincipalChangesNothing(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t)
 	ctx := context.Background()
 	if _, err := h.eng.SetRepo(ctx, "hello", "acme/web", cli); err != nil {

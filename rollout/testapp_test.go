@@ -2,10 +2,12 @@ package rollout_test
 
 import (
 	"bytes"
+	"flag"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,6 +22,15 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv("TESTAPP_MODE"); mode != "" {
 		runApp(mode)
 		return
+	}
+	// These tests mostly wait on the apps they deploy (starts, health
+	// probes, start timeouts), so more of them run at once than there
+	// are CPUs, unless -parallel says otherwise.
+	flag.Parse()
+	parallelSet := false
+	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
+	if !parallelSet {
+		_ = flag.Set("test.parallel", strconv.Itoa(max(8, runtime.GOMAXPROCS(0))))
 	}
 	os.Exit(m.Run())
 }
