@@ -2,17 +2,16 @@ package rollout_test
 
 import (
 	"bytes"
-	"flag"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/testpar"
 	"github.com/sluicehq/sluice/rollout/source"
 )
 
@@ -26,12 +25,7 @@ func TestMain(m *testing.M) {
 	// These tests mostly wait on the apps they deploy (starts, health
 	// probes, start timeouts), so more of them run at once than there
 	// are CPUs, unless -parallel says otherwise.
-	flag.Parse()
-	parallelSet := false
-	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
-	if !parallelSet {
-		_ = flag.Set("test.parallel", strconv.Itoa(max(8, runtime.GOMAXPROCS(0))))
-	}
+	testpar.MostlyWaiting()
 	os.Exit(m.Run())
 }
 

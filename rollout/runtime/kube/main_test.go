@@ -17,6 +17,8 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/sluicehq/sluice/internal/testpar"
 )
 
 // The tests below run against a real kube-apiserver and etcd (built by
@@ -34,6 +36,10 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "deploy" {
 		os.Exit(childDeploy())
 	}
+	// The cluster tests mostly wait on the API server (and on rollouts
+	// the test completes itself), so more of them run at once than there
+	// are CPUs, unless -parallel says otherwise.
+	testpar.MostlyWaiting()
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		if os.Getenv("CI") != "" {
 			fmt.Println("KUBEBUILDER_ASSETS is unset under CI: .ci/run must build the control plane with hack/kubebins/build.sh")
