@@ -430,10 +430,26 @@ func TestUpdateUnderLoad(t *testing.T) {
 		wg.Wait()
 	}
 	defer stopWorkers() // also on a failed round, so the servers can close
+	// waitServed waits until version has answered a request, so that each
+	// version of the rollout is seen serving however loaded the machine.
+	waitServed := func(version string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+			mu.Lock()
+			n := served[version]
+			mu.Unlock()
+			if n > 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("version %s served no request in 10s", version)
+			}
+		}
+	}
 
 	prev := first
 	for i := 2; i <= rounds; i++ {
-		time.Sleep(30 * time.Millisecond)
+		waitServed(fmt.Sprintf("hello-%03d", i-1))
 		version := fmt.Sprintf("hello-%03d", i)
 		next := instance(t, version)
 		r.Update(oneVersion(t, version, addrOf(next)))
@@ -445,7 +461,7 @@ func TestUpdateUnderLoad(t *testing.T) {
 		prev.Close() // a request still routed there now would fail
 		prev = next
 	}
-	time.Sleep(30 * time.Millisecond)
+	waitServed(fmt.Sprintf("hello-%03d", rounds))
 	stopWorkers()
 
 	if n := failures.Load(); n > 0 {

@@ -318,7 +318,7 @@ func TestSlowloris(t *testing.T) {
 func TestMaxConns(t *testing.T) {
 	t.Parallel()
 	inst, _ := countingEcho(t)
-	_, base := startRouter(t, table1("hello-001", false, 0, inst), WithLimits(Limits{MaxConns: 3}))
+	r, base := startRouter(t, table1("hello-001", false, 0, inst), WithLimits(Limits{MaxConns: 3}))
 
 	// Three busy connections (a head in progress): a fourth is refused.
 	var busy []*rawClient
@@ -327,7 +327,7 @@ func TestMaxConns(t *testing.T) {
 		rc.send("GET / HTTP/1.1\r\n")
 		busy = append(busy, rc)
 	}
-	time.Sleep(50 * time.Millisecond)
+	waitConns(t, r, "three busy connections", func(n, active int) bool { return active == 3 })
 	extra := dialRaw(t, base)
 	extra.send("GET / HTTP/1.1\r\nHost: hello.sluice.test\r\n\r\n")
 	if !extra.closed() {
@@ -336,7 +336,7 @@ func TestMaxConns(t *testing.T) {
 	for _, rc := range busy {
 		rc.c.Close()
 	}
-	time.Sleep(50 * time.Millisecond)
+	waitConns(t, r, "no connection", func(n, active int) bool { return n == 0 })
 
 	// Three idle keep-alive connections: a fourth closes one and is served.
 	var idle []*rawClient
@@ -364,6 +364,28 @@ func TestMaxConns(t *testing.T) {
 	wg.Wait()
 	if n := n.Load(); n != 1 {
 		t.Errorf("%d idle connections were closed to make room; want 1", n)
+	}
+}
+
+// waitConns waits until cond holds of the connections r serves: n in all,
+// active of them busy with a request.
+func waitConns(t *testing.T, r *Router, what string, cond func(n, active int) bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		r.srv.mu.Lock()
+		n, active := len(r.srv.conns), 0
+		for c := range r.srv.conns {
+			if c.state.Load() == stateActive {
+				active++
+			}
+		}
+		r.srv.mu.Unlock()
+		if cond(n, active) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 10s for %s: %d connections, %d busy", what, n, active)
+		}
 	}
 }
 
