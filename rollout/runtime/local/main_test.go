@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -44,8 +45,9 @@ func TestMain(m *testing.M) {
 //	nolisten   run forever, never listen
 //	unhealthy  listen, /healthz → 500
 //	silent     accept connections, never answer
-//	crash      like serve, exit 4 after LOCALTEST_CRASH_AFTER; with
-//	           LOCALTEST_STATE only the first time (the file marks it)
+//	crash      like serve, exit 4 LOCALTEST_CRASH_AFTER after its first
+//	           health answer; with LOCALTEST_STATE only the first time (the
+//	           file marks it)
 //	chatty     like serve, printing a line of 500 bytes every 5ms
 //	extraport  like serve, and also listen on a second, free port, printing
 //	           "extra port N": at once, or with LOCALTEST_EXTRA=request on
@@ -65,8 +67,13 @@ func runApp(mode string) int {
 	}
 	addr := "127.0.0.1:" + os.Getenv("PORT")
 	mux := http.NewServeMux()
+	var answered sync.Once
+	onHealthz := func() {} // run once, after the first health answer
 	serve := func(health int) int {
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(health) })
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(health)
+			answered.Do(onHealthz)
+		})
 		mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 			for _, k := range []string{"GREETING", "PORT", "SLUICE_VERSION", "SLUICE_OWNER"} {
 				fmt.Fprintf(w, "%s=%s\n", k, os.Getenv(k))
@@ -132,11 +139,16 @@ func runApp(mode string) int {
 	case "crash":
 		state := os.Getenv("LOCALTEST_STATE")
 		if state == "" || createOnce(state) {
+			// Counted from the first health answer, not from the start,
+			// so however slowly the machine starts it, the instance is
+			// up (healthy) before it crashes.
 			d, _ := time.ParseDuration(os.Getenv("LOCALTEST_CRASH_AFTER"))
-			time.AfterFunc(d, func() {
-				fmt.Println("crashing now")
-				os.Exit(4)
-			})
+			onHealthz = func() {
+				time.AfterFunc(d, func() {
+					fmt.Println("crashing now")
+					os.Exit(4)
+				})
+			}
 		}
 		return serve(http.StatusOK)
 	}
