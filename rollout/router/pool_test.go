@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestConnectionsAreKeptForTheConcurrencySeen: after a burst of requests
@@ -41,7 +42,17 @@ func TestConnectionsAreKeptForTheConcurrencySeen(t *testing.T) {
 	}
 	go inst.Serve(ln)
 	t.Cleanup(func() { inst.Close() })
-	_, front := startRouter(t, table1("hello-001", false, 0, ln.Addr().String()))
+	addr := ln.Addr().String()
+	r, front := startRouter(t, table1("hello-001", false, 0, addr))
+	// idle counts the router's idle connections to the instance.
+	idle := func() int {
+		r.mu.Lock()
+		b := r.backends[addr]
+		r.mu.Unlock()
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return len(b.idle)
+	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n}}
 	t.Cleanup(client.CloseIdleConnections)
 
@@ -86,6 +97,12 @@ func TestConnectionsAreKeptForTheConcurrencySeen(t *testing.T) {
 	burst()
 	if got := accepted.Load(); got != n {
 		t.Fatalf("the first burst opened %d connections to the instance; want %d (one per request in flight)", got, n)
+	}
+	// A response can reach the client just before its connection is back
+	// in the pool; give them all a moment to come back (with a bound
+	// below n they never all do, and the second burst shows it).
+	for deadline := time.Now().Add(5 * time.Second); idle() < n && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
 	}
 	burst()
 	if got := accepted.Load(); got != n {
