@@ -3,7 +3,6 @@ package router
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -458,17 +457,7 @@ func TestUpgrade(t *testing.T) {
 	}
 
 	r.Update(table1("hello-002", false, 0, upgradeInstance(t)))
-	drained := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		drained <- r.Drain(ctx, []string{inst})
-	}()
-	select {
-	case err := <-drained:
-		t.Fatalf("Drain returned %v while a tunnel to the instance was open", err)
-	case <-time.After(100 * time.Millisecond):
-	}
+	drained := drainHeld(t, r, inst, "a tunnel to the instance was open")
 	rc.c.Close()
 	if err := <-drained; err != nil {
 		t.Fatalf("Drain after the tunnel closed: %v", err)

@@ -535,6 +535,25 @@ func inFlightAtUpdate(t *testing.T) (r *Router, front, slowAddr string, body <-c
 	return r, front, addrOf(slow), body, release
 }
 
+// drainHeld starts r.Drain of addr (10 s at most) and fails the test if it
+// returns within 150 ms, while held (what holds it) should keep it waiting;
+// the channel yields Drain's result.
+func drainHeld(t *testing.T, r *Router, addr, held string) <-chan error {
+	t.Helper()
+	drained := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		drained <- r.Drain(ctx, []string{addr})
+	}()
+	select {
+	case err := <-drained:
+		t.Fatalf("Drain returned %v while %s", err, held)
+	case <-time.After(150 * time.Millisecond):
+	}
+	return drained
+}
+
 func TestDrainWaitsForInFlightRequest(t *testing.T) {
 	t.Parallel()
 	r, front, slowAddr, body, release := inFlightAtUpdate(t)
@@ -545,17 +564,7 @@ func TestDrainWaitsForInFlightRequest(t *testing.T) {
 		t.Fatalf("after the update a request went to %q; want new", resp.header.Get("X-Instance"))
 	}
 
-	drained := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		drained <- r.Drain(ctx, []string{slowAddr})
-	}()
-	select {
-	case err := <-drained:
-		t.Fatalf("Drain returned %v while a request to the address was in flight", err)
-	case <-time.After(150 * time.Millisecond):
-	}
+	drained := drainHeld(t, r, slowAddr, "a request to the address was in flight")
 
 	release()
 	select {
