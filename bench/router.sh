@@ -11,7 +11,10 @@
 #   get64     64-byte GET responses, 64 connections
 #   post1k    1 KB POST bodies, 32 connections
 #   post16k   16 KB POST bodies, 32 connections
-#   big1m     1 MiB GET responses, 16 connections
+#   big1m     1 MiB GET responses, 16 connections, loaded by bench/bigclient
+#             (wrk reads 8 KiB at a time, and 1 MiB responses made wrk's own
+#             core the limit; bigclient reads 64 KiB at a time, see
+#             bench/README.md; BIG_CLIENT=wrk uses wrk as before)
 #   conns1000 64-byte GET responses, 1,000 connections
 #   rule      64-byte GET responses the query rule routes, 64 connections
 # Servers (proxy and backends) are pinned to one core and wrk to another
@@ -100,6 +103,7 @@ fi
 mkdir -p "$WORK/bin"
 log "building the backend and sluice"
 (cd "$ROOT" && go build -o "$WORK/bin/backend" ./bench/backend)
+(cd "$ROOT" && go build -o "$WORK/bin/bigclient" ./bench/bigclient)
 if [[ -n ${SLUICE_BIN:-} ]]; then
 	cp "$SLUICE_BIN" "$WORK/bin/sluice"
 else
@@ -287,14 +291,15 @@ wrk.headers["Content-Type"] = "application/octet-stream"
 EOF
 done
 
-# workload name: sets CONNS, PATHQ (path and query) and SCRIPT (wrk -s).
+# workload name: sets CONNS, PATHQ (path and query), SCRIPT (wrk -s) and
+# CLIENT (wrk, or big for bench/bigclient).
 workload() {
-	SCRIPT="" PATHQ="/" CONNS=64
+	SCRIPT="" PATHQ="/" CONNS=64 CLIENT=wrk
 	case $1 in
 	get64) ;;
 	post1k) CONNS=32 SCRIPT="$WORK/post1024.lua" ;;
 	post16k) CONNS=32 SCRIPT="$WORK/post16384.lua" ;;
-	big1m) CONNS=16 PATHQ="/big" ;;
+	big1m) CONNS=16 PATHQ="/big" CLIENT=${BIG_CLIENT:-big} ;;
 	conns1000) CONNS=1000 ;;
 	rule) PATHQ="/?env=beta1" ;;
 	*) die "unknown workload $1" ;;
@@ -311,7 +316,11 @@ run() {
 	b0=$(cpu_ticks ${BACKENDS[$t]})
 	s0=$(core_ticks "$SERVER_CPUS")
 	l0=$(core_ticks "$LOAD_CPUS")
-	"${ON_LOAD[@]}" wrk -t1 -c"$CONNS" -d"$d" --latency ${SCRIPT:+-s "$SCRIPT"} -H "Host: $HOST" "${URL[$t]}$PATHQ" >"$out"
+	if [[ $CLIENT == big ]]; then
+		"${ON_LOAD[@]}" "$WORK/bin/bigclient" -c "$CONNS" -d "$d" -host "$HOST" "${URL[$t]}$PATHQ" >"$out"
+	else
+		"${ON_LOAD[@]}" wrk -t1 -c"$CONNS" -d"$d" --latency ${SCRIPT:+-s "$SCRIPT"} -H "Host: $HOST" "${URL[$t]}$PATHQ" >"$out"
+	fi
 	p1=$(cpu_ticks ${PROXY[$t]})
 	b1=$(cpu_ticks ${BACKENDS[$t]})
 	s1=$(core_ticks "$SERVER_CPUS")
@@ -342,7 +351,7 @@ for w in $WORKLOADS; do
 done
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 log "measuring: $REPS rounds of ${TARGETS[*]} per workload ($WORKLOADS), $DURATION each"
-log "  workload  target  req/s  p50ms  p99ms  proxyCPUus/req  backendCPUus/req  server-core%  wrk-core%"
+log "  workload  target  req/s  p50ms  p99ms  proxyCPUus/req  backendCPUus/req  server-core%  load-core%"
 for ((i = 0; i < REPS; i++)); do
 	for w in $WORKLOADS; do
 		for t in "${TARGETS[@]}"; do run "$w" "$t" "$DURATION" keep; done
@@ -369,14 +378,14 @@ has() { [[ " ${TARGETS[*]} " == *" $1 "* ]]; }
 
 echo
 echo "$(date -u +%Y-%m-%d) · $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)) · $(uname -sr) · $(go version | awk '{print $3}') · $("$NGINX" -v 2>&1 | awk -F/ '{print "nginx " $2}')"
-echo "wrk -t1, medians of $REPS interleaved runs of $DURATION; servers on CPU ${SERVER_CPUS:-any}, wrk on CPU ${LOAD_CPUS:-any}"
+echo "wrk -t1$([[ " $WORKLOADS " == *" big1m "* && ${BIG_CLIENT:-big} == big ]] && echo " (big1m: bench/bigclient)"), medians of $REPS interleaved runs of $DURATION; servers on CPU ${SERVER_CPUS:-any}, load on CPU ${LOAD_CPUS:-any}"
 echo "load average (1, 5, 15 min) when the measuring began: $LOAD_BEFORE; when it ended: $LOAD_AFTER"
 for w in $WORKLOADS; do
 	workload "$w"
 	echo
 	echo "### $w ($CONNS connections, ${SCRIPT:+POST }$PATHQ)"
 	echo
-	echo "| target | req/s | × direct | × nginx | p50 ms | p99 ms | proxy CPU µs/req | × nginx | backend CPU µs/req | server core busy % | wrk core busy % |"
+	echo "| target | req/s | × direct | × nginx | p50 ms | p99 ms | proxy CPU µs/req | × nginx | backend CPU µs/req | server core busy % | load core busy % |"
 	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	declare -A RPS=() PCPU=()
 	for t in "${TARGETS[@]}"; do
