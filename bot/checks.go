@@ -58,6 +58,10 @@ func steps(v rollout.VersionStatus, built bool) []render.Step {
 	case rollout.StatusNormal, rollout.StatusStopped:
 		done = 4
 	case rollout.StatusFailed, rollout.StatusDeployFailed:
+		if v.Reason.Code == reason.DataPlaneFailed { // every step passed; the traffic change did not
+			done = 4
+			break
+		}
 		switch v.Reason.Code {
 		case reason.SourceUnavailable:
 			failedAt = 0
@@ -70,7 +74,7 @@ func steps(v rollout.VersionStatus, built bool) []render.Step {
 		default:
 			failedAt = done
 		}
-		done = min(done, failedAt)
+		done = failedAt // every step before the one that failed passed
 	}
 	for i, n := range names {
 		out[i] = render.Step{Name: n, Done: i < done, Failed: i == failedAt}

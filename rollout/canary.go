@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/rollout/contain"
-	"github.com/sluicehq/sluice/rollout/policy"
 	"github.com/sluicehq/sluice/rollout/routing"
 	"github.com/sluicehq/sluice/rollout/runtime"
 )
@@ -24,8 +23,8 @@ type CanaryMetrics interface {
 	Served(ctx context.Context, service, version string, since, until time.Time) (runtime.Served, error)
 }
 
-// canaryMetricsTimeout bounds one read of a step's figures: the service's
-// lock is held meanwhile.
+// canaryMetricsTimeout bounds one read of a step's figures (read outside
+// the service's lock).
 const canaryMetricsTimeout = 15 * time.Second
 
 // canaryWindow is where a canary's current step began: when, and the
@@ -170,20 +169,19 @@ func (e *Engine) AdvanceCanaries(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// advanceService judges, with ctx and outside the service lock, each
+// automatic canary of service whose step has lasted its interval, and
+// carries out what the verdict decides (decideCanaryStep) with carry.
 func (e *Engine) advanceService(ctx context.Context, service string) error {
-	unlock, err := e.lockForPolicy(ctx, service)
-	if err != nil {
-		return err
-	}
-	defer unlock()
+	unlock := e.lock(service)
 	svc, vs, err := e.loadService(service)
+	unlock()
 	if err != nil {
 		return err
 	}
-	for i, v := range vs {
-		plan := v.Config.Canary
+	for _, v := range vs {
 		w := svc.Policy.Split[v.Name]
-		if !v.AutoCanary || plan == nil || v.Status != StatusNormal || w == 0 || w == 100 {
+		if !followsCanaryPlan(v, w) {
 			continue
 		}
 		win, ok := e.canaryWindow(v.Name)
@@ -191,54 +189,49 @@ func (e *Engine) advanceService(ctx context.Context, service string) error {
 			e.startCanaryWindow(v.Name)
 			continue
 		}
-		if e.now().Sub(win.since) < time.Duration(plan.Interval) {
+		if e.now().Sub(win.since) < time.Duration(v.Config.Canary.Interval) {
 			continue
 		}
-		origin := Origin{Via: ViaSluice, Actor: "canary"}
-		verdict := e.judgeStep(ctx, service, v, win)
-		if verdict.outcome == canaryHold {
-			if err := e.recordHold(service, v, w, win, verdict, origin); err != nil {
-				return err
-			}
-			continue
-		}
-		stable := svc.Stable()
-		p := clonePolicy(svc.Policy)
-		var msg string
-		if verdict.outcome == canaryStop {
-			vs[i].AutoCanary = false
-			p.Rules = keepRules(p.Rules, func(r policy.Rule) bool { return r.Version != v.Name })
-			delete(p.Split, v.Name)
-			if stable != "" && stable != v.Name {
-				p.Split[stable] += w
-			}
-			msg = fmt.Sprintf("automatic canary of %s stopped: %s; its traffic went back to %s", v.Name, verdict.why, stable)
-		} else {
-			next := 100
-			for _, s := range plan.Steps {
-				if s > w {
-					next = s
-					break
-				}
-			}
-			if next >= 100 || stable == "" || stable == v.Name {
-				vs[i].AutoCanary = false
-				p.Split = map[string]int{v.Name: 100}
-				msg = fmt.Sprintf("automatic canary of %s passed every step: promoted", v.Name)
-			} else {
-				p.Split = map[string]int{stable: 100 - next, v.Name: next}
-				msg = fmt.Sprintf("automatic canary of %s: %d%% → %d%%", v.Name, w, next)
-			}
-		}
-		ev := Event{Time: e.now().UTC(), Kind: EventVersionStep, Service: service, Version: v.Name, Origin: origin,
-			Op: OpCanary, Status: v.Status, Message: msg}
-		if err := e.commitPolicy(&svc, vs, p, "canary", origin, ev); err != nil {
+		if err := e.stepCanary(ctx, service, v, w, win); err != nil {
 			return err
 		}
-		e.log.Info("canary step", "service", service, "version", v.Name, "result", msg)
-		if vs[i].AutoCanary {
-			e.startCanaryWindow(v.Name)
+	}
+	return nil
+}
+
+// stepCanary judges the step of v's automatic canary that began with win
+// at weight w, then records a hold or carries out the next step or the
+// stop. Nothing is done when v left its plan or its weight changed while
+// the step was judged.
+func (e *Engine) stepCanary(ctx context.Context, service string, v Version, w int, win canaryWindow) error {
+	origin := Origin{Via: ViaSluice, Actor: "canary"}
+	verdict := e.judgeStep(ctx, service, v, win)
+	if verdict.outcome == canaryHold {
+		unlock := e.lock(service)
+		defer unlock()
+		svc, vs, err := e.loadService(service)
+		if err != nil {
+			return err
 		}
+		if i, ok := findVersion(vs, v.Name); !ok || svc.Policy.Split[v.Name] != w || !followsCanaryPlan(vs[i], w) {
+			return nil
+		}
+		return e.recordHold(service, v, w, win, verdict, origin)
+	}
+	var msg string
+	var following bool
+	decide := func(svc Service, vs []Version) (plan, error) {
+		pl, m, f, err := decideCanaryStep(svc, vs, v.Name, w, verdict, origin, e.now().UTC())
+		msg, following = m, f
+		return pl, err
+	}
+	committed, err := e.carry(ctx, service, OpCanary, nil, decide)
+	if err != nil || !committed {
+		return err
+	}
+	e.log.Info("canary step", "service", service, "version", v.Name, "result", msg)
+	if following {
+		e.startCanaryWindow(v.Name)
 	}
 	return nil
 }

@@ -19,41 +19,79 @@ const maxPlanRounds = 4
 const restoreTimeout = 30 * time.Second
 
 // changePolicy carries out one policy operation (see package doc, "Policy
-// operations"): under the service lock it loads the service, checks the
-// origin's principal owns it (see authorize) and decides (decidePolicy);
-// the slow actions (starting stopped versions, the data plane's
-// ApplyPolicy) run with ctx outside the lock; then, under the lock again,
-// it decides afresh and commits only if that plan needs nothing more,
-// else it goes round again, at most maxPlanRounds times. An *Error or a
-// ctx error means nothing was committed: what it started is stopped and
-// the data plane routes by the committed policy again.
+// operations"): carry with a decision that checks the origin's principal
+// owns the service (see authorize) and decides (decidePolicy). An *Error
+// or a ctx error means nothing was committed.
 func (e *Engine) changePolicy(ctx context.Context, service string, ch policyChange, origin Origin) (ServiceStatus, error) {
+	decide := func(svc Service, vs []Version) (plan, error) {
+		if err := authorize(origin.Principal, &svc, true, ch.Op); err != nil {
+			return plan{}, err
+		}
+		return decidePolicy(svc, vs, ch, origin, e.now().UTC())
+	}
+	if _, err := e.carry(ctx, service, ch.Op, nil, decide); err != nil {
+		return ServiceStatus{}, err
+	}
+	return e.status(service)
+}
+
+// decision decides, under the service lock, from the service as loaded:
+// the plan that carries it out, or a plan without actions when there is
+// nothing (left) to do. It is called again whenever the service changed
+// while the plan's slow actions ran, so it must not have effects of its
+// own.
+type decision func(svc Service, vs []Version) (plan, error)
+
+// carry carries out a decision, for an operation a caller asked for and
+// for the engine's background work (a deploy's outcome, a canary step)
+// alike: under the service lock it loads the service and decides; the
+// slow actions (starting stopped versions, the data plane's ApplyPolicy)
+// run with ctx outside the lock, so reads and other operations on the
+// service go on meanwhile; then, under the lock again, it decides afresh
+// and commits only if that plan needs nothing more, else it goes round
+// again, at most maxPlanRounds times. The data plane's apply lock is held
+// throughout, so no other policy is applied in between.
+//
+// handed are instances the caller started (a deploy's build), by version
+// name: an actHandOver action puts them in the running set at commit.
+// Whatever carry started or was handed and did not hand over is stopped
+// when it returns. It reports whether it committed; false with a nil
+// error means the last decision found nothing to do. An *Error or a ctx
+// error means nothing was committed, and the data plane routes by the
+// committed policy again.
+func (e *Engine) carry(ctx context.Context, service string, op Operation, handed map[string]*instances, decide decision) (bool, error) {
+	r := policyRun{e: e, service: service, started: map[string]*instances{}}
+	for name, in := range handed {
+		r.started[name] = in
+	}
+	defer r.stopLeftovers()
 	if e.plane != nil {
 		release, err := e.lockApply(ctx, service)
 		if err != nil {
-			return ServiceStatus{}, err
+			return false, err
 		}
 		defer release()
 	}
-	r := policyRun{e: e, service: service, started: map[string]*instances{}}
-	defer r.stopLeftovers()
 	for range maxPlanRounds {
-		done, err := r.round(ctx, ch, origin)
+		done, committed, err := r.round(ctx, decide)
 		if err != nil {
 			r.restorePlane(ctx)
-			return ServiceStatus{}, err
+			return false, err
 		}
 		if done {
-			return e.status(service)
+			if !committed {
+				r.restorePlane(ctx)
+			}
+			return committed, nil
 		}
 	}
 	r.restorePlane(ctx)
-	return ServiceStatus{}, conflict(ErrCodeBusy, "%s kept changing while this %s was carried out; nothing changed, try again", service, ch.Op)
+	return false, conflict(ErrCodeBusy, "%s kept changing while this %s was carried out; nothing changed, try again", service, op)
 }
 
-// policyRun is the state of one changePolicy call across its rounds: the
-// instances it started and not yet handed over, and the policy it last
-// had the data plane apply (nil: none).
+// policyRun is the state of one carry call across its rounds: the
+// instances it started (or was handed) and not yet handed over, and the
+// policy it last had the data plane apply (nil: none).
 type policyRun struct {
 	e       *Engine
 	service string
@@ -61,22 +99,24 @@ type policyRun struct {
 	applied *policy.Policy
 }
 
-// round decides under the lock and either commits (true) or runs the slow
-// actions the plan still needs outside the lock (false).
-func (r *policyRun) round(ctx context.Context, ch policyChange, origin Origin) (bool, error) {
+// round decides under the lock and then either commits (done, committed),
+// finds nothing to do (done, not committed), or runs the slow actions the
+// plan still needs outside the lock (not done).
+func (r *policyRun) round(ctx context.Context, decide decision) (done, committed bool, err error) {
 	e := r.e
 	unlock := e.lock(r.service)
 	svc, vs, err := e.loadService(r.service)
-	if err == nil {
-		err = authorize(origin.Principal, &svc, true, ch.Op)
-	}
 	var pl plan
 	if err == nil {
-		pl, err = decidePolicy(svc, vs, ch, origin, e.now().UTC())
+		pl, err = decide(svc, vs)
 	}
 	if err != nil {
 		unlock()
-		return false, err
+		return false, false, err
+	}
+	if len(pl.Actions) == 0 {
+		unlock()
+		return true, false, nil
 	}
 	var todo []Version
 	for _, v := range pl.starts() {
@@ -84,17 +124,25 @@ func (r *policyRun) round(ctx context.Context, ch policyChange, origin Origin) (
 			todo = append(todo, v)
 		}
 	}
-	next := svc.Policy
-	for _, a := range pl.Actions {
-		if a.Kind == actApply {
-			next = a.Policy
+	for _, v := range pl.handOvers() {
+		if in, ok := r.started[v.Name]; !ok || in.gen != v.Generation {
+			unlock()
+			return false, false, fmt.Errorf("hand over %s: no instances of generation %d were started", v.Name, v.Generation)
 		}
 	}
-	apply := e.plane != nil && (r.applied == nil || !reflect.DeepEqual(*r.applied, next))
+	next, sets := svc.Policy, false
+	for _, a := range pl.Actions {
+		if a.Kind == actApply {
+			next, sets = a.Policy, true
+		}
+	}
+	// The data plane applies the plan's policy once, and the committed
+	// one again when an earlier round applied another.
+	apply := e.plane != nil && ((sets && r.applied == nil) || (r.applied != nil && !reflect.DeepEqual(*r.applied, next)))
 	if len(todo) == 0 && !apply {
 		err := r.commit(pl)
 		unlock()
-		return err == nil, err
+		return err == nil, err == nil, err
 	}
 	unlock()
 	for _, v := range todo {
@@ -104,18 +152,18 @@ func (r *policyRun) round(ctx context.Context, ch policyChange, origin Origin) (
 		}
 		in, err := e.startAgain(ctx, v)
 		if err != nil {
-			return false, err
+			return false, false, err
 		}
 		r.started[v.Name] = in
 	}
 	if apply {
 		p := clonePolicy(next)
 		if err := e.applyPolicy(ctx, r.service, p); err != nil {
-			return false, err // the data plane still routes by what it did
+			return false, false, err // the data plane still routes by what it did
 		}
 		r.applied = &p
 	}
-	return false, nil
+	return false, false, nil
 }
 
 // commit carries out a plan's commit and publish under the service lock:
@@ -128,7 +176,7 @@ func (r *policyRun) commit(pl plan) error {
 		old  *instances
 	}
 	var swaps []swap
-	for _, v := range pl.starts() {
+	for _, v := range append(pl.starts(), pl.handOvers()...) {
 		in := r.started[v.Name]
 		swaps = append(swaps, swap{v.Name, in, e.setRunning(v.Name, in)})
 		delete(r.started, v.Name)
@@ -220,55 +268,4 @@ func (e *Engine) applyPolicy(ctx context.Context, service string, p policy.Polic
 		return invalid(ErrCodeInvalidPolicy, "%v", err)
 	}
 	return conflict(ErrCodeDataPlane, "the new policy of %s was not applied, the previous one still routes: %v", service, err)
-}
-
-// lockForPolicy takes, for the engine's own background work that sets a
-// policy, the apply lock (when there is a data plane) and then the service
-// lock, in the one order every caller uses; the returned func releases
-// both.
-func (e *Engine) lockForPolicy(ctx context.Context, service string) (func(), error) {
-	release := func() {}
-	if e.plane != nil {
-		r, err := e.lockApply(ctx, service)
-		if err != nil {
-			return nil, err
-		}
-		release = r
-	}
-	unlock := e.lock(service)
-	return func() { unlock(); release() }, nil
-}
-
-// commitPolicy sets p as the service's policy for the engine's own
-// background work (a deploy's outcome, a canary step): caller holds both
-// locks of lockForPolicy. On success svc and vs are what was committed. It plans
-// (planPolicy: nothing is started), has the data plane apply p with the
-// engine's lifetime ctx, commits svc, vs and the events (extra first) in
-// one transaction and publishes. On error nothing is committed.
-func (e *Engine) commitPolicy(svc *Service, vs []Version, p policy.Policy, op Operation, origin Origin, extra ...Event) error {
-	pl, err := planPolicy(*svc, vs, p, op, origin, e.now().UTC(), false, extra...)
-	if err != nil {
-		return err
-	}
-	for _, a := range pl.Actions {
-		switch a.Kind {
-		case actApply:
-			if e.plane != nil {
-				if err := e.applyPolicy(e.ctx, svc.Name, a.Policy); err != nil {
-					return err
-				}
-			}
-		case actCommit:
-			if err := e.store.Commit(&pl.Service, pl.Versions, pl.Events); err != nil {
-				return fmt.Errorf("record policy: %w", err)
-			}
-			*svc = pl.Service
-			copy(vs, pl.Versions)
-		case actPublish:
-			if err := e.publish(); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }

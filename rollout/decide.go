@@ -32,6 +32,9 @@ const (
 	// actStart: start Version's recorded configuration (it is stopped) and
 	// wait until it is healthy. Slow; run outside the service lock.
 	actStart actionKind = "start"
+	// actHandOver: the instances the caller already started for Version
+	// (a deploy's build) take their place in the running set at commit.
+	actHandOver actionKind = "hand over"
 	// actApply: have the data plane route the service by Policy. Slow;
 	// run outside the service lock.
 	actApply actionKind = "apply"
@@ -45,7 +48,7 @@ const (
 // action is one step of a plan.
 type action struct {
 	Kind    actionKind
-	Version Version       // actStart
+	Version Version       // actStart, actHandOver
 	Policy  policy.Policy // actApply
 }
 
@@ -60,10 +63,16 @@ type plan struct {
 }
 
 // starts returns the versions the plan starts, in order.
-func (p plan) starts() []Version {
+func (p plan) starts() []Version { return p.versionsOf(actStart) }
+
+// handOvers returns the versions whose already started instances the plan
+// puts in the running set, in order.
+func (p plan) handOvers() []Version { return p.versionsOf(actHandOver) }
+
+func (p plan) versionsOf(kind actionKind) []Version {
 	var out []Version
 	for _, a := range p.Actions {
-		if a.Kind == actStart {
+		if a.Kind == kind {
 			out = append(out, a.Version)
 		}
 	}
@@ -237,4 +246,105 @@ func planPolicy(svc Service, vs []Version, p policy.Policy, op Operation, origin
 	out.Service, out.Versions = svc, vs
 	out.Actions = append(out.Actions, action{Kind: actApply, Policy: clonePolicy(p)}, action{Kind: actCommit}, action{Kind: actPublish})
 	return out, nil
+}
+
+// decideDeployed decides what a deploy whose instances are healthy does:
+// version name becomes normal and the instances its build started are
+// handed over; a full deploy sends it all traffic, an automatic canary the
+// first step of its plan beside the stable version, and any other deploy
+// leaves the policy as it is (the version idles until traffic reaches
+// it). canary reports that a canary step begins. Pure.
+func decideDeployed(svc Service, vs []Version, name string, now time.Time) (pl plan, canary bool, err error) {
+	i, ok := findVersion(vs, name)
+	if !ok {
+		return plan{}, false, fmt.Errorf("%s vanished while it was built", name)
+	}
+	if vs[i].Status != StatusCreating {
+		return plan{}, false, fmt.Errorf("%s is %s, no longer creating", name, vs[i].Status)
+	}
+	vs = slices.Clone(vs)
+	cur := &vs[i]
+	cur.Status, cur.UpdatedAt = StatusNormal, now
+	ev := Event{Time: now, Kind: EventVersionStatus, Service: svc.Name, Version: name, Origin: cur.CreatedBy,
+		Op: OpDeploy, Status: StatusNormal, Message: name + " is normal"}
+	switch stable := svc.Stable(); {
+	case cur.Strategy == StrategyFull:
+		p := clonePolicy(svc.Policy)
+		p.Split = map[string]int{name: 100}
+		pl, err = planPolicy(svc, vs, p, OpDeploy, cur.CreatedBy, now, false, ev)
+	case cur.AutoCanary && stable != "" && stable != name:
+		step := cur.Config.Canary.Steps[0]
+		p := clonePolicy(svc.Policy)
+		p.Split = map[string]int{stable: 100 - step, name: step}
+		if step >= 100 {
+			p.Split = map[string]int{name: 100}
+		}
+		canary = step < 100
+		pl, err = planPolicy(svc, vs, p, OpCanary, Origin{Via: ViaSluice, Actor: "canary"}, now, false, ev)
+	default:
+		cur.IdleSince = now
+		pl = plan{Service: svc, Versions: vs, Events: []Event{ev}, Actions: []action{{Kind: actCommit}, {Kind: actPublish}}}
+	}
+	if err != nil {
+		return plan{}, false, err
+	}
+	pl.Actions = append([]action{{Kind: actHandOver, Version: vs[i]}}, pl.Actions...)
+	return pl, canary, nil
+}
+
+// followsCanaryPlan reports whether v's traffic is moved by its automatic
+// canary plan at weight: it is normal and neither out of the split nor
+// all of it.
+func followsCanaryPlan(v Version, weight int) bool {
+	return v.AutoCanary && v.Config.Canary != nil && v.Status == StatusNormal && weight > 0 && weight < 100
+}
+
+// decideCanaryStep decides what the verdict on the step of version name's
+// automatic canary that ran at weight does: advance to the plan's next
+// step (promote after the last), or stop (its traffic goes back to the
+// stable version and it leaves the plan). A plan without actions when the
+// version no longer follows its plan at that weight (a person moved its
+// traffic meanwhile). msg says what happened; following reports that the
+// version goes on with a next step. Pure.
+func decideCanaryStep(svc Service, vs []Version, name string, weight int, verdict canaryVerdict, origin Origin, now time.Time) (pl plan, msg string, following bool, err error) {
+	i, ok := findVersion(vs, name)
+	if !ok || svc.Policy.Split[name] != weight || !followsCanaryPlan(vs[i], weight) {
+		return plan{}, "", false, nil
+	}
+	vs = slices.Clone(vs)
+	v := &vs[i]
+	stable := svc.Stable()
+	p := clonePolicy(svc.Policy)
+	if verdict.outcome == canaryStop {
+		v.AutoCanary = false
+		p.Rules = keepRules(p.Rules, func(r policy.Rule) bool { return r.Version != name })
+		delete(p.Split, name)
+		if stable != "" && stable != name {
+			p.Split[stable] += weight
+		}
+		msg = fmt.Sprintf("automatic canary of %s stopped: %s; its traffic went back to %s", name, verdict.why, stable)
+	} else {
+		next := 100
+		for _, s := range v.Config.Canary.Steps {
+			if s > weight {
+				next = s
+				break
+			}
+		}
+		if next >= 100 || stable == "" || stable == name {
+			v.AutoCanary = false
+			p.Split = map[string]int{name: 100}
+			msg = fmt.Sprintf("automatic canary of %s passed every step: promoted", name)
+		} else {
+			p.Split = map[string]int{stable: 100 - next, name: next}
+			msg = fmt.Sprintf("automatic canary of %s: %d%% → %d%%", name, weight, next)
+		}
+	}
+	ev := Event{Time: now, Kind: EventVersionStep, Service: svc.Name, Version: name, Origin: origin,
+		Op: OpCanary, Status: v.Status, Message: msg}
+	pl, err = planPolicy(svc, vs, p, OpCanary, origin, now, false, ev)
+	if err != nil {
+		return plan{}, "", false, err
+	}
+	return pl, msg, v.AutoCanary, nil
 }

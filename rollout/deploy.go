@@ -265,7 +265,12 @@ func reasonOf(err error) *Reason {
 		Suggestion: "This is a problem in sluice itself; check the server log and deploy again."}
 }
 
-// runDeploy is the background half of Deploy.
+// runDeploy is the background half of Deploy: it builds and starts v,
+// then records a failure (failDeploy), or carries out decideDeployed with
+// the engine's lifetime ctx, outside the service lock but for the
+// decisions and the commit. When that cannot be committed (the data plane
+// refused the policy) the new instances are stopped and the version fails
+// with the data plane's words.
 func (e *Engine) runDeploy(v Version, archive []byte) {
 	log := e.log.With("service", v.Service, "version", v.Name)
 	group, reason := e.buildAndStart(specOf(v, v.Config, 1, archive), OpDeploy, v.CreatedBy)
@@ -277,69 +282,67 @@ func (e *Engine) runDeploy(v Version, archive []byte) {
 		}
 		return
 	}
-	unlock, err := e.lockForPolicy(e.ctx, v.Service)
-	if err != nil { // shutting down, as above
-		if group != nil {
-			_ = group.Stop(context.Background(), e.stopGrace)
-		}
+	if reason != nil {
+		e.failDeploy(v, *reason)
 		return
 	}
+	var canary bool
+	decide := func(svc Service, vs []Version) (plan, error) {
+		pl, c, err := decideDeployed(svc, vs, v.Name, e.now().UTC())
+		canary = c
+		return pl, err
+	}
+	handed := map[string]*instances{v.Name: {gen: v.Generation, group: group}}
+	_, err := e.carry(e.ctx, v.Service, OpDeploy, handed, decide)
+	switch {
+	case err == nil:
+		if canary {
+			e.startCanaryWindow(v.Name)
+		}
+		log.Info("deploy succeeded", "strategy", string(v.Strategy))
+	case e.ctx.Err() != nil: // shutting down, as above
+	default:
+		log.Error("record deploy success", "err", err)
+		e.failDeploy(v, deployNotCarried(err))
+	}
+}
+
+// deployNotCarried is the reason a deploy whose instances were healthy
+// fails when its outcome could not be committed (see runDeploy).
+func deployNotCarried(err error) Reason {
+	if e, ok := AsError(err); ok && (e.Code == ErrCodeDataPlane || e.Code == ErrCodeInvalidPolicy) {
+		return Reason{Code: reason.DataPlaneFailed, Detail: e.Message,
+			Suggestion: "Fix what the data plane reports, then deploy again; the version's instances were stopped."}
+	}
+	return *reasonOf(err)
+}
+
+// failDeploy records that the deploy of v failed for r, if v is still
+// being created, and publishes.
+func (e *Engine) failDeploy(v Version, r Reason) {
+	log := e.log.With("service", v.Service, "version", v.Name)
+	unlock := e.lock(v.Service)
 	defer unlock()
-	svc, vs, err := e.loadService(v.Service)
+	_, vs, err := e.loadService(v.Service)
 	if err != nil {
 		log.Error("load service after build", "err", err)
 		return
 	}
 	i, ok := findVersion(vs, v.Name)
-	if !ok {
-		log.Error("version vanished during build")
+	if !ok || vs[i].Status != StatusCreating {
+		log.Error("version vanished or changed during build")
 		return
 	}
 	cur := vs[i]
-	now := e.now().UTC()
-	cur.UpdatedAt = now
-	if reason != nil {
-		cur.Status, cur.Reason = StatusFailed, *reason
-		ev := Event{Time: now, Kind: EventVersionStatus, Service: v.Service, Version: v.Name, Origin: v.CreatedBy,
-			Op: OpDeploy, Status: cur.Status, Reason: reason, Message: fmt.Sprintf("%s failed: %s", v.Name, reason.Code)}
-		if err := e.store.Commit(nil, []Version{cur}, []Event{ev}); err != nil {
-			log.Error("record deploy failure", "err", err)
-		}
-		log.Info("deploy failed", "reason", reason.Code)
-		_ = e.publish()
-		return
+	cur.UpdatedAt = e.now().UTC()
+	cur.Status, cur.Reason = StatusFailed, r
+	ev := Event{Time: cur.UpdatedAt, Kind: EventVersionStatus, Service: v.Service, Version: v.Name, Origin: v.CreatedBy,
+		Op: OpDeploy, Status: cur.Status, Reason: &r, Message: fmt.Sprintf("%s failed: %s", v.Name, r.Code)}
+	if err := e.store.Commit(nil, []Version{cur}, []Event{ev}); err != nil {
+		log.Error("record deploy failure", "err", err)
 	}
-	e.setRunning(v.Name, &instances{gen: 1, group: group})
-	cur.Status = StatusNormal
-	events := []Event{{Time: now, Kind: EventVersionStatus, Service: v.Service, Version: v.Name, Origin: v.CreatedBy,
-		Op: OpDeploy, Status: StatusNormal, Message: fmt.Sprintf("%s is normal", v.Name)}}
-	vs[i] = cur
-	if v.Strategy == StrategyFull {
-		p := clonePolicy(svc.Policy)
-		p.Split = map[string]int{v.Name: 100}
-		if err := e.commitPolicy(&svc, vs, p, "deploy", v.CreatedBy, events...); err != nil {
-			log.Error("record deploy success", "err", err)
-		}
-	} else if stable := svc.Stable(); cur.AutoCanary && stable != "" && stable != v.Name {
-		// First step of the canary plan, at once.
-		step := cur.Config.Canary.Steps[0]
-		p := clonePolicy(svc.Policy)
-		p.Split = map[string]int{stable: 100 - step, v.Name: step}
-		if step >= 100 {
-			p.Split = map[string]int{v.Name: 100}
-		}
-		if err := e.commitPolicy(&svc, vs, p, OpCanary, Origin{Via: ViaSluice, Actor: "canary"}, events...); err != nil {
-			log.Error("record canary start", "err", err)
-		}
-		e.startCanaryWindow(v.Name)
-	} else {
-		vs[i].IdleSince = now
-		if err := e.store.Commit(nil, []Version{vs[i]}, events); err != nil {
-			log.Error("record deploy success", "err", err)
-		}
-		_ = e.publish()
-	}
-	log.Info("deploy succeeded", "strategy", string(v.Strategy))
+	log.Info("deploy failed", "reason", r.Code)
+	_ = e.publish()
 }
 
 // startVersion starts a stopped (or not running) version's recorded

@@ -16,15 +16,17 @@
 // # Policy operations
 //
 // Every policy operation (traffic, route, unroute, promote, rollback,
-// abort) and an in-place redeploy's acceptance have a pure decide step
-// (decidePolicy, decideRedeploy): from the loaded service, its versions,
+// abort), an in-place redeploy's acceptance and the engine's own work
+// that sets a policy (a deploy's outcome, an automatic canary's step)
+// have a pure decide step (decidePolicy, decideRedeploy, decideDeployed,
+// decideCanaryStep): from the loaded service, its versions,
 // the request and the time it returns a refusal or a plan, the next state
 // (policy, stable history, version statuses and idle times, the events
 // that record them) and a list of typed actions: start a stopped
 // version's recorded configuration, apply the policy to the data plane,
 // commit, publish the routing table. Deciding does no I/O.
 //
-// The engine carries a plan out with optimistic concurrency: lock the
+// The engine carries a plan out (carry) with optimistic concurrency: lock the
 // service, load, decide, unlock; run the slow actions (starts that wait
 // for health checks, the data plane's ApplyPolicy) with the caller's ctx
 // and no lock held; lock again, load again and decide again. If that plan
@@ -42,13 +44,16 @@
 // was committed, what the call started is stopped again and the data
 // plane routes by the committed policy; when the call returns nil the new
 // policy routes; a policy naming a retired version starts it and routes
-// to it only once it is healthy.
+// to it only once it is healthy. A deploy whose policy the data plane
+// refuses fails (DataPlaneFailed) and its instances are stopped; a canary
+// step is judged with no lock held and does nothing if a person moved the
+// canary's traffic meanwhile.
 //
 // A request's ctx bounds what the caller waits for (starts, the data
 // plane, drains it waits on). Work the engine goes on with after a call
 // returns (builds and starts after Deploy and Redeploy return, a deploy's
-// outcome, canary steps' data plane calls, starts after Recover) uses the
-// engine's own lifetime ctx, which Close cancels.
+// outcome, starts after Recover) uses the engine's own lifetime ctx,
+// which Close cancels.
 //
 // Arrows point one way: front doors (bot and its subpackages) and cmd
 // import rollout; rollout imports its leaf packages (policy, routing,

@@ -23,6 +23,10 @@ const (
 	// InternalError: sluice itself failed (an unexpected error or a panic
 	// in a driver), not the user's code or configuration.
 	InternalError Code = "InternalError"
+	// DataPlaneFailed: the version was healthy, but the data plane (a
+	// gateway) refused or did not apply the policy that gives it its
+	// traffic, so its deploy did not count.
+	DataPlaneFailed Code = "DataPlaneFailed"
 	// Failed: a failure recorded without a code (an event that carried no
 	// reason); front doors show it rather than an empty code.
 	Failed Code = "Failed"
