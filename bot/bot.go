@@ -21,7 +21,7 @@ import (
 
 // Engine is what the bot needs of the domain.
 type Engine interface {
-	Services() ([]string, error)
+	Services(ctx context.Context) ([]string, error)
 	Status(ctx context.Context, service string) (rollout.ServiceStatus, error)
 	Deploy(ctx context.Context, req rollout.DeployRequest) (rollout.Version, error)
 	Redeploy(ctx context.Context, service, version string, req rollout.RedeployRequest) (rollout.Version, error)
@@ -33,7 +33,7 @@ type Engine interface {
 	Rollback(ctx context.Context, service, version string, origin rollout.Origin) (rollout.ServiceStatus, error)
 	Abort(ctx context.Context, service, version string, origin rollout.Origin) (rollout.ServiceStatus, error)
 	StopVersion(ctx context.Context, service, version string, origin rollout.Origin) error
-	Events(service string, after uint64, limit int) ([]rollout.Event, error)
+	Events(ctx context.Context, service string, after uint64, limit int) ([]rollout.Event, error)
 	Wait()
 }
 

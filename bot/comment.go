@@ -139,7 +139,7 @@ func (cm *commands) onIssueComment(ctx context.Context, d delivery) ([]rollout.O
 	if level := perm.GetPermission(); !writePermissions[level] {
 		log.Info("command refused", "actor", p.actor, "permission", level)
 		entry := render.Entry{Time: cm.now(), Title: "Refused", Body: render.Refusal(p.actor, level)}
-		ops, err := cm.rep.addEntries(p, entry)
+		ops, err := cm.rep.addEntries(ctx, p, entry)
 		return append(ops, reaction(p, "confused")), err
 	}
 	return cm.runCommands(ctx, log, p, results)
@@ -176,7 +176,7 @@ func (cm *commands) runCommands(ctx context.Context, log *slog.Logger, p *prCmd,
 		pending = pending || out.pending
 		log.Info("command ran", "command", string(r.Command.Name), "ok", out.ok)
 	}
-	more, err := cm.rep.addEntries(p, entries...)
+	more, err := cm.rep.addEntries(ctx, p, entries...)
 	if err != nil {
 		return nil, err
 	}
@@ -311,7 +311,7 @@ func chooseService(named string, candidates []string, what string) (string, stri
 
 // repoServices lists the engine's services that belong to repo.
 func (cm *commands) repoServices(ctx context.Context, repo string) ([]string, error) {
-	names, err := cm.eng.Services()
+	names, err := cm.eng.Services(ctx)
 	if err != nil {
 		return nil, err
 	}

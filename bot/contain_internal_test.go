@@ -81,7 +81,7 @@ func (e *statusPanics) Status(ctx context.Context, service string) (rollout.Serv
 	return e.Engine.Status(ctx, service)
 }
 
-func (e *statusPanics) Events(service string, after uint64, limit int) ([]rollout.Event, error) {
+func (e *statusPanics) Events(_ context.Context, service string, after uint64, limit int) ([]rollout.Event, error) {
 	var out []rollout.Event
 	for _, ev := range e.events {
 		if ev.Seq > after {

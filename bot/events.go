@@ -271,7 +271,7 @@ func (cm *commands) onCheckRun(ctx context.Context, d delivery) ([]rollout.Op, e
 	if err != nil || body == "" || cs.PR == 0 {
 		return ops, err
 	}
-	more, err := cm.rep.addPREntries(cs.Repo, p.Installation.ID, cs.PR, render.Entry{Time: cm.now(), Title: "Check run: " + p.Action, Body: body, OK: true})
+	more, err := cm.rep.addPREntries(ctx, cs.Repo, p.Installation.ID, cs.PR, render.Entry{Time: cm.now(), Title: "Check run: " + p.Action, Body: body, OK: true})
 	return append(ops, more...), err
 }
 
@@ -290,7 +290,7 @@ func (cm *commands) checkRunRefused(ctx context.Context, gh *github.Client, p ch
 	if cs.PR == 0 {
 		return nil, true, nil
 	}
-	ops, err := cm.rep.addPREntries(cs.Repo, p.Installation.ID, cs.PR, render.Entry{Time: cm.now(), Title: "Refused", Body: render.Refusal(p.Sender.Login, perm.GetPermission())})
+	ops, err := cm.rep.addPREntries(ctx, cs.Repo, p.Installation.ID, cs.PR, render.Entry{Time: cm.now(), Title: "Refused", Body: render.Refusal(p.Sender.Login, perm.GetPermission())})
 	return ops, true, err
 }
 

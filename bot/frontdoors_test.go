@@ -143,7 +143,7 @@ func (d *doors) status() rollout.ServiceStatus {
 func (d *doors) snapshot() string {
 	d.t.Helper()
 	d.w.Engine.Wait()
-	names, err := d.w.Engine.Services()
+	names, err := d.w.Engine.Services(context.Background())
 	if err != nil {
 		d.t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func (d *doors) snapshot() string {
 		}
 		all = append(all, st)
 	}
-	evs, err := d.w.Engine.Events("", 0, 100000)
+	evs, err := d.w.Engine.Events(context.Background(), "", 0, 100000)
 	if err != nil {
 		d.t.Fatal(err)
 	}

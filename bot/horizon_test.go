@@ -118,7 +118,7 @@ func TestPruneForgetsOldDeliveriesWithoutReopeningReplays(t *testing.T) {
 // eventsOf is the engine's whole history.
 func (w *world) eventsOf(t *testing.T) []rollout.Event {
 	t.Helper()
-	evs, err := w.eng.Events("", 0, 10000)
+	evs, err := w.eng.Events(context.Background(), "", 0, 10000)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -332,7 +332,7 @@ func (in *inbox) handle(ctx context.Context, e inboxEntry) error {
 		return in.journal.Apply(rollout.Put(bucketInbox, e.key, mustJSON(d)))
 	}
 	fail := []rollout.Op{rollout.Put(bucketFailed, d.ID, mustJSON(failedDelivery{Event: d.Event, Reason: err.Error(), At: in.now().UTC()}))}
-	reply, rerr := in.failureReply(e, why)
+	reply, rerr := in.failureReply(ctx, e, why)
 	if rerr != nil {
 		log.Error("reply on the failed delivery's pull request", "err", rerr)
 	}
@@ -357,7 +357,7 @@ func orDescribe(err error, otherwise string) string {
 // failureReply queues, on the pull request a failed delivery is about (a
 // commented PR, a closed PR, a check run's PR, a merged PR's push), an
 // entry saying it failed and why, and 😕 on a command comment.
-func (in *inbox) failureReply(e inboxEntry, why string) ([]rollout.Op, error) {
+func (in *inbox) failureReply(ctx context.Context, e inboxEntry, why string) ([]rollout.Op, error) {
 	repo, inst := e.r.Repository.FullName, e.r.Installation.ID
 	pr := e.r.pr(e.d.Event)
 	what := map[string]string{"issue_comment": "comment", "pull_request": "pull request event", "check_run": "check run request", "push": "merge"}[e.d.Event]
@@ -369,7 +369,7 @@ func (in *inbox) failureReply(e inboxEntry, why string) ([]rollout.Op, error) {
 	if repo == "" || pr == 0 || what == "" {
 		return nil, nil
 	}
-	ops, err := in.rep.addPREntries(repo, inst, pr, render.Entry{Time: in.now(), Title: "sluice could not handle this " + what, Body: "⚠️ This " + what + " was not handled: " + why})
+	ops, err := in.rep.addPREntries(ctx, repo, inst, pr, render.Entry{Time: in.now(), Title: "sluice could not handle this " + what, Body: "⚠️ This " + what + " was not handled: " + why})
 	if err != nil {
 		return nil, err
 	}

@@ -171,14 +171,14 @@ func TestReplayedDeliveriesRunOnce(t *testing.T) {
 	w.say("/deploy", "Codertocat")
 	w.say("/promote", "Codertocat")
 	id := w.say("/rollback", "Codertocat")
-	events, err := w.eng.Events("hello", 0, 1000)
+	events, err := w.eng.Events(context.Background(), "hello", 0, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
 	before := w.sticky().Body
 	w.deliver("issue_comment", comment(t, "/rollback", id, "Codertocat"), githubtest.WithDeliveryID("replayed-comment"))
 	w.sync()
-	after, err := w.eng.Events("hello", 0, 1000)
+	after, err := w.eng.Events(context.Background(), "hello", 0, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}

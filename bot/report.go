@@ -74,15 +74,15 @@ func prKey(repo string, pr int) string { return fmt.Sprintf("%s#%d", repo, pr) }
 // addEntries records entries for a PR's sticky comment (newest first) and
 // queues the comment's update. The returned ops must be applied; callers
 // hold no lock, the read-modify-write is serialized here.
-func (rp *reporter) addEntries(p *prCmd, entries ...render.Entry) ([]rollout.Op, error) {
-	return rp.addPREntries(p.repo, p.inst, p.pr, entries...)
+func (rp *reporter) addEntries(ctx context.Context, p *prCmd, entries ...render.Entry) ([]rollout.Op, error) {
+	return rp.addPREntries(ctx, p.repo, p.inst, p.pr, entries...)
 }
 
-func (rp *reporter) addPREntries(repo string, inst int64, pr int, entries ...render.Entry) ([]rollout.Op, error) {
+func (rp *reporter) addPREntries(ctx context.Context, repo string, inst int64, pr int, entries ...render.Entry) ([]rollout.Op, error) {
 	if len(entries) == 0 {
 		return nil, nil
 	}
-	secrets := rp.allSecrets()
+	secrets := rp.allSecrets(ctx)
 	rp.stateMu.Lock()
 	defer rp.stateMu.Unlock()
 	key := prKey(repo, pr)

@@ -32,7 +32,7 @@ type secretCache struct {
 // says on a PR (a status table, a failure) may quote any of them. A
 // version deployed since the last call is in it: the history is checked
 // first, and the statuses read after it.
-func (rp *reporter) allSecrets() []string {
+func (rp *reporter) allSecrets(ctx context.Context) []string {
 	c := &rp.secrets
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -44,21 +44,21 @@ func (rp *reporter) allSecrets() []string {
 			from = max(from, seq)
 		}
 	}
-	seq, moved, err := rp.historySince(from)
+	seq, moved, err := rp.historySince(ctx, from)
 	if err == nil && c.valid && !moved {
 		return append(append([]string(nil), rp.cfg.Secrets...), c.values...)
 	}
-	values, ok := rp.envSecrets()
+	values, ok := rp.envSecrets(ctx)
 	c.valid, c.seq, c.values = ok && err == nil, seq, values
 	return append(append([]string(nil), rp.cfg.Secrets...), values...)
 }
 
 // historySince returns the newest engine event after seq (seq itself when
 // there is none) and whether there was any.
-func (rp *reporter) historySince(seq uint64) (uint64, bool, error) {
+func (rp *reporter) historySince(ctx context.Context, seq uint64) (uint64, bool, error) {
 	moved := false
 	for {
-		evs, err := rp.eng.Events("", seq, 100)
+		evs, err := rp.eng.Events(ctx, "", seq, 100)
 		if err != nil {
 			return seq, moved, err
 		}
@@ -84,15 +84,15 @@ func (c *core) cursor() (uint64, error) {
 
 // envSecrets lists the env values redact.Env hides, over every version of
 // every service; false when a service could not be read.
-func (rp *reporter) envSecrets() ([]string, bool) {
-	names, err := rp.eng.Services()
+func (rp *reporter) envSecrets(ctx context.Context) ([]string, bool) {
+	names, err := rp.eng.Services(ctx)
 	if err != nil {
 		return nil, false
 	}
 	var out []string
 	ok := true
 	for _, n := range names {
-		st, err := rp.eng.Status(context.Background(), n)
+		st, err := rp.eng.Status(ctx, n)
 		if err != nil {
 			ok = false
 			continue

@@ -39,7 +39,7 @@ func TestRedactionReadsStatusesOnlyWhenHistoryMoves(t *testing.T) {
 	b := New(eng, w.DB, nil, Config{}, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	entries := func(n int) {
 		for range n {
-			if _, err := b.rep.addPREntries("o/r", 1, 1, render.Entry{Title: "x"}); err != nil {
+			if _, err := b.rep.addPREntries(ctx, "o/r", 1, 1, render.Entry{Title: "x"}); err != nil {
 				t.Fatal(err)
 			}
 		}

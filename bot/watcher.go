@@ -25,7 +25,7 @@ func (w *watcher) watchEvents(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		evs, err := w.eng.Events("", cursor, 100)
+		evs, err := w.eng.Events(ctx, "", cursor, 100)
 		if err != nil || len(evs) == 0 {
 			return err
 		}
@@ -91,7 +91,7 @@ func (w *watcher) onEngineEvent(ctx context.Context, e rollout.Event) ([]rollout
 		}
 		ops = append(ops, more...)
 		if e.Origin.Via == "merge" {
-			more, err := w.tellMergedPR(e)
+			more, err := w.tellMergedPR(ctx, e)
 			if err != nil {
 				return nil, err
 			}
@@ -103,7 +103,7 @@ func (w *watcher) onEngineEvent(ctx context.Context, e rollout.Event) ([]rollout
 		if e.Reason != nil {
 			body = render.Failure(e.Version, *e.Reason) + "\n\nThe previous configuration keeps serving."
 		}
-		return w.rep.addPREntries(e.Origin.Repo, e.Origin.Installation, e.Origin.PR,
+		return w.rep.addPREntries(ctx, e.Origin.Repo, e.Origin.Installation, e.Origin.PR,
 			render.Entry{Time: w.now(), Title: "Redeploy of " + e.Version, Body: body, OK: e.Reason == nil})
 	}
 	return nil, nil
@@ -154,7 +154,7 @@ func (w *watcher) runFollowup(ctx context.Context, e rollout.Event) ([]rollout.O
 		entry = render.Entry{Title: fu.Version + " is ready", Body: fmt.Sprintf("✅ %s is normal at %s (0%% of traffic until you ask).", fu.Version, v.URL)}
 	}
 	entry.Time, entry.OK = w.now(), ok
-	more, err := w.rep.addEntries(p, entry)
+	more, err := w.rep.addEntries(ctx, p, entry)
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +169,7 @@ func (w *watcher) runFollowup(ctx context.Context, e rollout.Event) ([]rollout.O
 
 // tellMergedPR reports a merge deploy's outcome on the pull request that
 // was merged, when sluice saw it merged.
-func (w *watcher) tellMergedPR(e rollout.Event) ([]rollout.Op, error) {
+func (w *watcher) tellMergedPR(ctx context.Context, e rollout.Event) ([]rollout.Op, error) {
 	data, err := w.journal.Get(bucketMerges, e.Origin.Repo+"@"+e.Origin.Ref)
 	if isNotFound(err) {
 		return nil, nil
@@ -182,6 +182,6 @@ func (w *watcher) tellMergedPR(e rollout.Event) ([]rollout.Op, error) {
 	if e.Reason != nil {
 		body = render.Failure(e.Version, *e.Reason)
 	}
-	return w.rep.addPREntries(e.Origin.Repo, e.Origin.Installation, pr,
+	return w.rep.addPREntries(ctx, e.Origin.Repo, e.Origin.Installation, pr,
 		render.Entry{Time: w.now(), Title: "Merge deploy of " + e.Service, Body: body, OK: e.Reason == nil})
 }

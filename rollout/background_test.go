@@ -159,7 +159,7 @@ func TestADeployTheDataPlaneRefusesFailsAndStopsItsInstances(t *testing.T) {
 	if got := h.served("hello", 5, ""); got[v1.Name] != 5 {
 		t.Fatalf("after the refusal the router served %v", got)
 	}
-	evs, _ := h.eng.Events("hello", 0, 1000)
+	evs, _ := h.eng.Events(context.Background(), "hello", 0, 1000)
 	if last := evs[len(evs)-1]; last.Version != v2.Name || last.Reason == nil || last.Reason.Code != reason.DataPlaneFailed {
 		t.Fatalf("the history ends with %+v", last)
 	}
@@ -212,7 +212,7 @@ func TestACanaryStepJudgedWhileAPersonActsChangesNothing(t *testing.T) {
 	case <-time.After(waitBound):
 		t.Fatal("an abort waited for a canary step's metrics")
 	}
-	evs, _ := h.eng.Events("hello", 0, 1000)
+	evs, _ := h.eng.Events(context.Background(), "hello", 0, 1000)
 
 	select {
 	case m.release <- runtime.Served{Requests: 100, P99: time.Millisecond, HasP99: true}:
@@ -225,7 +225,7 @@ func TestACanaryStepJudgedWhileAPersonActsChangesNothing(t *testing.T) {
 	if st := h.status("hello"); !reflect.DeepEqual(st.Policy.Split, map[string]int{v1.Name: 100}) {
 		t.Fatalf("after the abort and a passing verdict the split is %v; want the abort's", st.Policy.Split)
 	}
-	if evs2, _ := h.eng.Events("hello", 0, 1000); len(evs2) != len(evs) {
+	if evs2, _ := h.eng.Events(context.Background(), "hello", 0, 1000); len(evs2) != len(evs) {
 		t.Fatalf("a verdict on an aborted canary recorded %+v", evs2[len(evs):])
 	}
 }

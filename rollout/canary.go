@@ -155,7 +155,7 @@ func (e *Engine) judgeStep(ctx context.Context, service string, v Version, win c
 // of its own (package contain): one that fails or panics is reported in
 // the joined error and the others still advance.
 func (e *Engine) AdvanceCanaries(ctx context.Context) error {
-	names, err := e.Services()
+	names, err := e.Services(ctx)
 	if err != nil {
 		return err
 	}

@@ -80,7 +80,7 @@ func TestAutomaticCanaryAbortsOnErrors(t *testing.T) {
 	if !reflect.DeepEqual(st.Policy.Split, map[string]int{v1.Name: 100}) {
 		t.Fatalf("split after a failing step: %v", st.Policy.Split)
 	}
-	evs, _ := h.eng.Events("hello", 0, 1000)
+	evs, _ := h.eng.Events(context.Background(), "hello", 0, 1000)
 	if last := evs[len(evs)-2]; !strings.Contains(last.Message, "5xx rate") || last.Version != v.Name {
 		t.Fatalf("history: %+v", last)
 	}
@@ -102,7 +102,7 @@ func TestAutomaticCanaryHoldsWithoutRequests(t *testing.T) {
 	ctx := context.Background()
 	v1, v := h.autoCanary("serve")
 	holds := func() (n int) {
-		evs, _ := h.eng.Events("hello", 0, 1000)
+		evs, _ := h.eng.Events(context.Background(), "hello", 0, 1000)
 		for _, e := range evs {
 			if e.Version == v.Name && strings.Contains(e.Message, "holds at 10%: no requests reached it") {
 				n++

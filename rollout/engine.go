@@ -371,8 +371,12 @@ func (e *Engine) loadService(name string) (Service, []Version, error) {
 	return s, vs, nil
 }
 
-// Services lists the known service names, sorted.
-func (e *Engine) Services() ([]string, error) {
+// Services lists the known service names, sorted. A done ctx returns its
+// error before anything is read.
+func (e *Engine) Services(ctx context.Context) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("list services: %w", err)
+	}
 	svcs, err := e.store.Services()
 	if err != nil {
 		return nil, fmt.Errorf("list services: %w", err)
@@ -386,23 +390,32 @@ func (e *Engine) Services() ([]string, error) {
 }
 
 // Events returns the history of one service (all when ""), oldest first.
-func (e *Engine) Events(service string, after uint64, limit int) ([]Event, error) {
+// A done ctx returns its error before anything is read.
+func (e *Engine) Events(ctx context.Context, service string, after uint64, limit int) ([]Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("read history: %w", err)
+	}
 	return e.store.Events(service, after, limit)
 }
 
 // LatestEvents returns the newest limit events of one service (all when
 // "") with Seq less than before (any when 0), oldest first: the page a
-// person reading the history wants first.
-func (e *Engine) LatestEvents(service string, before uint64, limit int) ([]Event, error) {
+// person reading the history wants first. A done ctx returns its error
+// before anything is read.
+func (e *Engine) LatestEvents(ctx context.Context, service string, before uint64, limit int) ([]Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("read history: %w", err)
+	}
 	return e.store.LatestEvents(service, before, limit)
 }
 
-// Logs returns the tail of a version's build and run logs.
-func (e *Engine) Logs(service, version string, max int) (string, error) {
+// Logs returns the tail of a version's build and run logs, reading them
+// with ctx (on a cluster, from its API server).
+func (e *Engine) Logs(ctx context.Context, service, version string, max int) (string, error) {
 	if _, err := e.version(service, version); err != nil {
 		return "", err
 	}
-	return e.rt.Logs(version, max)
+	return e.rt.Logs(ctx, version, max)
 }
 
 func (e *Engine) version(service, name string) (Version, error) {

@@ -441,7 +441,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 	v1 := h.deploy("hello", "serve", rollout.StrategyFull, "")
 	failedV := h.deploy("hello", "exit", rollout.StrategyCanary, "")
 	before := h.status("hello")
-	evBefore, _ := h.eng.Events("hello", 0, 1000)
+	evBefore, _ := h.eng.Events(context.Background(), "hello", 0, 1000)
 	split := func(m map[string]int) error {
 		_, err := h.eng.Traffic(ctx, "hello", rollout.TrafficRequest{Split: m}, cli)
 		return err
@@ -516,7 +516,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 			if !reflect.DeepEqual(stripInstances(after), stripInstances(before)) {
 				t.Fatalf("state changed:\nbefore %+v\nafter  %+v", before, after)
 			}
-			evAfter, _ := h.eng.Events("hello", 0, 1000)
+			evAfter, _ := h.eng.Events(context.Background(), "hello", 0, 1000)
 			if len(evAfter) != len(evBefore) {
 				t.Fatalf("history grew by %d events", len(evAfter)-len(evBefore))
 			}
@@ -558,12 +558,12 @@ func TestAbortGivesStableItsShareBack(t *testing.T) {
 		t.Fatalf("after abort: %v", got)
 	}
 	// A second abort changes nothing, says so, and records nothing.
-	before, _ := h.eng.Events("hello", 0, 1000)
+	before, _ := h.eng.Events(context.Background(), "hello", 0, 1000)
 	_, err = h.eng.Abort(ctx, "hello", v2.Name, cli)
 	if re, ok := rollout.AsError(err); !ok || re.Code != rollout.ErrCodeUnchanged || !strings.Contains(re.Message, "nothing changed") {
 		t.Fatalf("second abort: %v, want %s saying nothing changed", err, rollout.ErrCodeUnchanged)
 	}
-	if after, _ := h.eng.Events("hello", 0, 1000); len(after) != len(before) {
+	if after, _ := h.eng.Events(context.Background(), "hello", 0, 1000); len(after) != len(before) {
 		t.Errorf("second abort recorded %d events", len(after)-len(before))
 	}
 }
@@ -600,7 +600,7 @@ func TestRetireStopsIdleVersionsAndRollbackStartsThemAgain(t *testing.T) {
 	if got := h.served("hello", 10, ""); got[v1.Name] != 10 {
 		t.Fatalf("after rollback: %v", got)
 	}
-	evs, _ := h.eng.Events("hello", 0, 1000)
+	evs, _ := h.eng.Events(context.Background(), "hello", 0, 1000)
 	var ops []string
 	for _, e := range evs {
 		ops = append(ops, string(e.Op))

@@ -92,7 +92,7 @@ func TestForeignPrincipalChangesNothing(t *testing.T) {
 			}
 			all = append(all, st)
 		}
-		evs, _ := h.eng.Events("", 0, 1000)
+		evs, _ := h.eng.Events(context.Background(), "", 0, 1000)
 		b, _ := json.Marshal([]any{all, len(evs)})
 		return string(b)
 	}

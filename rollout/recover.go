@@ -171,7 +171,7 @@ func (e *Engine) Retire(ctx context.Context, service string, olderThan time.Dura
 			return nil, forbidden("retiring the versions of every service needs the admin; %s may retire only its own services", origin.Principal)
 		}
 		var err error
-		if names, err = e.Services(); err != nil {
+		if names, err = e.Services(ctx); err != nil {
 			return nil, err
 		}
 	}

@@ -48,7 +48,7 @@ func waitStarting(t *testing.T, h *harness, version string) {
 	t.Helper()
 	deadline := time.Now().Add(waitBound)
 	for time.Now().Before(deadline) {
-		if logs, _ := h.eng.Logs("hello", version, 1<<16); strings.Contains(logs, "waiting for the gate") {
+		if logs, _ := h.eng.Logs(context.Background(), "hello", version, 1<<16); strings.Contains(logs, "waiting for the gate") {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -127,7 +127,7 @@ func TestCancellingASlowStartChangesNothing(t *testing.T) {
 	h := newHarness(t)
 	v1, v2, gate := retiredGated(t, h)
 	before := h.status("hello")
-	evs, _ := h.eng.Events("hello", 0, 1000)
+	evs, _ := h.eng.Events(context.Background(), "hello", 0, 1000)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan result, 1)
@@ -156,7 +156,7 @@ func TestCancellingASlowStartChangesNothing(t *testing.T) {
 	if v := h.version("hello", v1); v.Status != rollout.StatusStopped || len(v.Instances) != 0 {
 		t.Fatalf("%s after a cancelled start: %s, %d instances", v1, v.Status, len(v.Instances))
 	}
-	if evs2, _ := h.eng.Events("hello", 0, 1000); len(evs2) != len(evs) {
+	if evs2, _ := h.eng.Events(context.Background(), "hello", 0, 1000); len(evs2) != len(evs) {
 		t.Fatalf("a cancelled rollback recorded %d events", len(evs2)-len(evs))
 	}
 	pid, err := os.ReadFile(gate + ".pid")

@@ -48,17 +48,17 @@ type history struct {
 var _ bot.Engine = (*history)(nil)
 
 // Events is the engine's Events over the log the credential can read.
-func (h *history) Events(service string, after uint64, limit int) ([]rollout.Event, error) {
+func (h *history) Events(ctx context.Context, service string, after uint64, limit int) ([]rollout.Event, error) {
 	if service != "" || !h.perService {
-		return h.Engine.Events(service, after, limit)
+		return h.Engine.Events(ctx, service, after, limit)
 	}
-	names, err := h.Engine.Services()
+	names, err := h.Engine.Services(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var all []rollout.Event
 	for _, n := range names {
-		evs, err := h.Engine.Events(n, after, limit)
+		evs, err := h.Engine.Events(ctx, n, after, limit)
 		if err != nil {
 			return nil, err
 		}
@@ -83,13 +83,13 @@ func (h *history) Events(service string, after uint64, limit int) ([]rollout.Eve
 // how the log is read: the server-wide log when the server allows it, each
 // service's otherwise. When neither can be read, the error is the
 // server-wide log's (the server's own reason: unreachable, token refused).
-func (h *history) lastEvent() (uint64, error) {
-	last, err := h.Engine.LastEvent()
+func (h *history) lastEvent(ctx context.Context) (uint64, error) {
+	last, err := h.Engine.LastEvent(ctx)
 	if err == nil {
 		return last, nil
 	}
 	h.perService = true
-	evs, perr := h.since(0)
+	evs, perr := h.since(ctx, 0)
 	if perr != nil {
 		h.perService = false
 		return 0, err
@@ -101,10 +101,10 @@ func (h *history) lastEvent() (uint64, error) {
 }
 
 // since returns every event after seq that the credential can see.
-func (h *history) since(seq uint64) ([]rollout.Event, error) {
+func (h *history) since(ctx context.Context, seq uint64) ([]rollout.Event, error) {
 	var out []rollout.Event
 	for {
-		evs, err := h.Events("", seq, 1000)
+		evs, err := h.Events(ctx, "", seq, 1000)
 		if err != nil {
 			return nil, err
 		}
@@ -137,7 +137,7 @@ func (s *step) event(ctx context.Context) error {
 	s.eng.Repo = s.r.Repository
 	s.eng.WaitTimeout = s.in.Timeout
 	h := &history{Engine: s.eng}
-	start, err := h.lastEvent()
+	start, err := h.lastEvent(ctx)
 	if err != nil {
 		return s.serverError(err)
 	}
@@ -178,7 +178,7 @@ func (s *step) event(ctx context.Context) error {
 		return s.serverError(err)
 	}
 
-	evs, err := h.since(start)
+	evs, err := h.since(ctx, start)
 	if err != nil {
 		return s.serverError(err)
 	}

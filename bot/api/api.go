@@ -23,7 +23,7 @@ import (
 
 // Engine is what the API needs of the domain.
 type Engine interface {
-	Services() ([]string, error)
+	Services(ctx context.Context) ([]string, error)
 	Status(ctx context.Context, service string) (rollout.ServiceStatus, error)
 	Deploy(ctx context.Context, req rollout.DeployRequest) (rollout.Version, error)
 	Redeploy(ctx context.Context, service, version string, req rollout.RedeployRequest) (rollout.Version, error)
@@ -37,10 +37,10 @@ type Engine interface {
 	Retire(ctx context.Context, service string, olderThan time.Duration, origin rollout.Origin) ([]string, error)
 	StopVersion(ctx context.Context, service, version string, origin rollout.Origin) error
 	DeleteVersion(ctx context.Context, service, version string, origin rollout.Origin) error
-	Events(service string, after uint64, limit int) ([]rollout.Event, error)
-	LatestEvents(service string, before uint64, limit int) ([]rollout.Event, error)
+	Events(ctx context.Context, service string, after uint64, limit int) ([]rollout.Event, error)
+	LatestEvents(ctx context.Context, service string, before uint64, limit int) ([]rollout.Event, error)
 	SetRepo(ctx context.Context, service, repo string, origin rollout.Origin) (rollout.ServiceStatus, error)
-	Logs(service, version string, max int) (string, error)
+	Logs(ctx context.Context, service, version string, max int) (string, error)
 	VersionURL(service, version string) string
 }
 
@@ -241,7 +241,7 @@ func (s *server) readArchive(c echo.Context) ([]byte, error) {
 }
 
 func (s *server) services(c echo.Context) error {
-	names, err := s.eng.Services()
+	names, err := s.eng.Services(c.Request().Context())
 	if err != nil {
 		return err
 	}
@@ -324,7 +324,7 @@ func (s *server) logs(c echo.Context) error {
 		}
 		n = v
 	}
-	out, err := s.eng.Logs(c.Param("service"), c.Param("version"), n)
+	out, err := s.eng.Logs(c.Request().Context(), c.Param("service"), c.Param("version"), n)
 	if err != nil {
 		return err
 	}
@@ -548,9 +548,9 @@ func (s *server) events(c echo.Context) error {
 	}
 	var evs []rollout.Event
 	if forward {
-		evs, err = s.eng.Events(svc, after, limit)
+		evs, err = s.eng.Events(c.Request().Context(), svc, after, limit)
 	} else {
-		evs, err = s.eng.LatestEvents(svc, before, limit)
+		evs, err = s.eng.LatestEvents(c.Request().Context(), svc, before, limit)
 	}
 	if err != nil {
 		return err

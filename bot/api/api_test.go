@@ -160,7 +160,7 @@ func TestOriginHeadersAreRecorded(t *testing.T) {
 		t.Fatalf("%d %s", code, b)
 	}
 	eng.Wait()
-	evs, err := eng.Events("web", 0, 10)
+	evs, err := eng.Events(context.Background(), "web", 0, 10)
 	if err != nil || len(evs) == 0 {
 		t.Fatal(err)
 	}

@@ -25,7 +25,7 @@ func TestScopedPrincipalsCreateNoService(t *testing.T) {
 		if code != 403 || eb.Error.Code != "forbidden" || !strings.Contains(eb.Error.Message, "may not create services") {
 			t.Errorf("%s creates web: %d %s, want 403 forbidden", name, code, b)
 		}
-		if names, _ := eng.Services(); len(names) != 0 {
+		if names, _ := eng.Services(context.Background()); len(names) != 0 {
 			t.Fatalf("%s: services %v after a refused create", name, names)
 		}
 	}
@@ -73,7 +73,7 @@ func TestSetRepo(t *testing.T) {
 	if code, b := deployAs(t, srv, eng, other, "web"); code != 403 {
 		t.Errorf("another repository after the assignment: %d %s, want 403", code, b)
 	}
-	evs, _ := eng.Events("web", 0, 100)
+	evs, _ := eng.Events(context.Background(), "web", 0, 100)
 	found := false
 	for _, e := range evs {
 		found = found || (e.Kind == rollout.EventServiceRepo && strings.Contains(e.Message, "now belongs to acme/web"))

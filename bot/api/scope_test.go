@@ -89,7 +89,7 @@ func TestScopedTokensActOnlyOnTheirRepository(t *testing.T) {
 			t.Fatalf("%s: %+v, %v; want repo %s", svc, st, err, repo)
 		}
 	}
-	before, _ := eng.Events("", 0, 1000)
+	before, _ := eng.Events(context.Background(), "", 0, 1000)
 
 	const denied = "this token is scoped to acme/web; service hello belongs to acme/api"
 	for _, tc := range []struct {
@@ -127,7 +127,7 @@ func TestScopedTokensActOnlyOnTheirRepository(t *testing.T) {
 		})
 	}
 	// The refused calls changed nothing: every event since is the owner's.
-	after, _ := eng.Events("", before[len(before)-1].Seq, 1000)
+	after, _ := eng.Events(context.Background(), "", before[len(before)-1].Seq, 1000)
 	for _, e := range after {
 		if e.Origin.Repo != "acme/api" {
 			t.Errorf("event by another repo than the owner's after the refusals: %+v", e)

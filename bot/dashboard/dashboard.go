@@ -22,7 +22,7 @@ import (
 
 // Engine is what the page reads.
 type Engine interface {
-	Services() ([]string, error)
+	Services(ctx context.Context) ([]string, error)
 	Status(ctx context.Context, service string) (rollout.ServiceStatus, error)
 }
 
@@ -79,7 +79,7 @@ func Register(e *echo.Echo, eng Engine, opts ...Option) {
 		return renderPage(c, status, redacted(services, cfg.secrets))
 	}
 	e.GET("/dashboard", func(c echo.Context) error {
-		names, err := eng.Services()
+		names, err := eng.Services(c.Request().Context())
 		if err != nil {
 			return err
 		}

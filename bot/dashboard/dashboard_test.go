@@ -18,7 +18,7 @@ import (
 // fakeEngine serves fixed statuses.
 type fakeEngine map[string]rollout.ServiceStatus
 
-func (f fakeEngine) Services() ([]string, error) {
+func (f fakeEngine) Services(context.Context) ([]string, error) {
 	var out []string
 	for n := range f {
 		out = append(out, n)

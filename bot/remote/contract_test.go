@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"slices"
@@ -140,20 +141,20 @@ func TestRemoteDrivesEveryOperationThroughTheAPI(t *testing.T) {
 		t.Fatalf("web-002 after stop: %s", s)
 	}
 
-	if names := must(eng.Services())(t); !slices.Equal(names, []string{"web"}) {
+	if names := must(eng.Services(context.Background()))(t); !slices.Equal(names, []string{"web"}) {
 		t.Fatalf("services: %v", names)
 	}
-	evs := must(eng.Events("web", 0, 0))(t)
+	evs := must(eng.Events(context.Background(), "web", 0, 0))(t)
 	if len(evs) == 0 {
 		t.Fatal("no events")
 	}
 	if o := evs[0].Origin; o.Via != who.Via || o.Actor != who.Actor || o.URL != who.URL || o.Ref != who.Ref || o.PR != who.PR || o.Repo != who.Repo {
 		t.Fatalf("the first event's origin is %+v, want the one sent: %+v", o, who)
 	}
-	if page := must(eng.Events("web", evs[1].Seq, 2))(t); len(page) != 2 || page[0].Seq != evs[2].Seq {
+	if page := must(eng.Events(context.Background(), "web", evs[1].Seq, 2))(t); len(page) != 2 || page[0].Seq != evs[2].Seq {
 		t.Fatalf("events after %d, limit 2: %+v", evs[1].Seq, page)
 	}
-	if last := must(eng.LastEvent())(t); last != evs[len(evs)-1].Seq {
+	if last := must(eng.LastEvent(context.Background()))(t); last != evs[len(evs)-1].Seq {
 		t.Fatalf("last event %d, want %d", last, evs[len(evs)-1].Seq)
 	}
 
@@ -245,7 +246,7 @@ func TestRemoteSaysWhyItCannotTalkToTheAPI(t *testing.T) {
 	t.Parallel()
 	srv := apitest.New(t)
 	for _, tc := range []struct{ token, code string }{{"", "unauthorized"}, {"wrong", "unknown_token"}} {
-		_, err := client(srv, tc.token).Services()
+		_, err := client(srv, tc.token).Services(context.Background())
 		var perm interface {
 			Permanent() bool
 			Code() string
@@ -258,14 +259,50 @@ func TestRemoteSaysWhyItCannotTalkToTheAPI(t *testing.T) {
 		}
 	}
 
-	if _, err := remote.New(srv.World.Server.URL, apitest.AdminToken).Services(); !errors.Is(err, remote.ErrRouter) {
+	if _, err := remote.New(srv.World.Server.URL, apitest.AdminToken).Services(context.Background()); !errors.Is(err, remote.ErrRouter) {
 		t.Fatalf("the router's address: got %v, want ErrRouter", err)
 	}
 
 	gone := httptest.NewServer(nil)
 	gone.Close()
-	_, err := remote.New(gone.URL, apitest.AdminToken).Services()
+	_, err := remote.New(gone.URL, apitest.AdminToken).Services(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "cannot reach the sluice server at "+gone.URL) {
 		t.Fatalf("a closed address: got %v", err)
+	}
+}
+
+// A server that accepts a read and never answers holds the caller only as
+// long as the caller's context (or Wait's timeout) allows, not for the
+// HTTP client's ten minutes.
+func TestRemoteReadsEndWithTheirContext(t *testing.T) {
+	t.Parallel()
+	hung := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-hung:
+		}
+	}))
+	t.Cleanup(func() { close(hung); srv.Close() })
+	eng := remote.New(srv.URL, apitest.AdminToken)
+	const bound = 10 * time.Second // far below the HTTP client's timeout
+	for name, read := range map[string]func(context.Context) error{
+		"Services":  func(ctx context.Context) error { _, err := eng.Services(ctx); return err },
+		"Events":    func(ctx context.Context) error { _, err := eng.Events(ctx, "hello", 0, 10); return err },
+		"LastEvent": func(ctx context.Context) error { _, err := eng.LastEvent(ctx); return err },
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		start := time.Now()
+		err := read(ctx)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > bound {
+			t.Errorf("%s against a server that never answers: %v after %s; want the context's deadline", name, err, time.Since(start))
+		}
+	}
+	eng.WaitTimeout = 100 * time.Millisecond
+	start := time.Now()
+	eng.Wait()
+	if d := time.Since(start); d > bound {
+		t.Errorf("Wait with a 100ms timeout took %s against a server that never answers", d)
 	}
 }

@@ -179,9 +179,9 @@ func (e *Engine) get(ctx context.Context, r wire.Route, q url.Values, out any, p
 }
 
 // Services lists the services the token may see.
-func (e *Engine) Services() ([]string, error) {
+func (e *Engine) Services(ctx context.Context) ([]string, error) {
 	var out wire.ServiceList
-	if err := e.get(context.Background(), wire.ListServices, nil, &out); err != nil {
+	if err := e.get(ctx, wire.ListServices, nil, &out); err != nil {
 		return nil, err
 	}
 	names := make([]string, 0, len(out.Services))
@@ -280,7 +280,7 @@ func (e *Engine) StopVersion(ctx context.Context, service, version string, o rol
 }
 
 // Events pages through the history log.
-func (e *Engine) Events(service string, after uint64, limit int) ([]rollout.Event, error) {
+func (e *Engine) Events(ctx context.Context, service string, after uint64, limit int) ([]rollout.Event, error) {
 	r, params := wire.AllEvents, []string{}
 	if service != "" {
 		r, params = wire.ServiceEvents, []string{service}
@@ -290,16 +290,16 @@ func (e *Engine) Events(service string, after uint64, limit int) ([]rollout.Even
 	}
 	var out wire.EventList
 	q := url.Values{wire.QueryAfter: {strconv.FormatUint(after, 10)}, wire.QueryLimit: {strconv.Itoa(limit)}}
-	err := e.get(context.Background(), r, q, &out, params...)
+	err := e.get(ctx, r, q, &out, params...)
 	return out.Events, err
 }
 
 // LastEvent returns the sequence number of the newest event the token may
 // see, so a fresh client reports only what happens from now on.
-func (e *Engine) LastEvent() (uint64, error) {
+func (e *Engine) LastEvent(ctx context.Context) (uint64, error) {
 	var last uint64
 	for {
-		evs, err := e.Events("", last, 1000)
+		evs, err := e.Events(ctx, "", last, 1000)
 		if err != nil {
 			return 0, err
 		}
@@ -311,17 +311,19 @@ func (e *Engine) LastEvent() (uint64, error) {
 }
 
 // Wait blocks until no version of the visible (or Repo's) services is
-// being created or updated, or WaitTimeout passes.
+// being created or updated, or WaitTimeout passes (which also bounds each
+// request it makes).
 func (e *Engine) Wait() {
-	deadline := time.Now().Add(e.WaitTimeout)
-	for time.Now().Before(deadline) {
+	ctx, cancel := context.WithTimeout(context.Background(), e.WaitTimeout)
+	defer cancel()
+	for ctx.Err() == nil {
 		busy := false
-		names, err := e.Services()
+		names, err := e.Services(ctx)
 		if err != nil {
 			return
 		}
 		for _, n := range names {
-			st, err := e.Status(context.Background(), n)
+			st, err := e.Status(ctx, n)
 			if err != nil || (e.Repo != "" && st.Repo != e.Repo) {
 				continue
 			}
@@ -334,6 +336,9 @@ func (e *Engine) Wait() {
 		if !busy {
 			return
 		}
-		time.Sleep(300 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+		case <-time.After(300 * time.Millisecond):
+		}
 	}
 }

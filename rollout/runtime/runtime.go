@@ -77,8 +77,8 @@ type Runtime interface {
 	// crashed and is restarting with backoff.
 	Start(ctx context.Context, spec Spec, notify func()) (Group, error)
 	// Logs returns up to max bytes of the end of the version's build and
-	// run logs, for display.
-	Logs(version string, max int) (string, error)
+	// run logs, for display; waiting ends with ctx.
+	Logs(ctx context.Context, version string, max int) (string, error)
 	// Cleanup stops every process a previous run of sluice left behind with
 	// the same data directory. It is called once at start-up, before any
 	// Start.

@@ -120,7 +120,7 @@ func TestAutomaticCanaryOnPrometheus(t *testing.T) {
 	if hold == nil || !strings.Contains(hold.Hold, "has no series for "+v2.Name) || !strings.Contains(hold.Suggestion, "--gateway-kind") {
 		t.Fatalf("status of the held canary: %+v", hold)
 	}
-	evs, _ := srv.eng.Events("hello", 0, 1000)
+	evs, _ := srv.eng.Events(context.Background(), "hello", 0, 1000)
 	holds := 0
 	for _, e := range evs {
 		if strings.Contains(e.Message, "holds at 50%") {
@@ -139,7 +139,7 @@ func TestAutomaticCanaryOnPrometheus(t *testing.T) {
 	routeIs("next canary", map[string]int{v2.Name: 90, v3.Name: 10})
 	step(v3.Name, clk.now(), 61*time.Second, "100", "30", "90")
 	routeIs("erroring canary", map[string]int{v2.Name: 100})
-	evs, _ = srv.eng.Events("hello", 0, 1000)
+	evs, _ = srv.eng.Events(context.Background(), "hello", 0, 1000)
 	stopped := false
 	for _, e := range evs {
 		stopped = stopped || strings.Contains(e.Message, "automatic canary of "+v3.Name+" stopped: 5xx rate 30.0%")

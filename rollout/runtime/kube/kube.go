@@ -416,8 +416,9 @@ func (g *group) Stop(ctx context.Context, _ time.Duration) error {
 // Logs returns the last termination messages of the version's containers:
 // the tail of their output when they failed (TerminationMessagePolicy
 // FallbackToLogsOnError). Full logs are the cluster's (kubectl logs).
-func (k *Kube) Logs(version string, max int) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+// The API server is asked with ctx, for 10 s at most.
+func (k *Kube) Logs(ctx context.Context, version string, max int) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	// Versions are named "<service>-NNN".
 	service := version

@@ -64,7 +64,7 @@ func TestTheShippedRoleIsEnough(t *testing.T) {
 	if r := result(t, ch); r.err == nil || !strings.Contains(r.err.Error(), string(reason.ProcessExited)) {
 		t.Fatalf("failing redeploy as the role's user: %v", r.err)
 	}
-	if logs, err := k.Logs("hello-001", 4096); err != nil || !strings.Contains(logs, "no config") {
+	if logs, err := k.Logs(context.Background(), "hello-001", 4096); err != nil || !strings.Contains(logs, "no config") {
 		t.Errorf("Logs as the role's user: %q %v", logs, err)
 	}
 	done := applyAsync(tr, canary)

@@ -1,6 +1,7 @@
 package local
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -17,9 +18,12 @@ import (
 // above MaxLogsBytes means MaxLogsBytes. Rotated copies (<name>.1) are not
 // read. A version with
 // no logs yields an error wrapping fs.ErrNotExist. Safe for concurrent use.
-func (l *Local) Logs(version string, max int) (string, error) {
+func (l *Local) Logs(ctx context.Context, version string, max int) (string, error) {
 	if err := checkVersion(version); err != nil {
 		return "", fmt.Errorf("read logs: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return "", fmt.Errorf("read logs of %s: %w", version, err)
 	}
 	if max <= 0 || max > MaxLogsBytes {
 		max = MaxLogsBytes

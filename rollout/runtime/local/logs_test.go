@@ -1,6 +1,7 @@
 package local
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"strings"
@@ -51,7 +52,7 @@ func TestLogs(t *testing.T) {
 		},
 	}
 	for _, tt := range tests {
-		out, err := l.Logs("hello-001", tt.max)
+		out, err := l.Logs(context.Background(), "hello-001", tt.max)
 		if err != nil {
 			t.Fatalf("Logs(%d): %v", tt.max, err)
 		}
@@ -77,10 +78,10 @@ func TestLogs(t *testing.T) {
 		}
 	}
 
-	if _, err := l.Logs("hello-999", 100); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := l.Logs(context.Background(), "hello-999", 100); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Logs of an unknown version: %v, want fs.ErrNotExist", err)
 	}
-	if _, err := l.Logs("../hello-001", 100); err == nil {
+	if _, err := l.Logs(context.Background(), "../hello-001", 100); err == nil {
 		t.Error("Logs accepted a version name with a path separator")
 	}
 }

@@ -25,7 +25,7 @@ func TestLogsAreCappedWhateverIsAsked(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, max := range []int{0, -1, 1 << 30} {
-		out, err := l.Logs("hello-001", max)
+		out, err := l.Logs(context.Background(), "hello-001", max)
 		if err != nil {
 			t.Fatal(err)
 		}
