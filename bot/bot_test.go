@@ -78,9 +78,11 @@ type world struct {
 	pemKey []byte
 	// comments numbers the command comments say posts.
 	comments int
+	// engineOpts are given to the engine at each start.
+	engineOpts []rollout.Option
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T, engineOpts ...rollout.Option) *world {
 	t.Helper()
 	key, pemKey := githubtest.SharedKey(t)
 	gh := githubtest.NewServer(t, githubtest.WithAppKey(&key.PublicKey, appID))
@@ -91,7 +93,7 @@ func newWorld(t *testing.T) *world {
 	gh.SetPermission(repo, "Codertocat", githubtest.PermAdmin)
 	gh.AddComment(repo, 1, githubtest.Comment{ID: commentN, User: "Codertocat", Body: "/canary 10%"})
 
-	w := &world{t: t, gh: gh, clock: &clock{t: time.Now()}, dir: t.TempDir(), pemKey: pemKey}
+	w := &world{t: t, gh: gh, clock: &clock{t: time.Now()}, dir: t.TempDir(), pemKey: pemKey, engineOpts: engineOpts}
 	f, err := ghapp.New(ghapp.Config{AppID: appID, PrivateKey: pemKey, APIURL: gh.URL()})
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +105,7 @@ func newWorld(t *testing.T) *world {
 // start builds engine and bot over w.dir (again, after stop: a restart).
 func (w *world) start(f bot.Clients) {
 	w.f = f
-	w.engine = enginetest.New(w.t, w.dir, rollout.WithDrainGrace(time.Second))
+	w.engine = enginetest.New(w.t, w.dir, append([]rollout.Option{rollout.WithDrainGrace(time.Second)}, w.engineOpts...)...)
 	w.eng, w.db, w.router = w.engine.Engine, w.engine.DB, w.engine.Server
 	w.bot = bot.New(w.eng, w.db, f, bot.Config{WebhookSecret: secret, PublicURL: "https://sluice.example.com"}, bot.WithClock(w.clock.now))
 	e := echo.New()
@@ -553,17 +555,7 @@ func TestMergeOfAPromotedTreeIsNotRebuiltAndTheMergedPRIsTold(t *testing.T) {
 
 	// A merge with a new tree deploys at 100% and the merged PR (#2 in the
 	// fixture) hears how it went.
-	merge2 := "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-	w.gh.SetCommit(repo, "ec26c3e57ca3a959ca5aad62de7213c562f8c822", map[string]string{"README.md": "x\n"})
-	w.gh.SetPR(repo, 2, "ec26c3e57ca3a959ca5aad62de7213c562f8c822", "other")
-	w.gh.SetCommit(repo, merge2, map[string]string{"sluice.yaml": appYAML(t), "README.md": "new\n"})
-	var pr map[string]any
-	json.Unmarshal(githubtest.Fixture(t, "pull_request.closed.merged.json"), &pr)
-	pr["pull_request"].(map[string]any)["merge_commit_sha"] = merge2
-	b, _ := json.Marshal(pr)
-	w.deliver("pull_request", b)
-	w.deliver("push", pushOf(t, merge2))
-	w.sync()
+	w.mergePR2("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", appYAML(t))
 	if st := w.status(); st.Stable != "hello-003" || st.Policy.Split["hello-003"] != 100 {
 		t.Fatalf("merge deploy: %+v", st.Policy)
 	}
@@ -574,6 +566,22 @@ func TestMergeOfAPromotedTreeIsNotRebuiltAndTheMergedPRIsTold(t *testing.T) {
 	if !told {
 		t.Fatalf("merged PR not told: %+v", w.gh.Comments(repo, 2))
 	}
+}
+
+// mergePR2 merges PR #2 (the fixture's) as commit merge, whose
+// sluice.yaml is manifest, and handles the pull_request and push events.
+func (w *world) mergePR2(merge, manifest string) {
+	w.t.Helper()
+	w.gh.SetCommit(repo, "ec26c3e57ca3a959ca5aad62de7213c562f8c822", map[string]string{"README.md": "x\n"})
+	w.gh.SetPR(repo, 2, "ec26c3e57ca3a959ca5aad62de7213c562f8c822", "other")
+	w.gh.SetCommit(repo, merge, map[string]string{"sluice.yaml": manifest, "README.md": "new\n"})
+	var pr map[string]any
+	json.Unmarshal(githubtest.Fixture(w.t, "pull_request.closed.merged.json"), &pr)
+	pr["pull_request"].(map[string]any)["merge_commit_sha"] = merge
+	b, _ := json.Marshal(pr)
+	w.deliver("pull_request", b)
+	w.deliver("push", pushOf(w.t, merge))
+	w.sync()
 }
 
 func TestNewerPushSupersedesAQueuedOlderOne(t *testing.T) {
@@ -660,5 +668,47 @@ func TestOversizedDeliveryIsRefusedAndNothingStored(t *testing.T) {
 	}
 	if left, err := small.Pending(); err != nil || left != "" {
 		t.Fatalf("something was stored: %q %v", left, err)
+	}
+}
+
+// A merge deploy that follows an automatic canary plan tells the merged PR
+// each step the engine takes, up to the promotion.
+func TestTheMergedPRHearsItsAutomaticCanarySteps(t *testing.T) {
+	t.Parallel()
+	engClock := &clock{t: time.Now()}
+	w := newWorld(t, rollout.WithClock(engClock.now))
+	w.mergeMain()
+
+	canaryYAML := strings.Replace(appYAML(t), "    timeouts:",
+		"    on_merge: canary\n    canary: {steps: [10, 50, 100], interval: 1m, max_error_rate: 5%}\n    timeouts:", 1)
+	w.mergePR2("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", canaryYAML)
+	if st := w.status(); st.Policy.Split["hello-001"] != 90 || st.Policy.Split["hello-002"] != 10 {
+		t.Fatalf("after the canary merge: %+v", st.Policy)
+	}
+
+	told := func(what string) bool {
+		for _, c := range w.gh.Comments(repo, 2) {
+			if strings.HasPrefix(c.Body, render.Marker) && strings.Contains(c.Body, what) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, step := range []string{"automatic canary of hello-002: 10% → 50%", "automatic canary of hello-002 passed every step: promoted"} {
+		w.served(200, "")
+		engClock.add(61 * time.Second)
+		if err := w.eng.AdvanceCanaries(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		w.sync()
+		if !told(step) {
+			t.Fatalf("the merged PR was not told %q: %+v", step, w.gh.Comments(repo, 2))
+		}
+	}
+	if st := w.status(); st.Stable != "hello-002" {
+		t.Fatalf("stable %s after the last step", st.Stable)
+	}
+	if told("Automatic canary of hello-001") || len(w.gh.Comments(repo, 1)) != 1 {
+		t.Fatalf("another PR heard of the canary: %+v", w.gh.Comments(repo, 1))
 	}
 }

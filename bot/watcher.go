@@ -62,6 +62,9 @@ func (w *watcher) onEngineEvent(ctx context.Context, e rollout.Event) ([]rollout
 	if e.Kind == rollout.EventVersionStatus && e.Version != "" && (e.Op == rollout.OpStop || e.Op == rollout.OpRetire || e.Op == rollout.OpStart) {
 		return w.deploymentChanged(e)
 	}
+	if e.Kind == rollout.EventVersionStep && e.Op == rollout.OpCanary {
+		return w.tellCanaryStep(ctx, e)
+	}
 	if e.Origin.Repo == "" || e.Version == "" || (w.cfg.Repo != "" && e.Origin.Repo != w.cfg.Repo) {
 		return nil, nil
 	}
@@ -165,6 +168,40 @@ func (w *watcher) runFollowup(ctx context.Context, e rollout.Event) ([]rollout.O
 		ops = append(ops, reaction(p, "confused"))
 	}
 	return ops, nil
+}
+
+// tellCanaryStep tells the pull request a version came from (the PR of
+// its commands, or the merged PR of a merge deploy) what the version's
+// automatic canary did: a step, a hold and why, a stop and why, the
+// promotion. A version sluice made no check run for is nobody's PR's.
+func (w *watcher) tellCanaryStep(ctx context.Context, e rollout.Event) ([]rollout.Op, error) {
+	var cs checkState
+	if ok, err := getJSON(w.journal, bucketChecks, e.Version, &cs); err != nil || !ok {
+		return nil, err
+	}
+	if w.cfg.Repo != "" && cs.Repo != w.cfg.Repo {
+		return nil, nil
+	}
+	pr := cs.PR
+	if pr == 0 {
+		data, err := w.journal.Get(bucketMerges, cs.Repo+"@"+cs.SHA)
+		if isNotFound(err) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		pr, _ = strconv.Atoi(string(data))
+	}
+	if pr == 0 {
+		return nil, nil
+	}
+	body := e.Message
+	if e.Reason != nil {
+		body = render.Failure(e.Version, *e.Reason) + "\n\n" + e.Message
+	}
+	return w.rep.addPREntries(ctx, cs.Repo, cs.Inst, pr,
+		render.Entry{Time: w.now(), Title: "Automatic canary of " + e.Version, Body: body, OK: e.Reason == nil})
 }
 
 // tellMergedPR reports a merge deploy's outcome on the pull request that

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/rollout"
+	"github.com/sluicehq/sluice/rollout/reason"
 )
 
 type fakeClock struct {
@@ -48,7 +49,7 @@ func TestAutomaticCanaryWalksItsStepsAndPromotes(t *testing.T) {
 		}
 	}
 	want(map[string]int{v1.Name: 90, v.Name: 10})
-	h.served("hello", 50, "")
+	h.served("hello", 200, "") // the canary surely gets some: none at 10% is 0.9^200
 	// Before the interval nothing moves.
 	clk.add(30 * time.Second)
 	h.eng.AdvanceCanaries(ctx)
@@ -56,7 +57,7 @@ func TestAutomaticCanaryWalksItsStepsAndPromotes(t *testing.T) {
 	clk.add(31 * time.Second)
 	h.eng.AdvanceCanaries(ctx)
 	want(map[string]int{v1.Name: 50, v.Name: 50})
-	h.served("hello", 50, "")
+	h.served("hello", 200, "")
 	clk.add(61 * time.Second)
 	h.eng.AdvanceCanaries(ctx)
 	want(map[string]int{v.Name: 100})
@@ -81,7 +82,8 @@ func TestAutomaticCanaryAbortsOnErrors(t *testing.T) {
 		t.Fatalf("split after a failing step: %v", st.Policy.Split)
 	}
 	evs, _ := h.eng.Events(context.Background(), "hello", 0, 1000)
-	if last := evs[len(evs)-2]; !strings.Contains(last.Message, "5xx rate") || last.Version != v.Name {
+	if last := evs[len(evs)-2]; !strings.Contains(last.Message, "5xx rate") || last.Version != v.Name ||
+		last.Reason == nil || last.Reason.Code != reason.CanaryStopped || !strings.Contains(last.Reason.Detail, "5xx rate") {
 		t.Fatalf("history: %+v", last)
 	}
 	// A stopped plan stays stopped.
@@ -131,7 +133,7 @@ func TestAutomaticCanaryHoldsWithoutRequests(t *testing.T) {
 		t.Fatalf("status of the held canary: %+v", cs)
 	}
 	// Traffic comes: the longer window is judged and the step advances.
-	h.served("hello", 50, "")
+	h.served("hello", 200, "") // the canary surely gets some: none at 10% is 0.9^200
 	h.eng.AdvanceCanaries(ctx)
 	if st := h.status("hello"); !reflect.DeepEqual(st.Policy.Split, map[string]int{v1.Name: 50, v.Name: 50}) {
 		t.Fatalf("split once requests came: %v", st.Policy.Split)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/rollout/policy"
+	"github.com/sluicehq/sluice/rollout/reason"
 )
 
 // policyChange is the request of one policy operation: Op says which, and
@@ -342,6 +343,10 @@ func decideCanaryStep(svc Service, vs []Version, name string, weight int, verdic
 	}
 	ev := Event{Time: now, Kind: EventVersionStep, Service: svc.Name, Version: name, Origin: origin,
 		Op: OpCanary, Status: v.Status, Message: msg}
+	if verdict.outcome == canaryStop {
+		ev.Reason = &Reason{Code: reason.CanaryStopped, Detail: verdict.why,
+			Suggestion: "Fix the version and deploy again, or move its traffic by hand (traffic, promote)."}
+	}
 	pl, err = planPolicy(svc, vs, p, OpCanary, origin, now, false, ev)
 	if err != nil {
 		return plan{}, "", false, err

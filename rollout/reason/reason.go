@@ -27,6 +27,11 @@ const (
 	// gateway) refused or did not apply the policy that gives it its
 	// traffic, so its deploy did not count.
 	DataPlaneFailed Code = "DataPlaneFailed"
+	// CanaryStopped: an automatic canary's figures broke its plan (5xx
+	// rate or p99), so its traffic went back to the stable version; the
+	// version itself stays normal, at 0%. Carried by the history event of
+	// the stop, not by the version.
+	CanaryStopped Code = "CanaryStopped"
 	// Failed: a failure recorded without a code (an event that carried no
 	// reason); front doors show it rather than an empty code.
 	Failed Code = "Failed"

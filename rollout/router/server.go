@@ -272,6 +272,10 @@ func (r *Router) newConn(nc net.Conn) *conn {
 // the instance connection uc, which cancels the request there. The
 // function returned stops the watch and reports whether the client went
 // away. Only called while nothing else reads the client (no body streams).
+// (An epoll set of the router's own, the clients' sockets registered for
+// EPOLLRDHUP while they wait, was measured in its place at 1,000
+// connections and cost more CPU per request: two epoll_ctl calls weigh
+// more than this goroutine and its deadlines.)
 func (c *conn) startWatch(uc *upConn) func() bool {
 	c.c.SetReadDeadline(time.Time{}) // the wait may outlast the head's deadline
 	c.rdl = time.Time{}
