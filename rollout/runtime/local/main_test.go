@@ -53,7 +53,9 @@ func TestMain(m *testing.M) {
 //	           "extra port N": at once, or with LOCALTEST_EXTRA=request on
 //	           GET /open
 //
-// LOCALTEST_PIDFILE appends the pid; LOCALTEST_IGNORE_TERM ignores SIGTERM.
+// LOCALTEST_PIDFILE appends the pid; LOCALTEST_IGNORE_TERM ignores SIGTERM;
+// LOCALTEST_PORTFILE appends $PORT, then, while the file LOCALTEST_GATE
+// exists, the app waits before it does anything else.
 func runApp(mode string) int {
 	if os.Getenv("LOCALTEST_IGNORE_TERM") != "" {
 		signal.Ignore(syscall.SIGTERM)
@@ -63,6 +65,18 @@ func runApp(mode string) int {
 		if err == nil {
 			fmt.Fprintln(fh, os.Getpid())
 			fh.Close()
+		}
+	}
+	if f := os.Getenv("LOCALTEST_PORTFILE"); f != "" {
+		fh, err := os.OpenFile(f, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err == nil {
+			fmt.Fprintln(fh, os.Getenv("PORT"))
+			fh.Close()
+		}
+	}
+	for gate := os.Getenv("LOCALTEST_GATE"); gate != ""; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(gate); err != nil {
+			break
 		}
 	}
 	addr := "127.0.0.1:" + os.Getenv("PORT")

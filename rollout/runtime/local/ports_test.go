@@ -3,10 +3,10 @@ package local
 import (
 	"context"
 	"fmt"
-	"github.com/sluicehq/sluice/rollout/reason"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +15,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/rollout/reason"
+	"github.com/sluicehq/sluice/rollout/runtime"
 )
 
 // extraPort is the port an extraport app said it listens on besides $PORT.
@@ -212,5 +215,69 @@ func TestPortHeldByAnotherProcessIsNotTheInstances(t *testing.T) {
 	defer ln.Close()
 	if why, _ := portViolation(os.Getpid(), ln.Addr().(*net.TCPAddr).Port); strings.Contains(why, "another process") {
 		t.Errorf("portViolation of the listener's own process = %q", why)
+	}
+}
+
+// TestAPortTakenBeforeTheInstanceBindsItIsNotTheVersionsFault: another
+// program binds an instance's port between the moment it was handed out
+// and the moment the instance listens (here the test itself, answering
+// the health path as a neighbour might). The start does not fail: it
+// begins again on another port of the range.
+func TestAPortTakenBeforeTheInstanceBindsItIsNotTheVersionsFault(t *testing.T) {
+	t.Parallel()
+	var lo int
+	for lo = DefaultPortMin + 7000; lo < DefaultPortMax-2; lo += 2 {
+		if bindable(lo) && bindable(lo+1) {
+			break
+		}
+	}
+	l, err := New(t.TempDir(), WithLogger(slog.New(slog.DiscardHandler)), WithPortRange(lo, lo+1),
+		WithDrainGrace(500*time.Millisecond), WithRestartBackoff(50*time.Millisecond, 400*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	gate, portFile := filepath.Join(dir, "gate"), filepath.Join(dir, "ports")
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spec := appSpec(t, "hello-001", "serve", map[string]string{"LOCALTEST_GATE": gate, "LOCALTEST_PORTFILE": portFile})
+	mustBuild(t, l, spec)
+	type started struct {
+		g   runtime.Group
+		err error
+	}
+	done := make(chan started, 1)
+	go func() {
+		g, err := l.Start(ctxT(t), spec, nil)
+		done <- started{g, err}
+	}()
+
+	var first string
+	eventually(t, 10*time.Second, "the instance to say its port", func() bool {
+		b, _ := os.ReadFile(portFile)
+		first, _, _ = strings.Cut(string(b), "\n")
+		return first != ""
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:"+first)
+	if err != nil {
+		t.Fatalf("take port %s: %v", first, err)
+	}
+	neighbour := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "neighbour") })}
+	go neighbour.Serve(ln)
+	t.Cleanup(func() { neighbour.Close() })
+	os.Remove(gate)
+
+	s := <-done
+	if s.err != nil {
+		t.Fatalf("start with its first port taken by another program: %v", s.err)
+	}
+	defer s.g.Stop(context.Background(), time.Second)
+	in := s.g.Instances()
+	if len(in) != 1 || strings.HasSuffix(in[0].Addr, ":"+first) {
+		t.Fatalf("instances %+v; want one, on another port than the taken %s", in, first)
+	}
+	if code, body := get(t, in[0].Addr, "/"); code != http.StatusOK || !strings.Contains(body, "PORT=") || strings.Contains(body, "neighbour") {
+		t.Fatalf("the instance's address answered %d %q", code, body)
 	}
 }

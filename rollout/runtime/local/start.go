@@ -2,8 +2,8 @@ package local
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"github.com/sluicehq/sluice/rollout/reason"
 	"io"
 	"net/http"
 	"net/http/httptrace"
@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sluicehq/sluice/rollout/reason"
 	"github.com/sluicehq/sluice/rollout/runtime"
 )
 
@@ -32,10 +33,55 @@ import (
 // built); if ctx ends first it returns ctx's error, also leaving nothing
 // running.
 //
+// Ports are checked free when they are handed out, but another program
+// can bind one before the instance does. A start that fails while another
+// process holds the failed instance's port (once the start's own
+// instances are gone) is not the version's fault: Start tries again on
+// other ports, up to maxPortTries times in all.
+//
 // After Start returns, a crashed instance is restarted on the same port
 // with exponential backoff, and notify (nil allowed) is called from the
 // supervising goroutine whenever an instance goes down or comes back up.
 func (l *Local) Start(ctx context.Context, spec runtime.Spec, notify func()) (runtime.Group, error) {
+	for try := 1; ; try++ {
+		g, err := l.start(ctx, spec, notify)
+		var taken *portTaken
+		if !errors.As(err, &taken) {
+			return g, err
+		}
+		if try == maxPortTries {
+			return nil, taken.failure
+		}
+		l.log.Warn("another process took an instance's port; starting again on other ports",
+			"service", spec.Service, "version", spec.Version, "generation", spec.Generation, "port", taken.port, "try", try)
+	}
+}
+
+// maxPortTries bounds the starts of one Start call that fail because
+// another process took an instance's port.
+const maxPortTries = 3
+
+// portTaken is a failed start whose failed instance's port another
+// process holds: the start's failure, had it not been retried.
+type portTaken struct {
+	port    int
+	failure *runtime.Failure
+}
+
+func (e *portTaken) Error() string { return e.failure.Error() }
+
+// failedStart ends a start whose instance inst failed with f: it kills
+// the group's instances, then reports a *portTaken when another process
+// still listens on inst's port.
+func (g *group) failedStart(ctx context.Context, inst *instance, f *runtime.Failure) error {
+	g.abort(ctx)
+	if anyListens(inst.port) {
+		return &portTaken{port: inst.port, failure: f}
+	}
+	return f
+}
+
+func (l *Local) start(ctx context.Context, spec runtime.Spec, notify func()) (runtime.Group, error) {
 	if err := checkVersion(spec.Version); err != nil {
 		return nil, fmt.Errorf("start version: %w", err)
 	}
@@ -151,21 +197,19 @@ func (l *Local) Start(ctx context.Context, spec runtime.Spec, notify func()) (ru
 	}
 	if failed >= 0 {
 		f := g.failure(g.insts[failed], results[failed])
-		g.abort(ctx)
 		log.Warn("start failed", "instance", failed, "port", g.insts[failed].port, "code", f.Code)
-		return nil, f
+		return nil, g.failedStart(ctx, g.insts[failed], f)
 	}
 
 	for _, inst := range g.insts {
 		if why, code := portViolation(inst.p.pid, inst.port); why != "" {
-			g.abort(ctx)
 			log.Warn("start failed", "instance", inst.idx, "port", inst.port, "code", code, "reason", why)
-			return nil, &runtime.Failure{
+			return nil, g.failedStart(ctx, inst, &runtime.Failure{
 				Code: code,
 				Detail: withTail(fmt.Sprintf("Instance %d (run command `%s`) passed its health check, but %s.", inst.idx, spec.Run, why),
 					"its log ("+filepath.Base(inst.logPath)+")", readTail(inst.logPath, inst.p.logOff, tailLines, tailBytes)),
 				Suggestion: "An instance may listen only on the port in the PORT environment variable: remove other listeners (debug or metrics servers, a second app) from the run command, or run them as services of their own.",
-			}
+			})
 		}
 	}
 	g.mu.Lock()
