@@ -229,3 +229,61 @@ func TestACanaryStepJudgedWhileAPersonActsChangesNothing(t *testing.T) {
 		t.Fatalf("a verdict on an aborted canary recorded %+v", evs2[len(evs):])
 	}
 }
+
+// barrierMetrics answers a read only once want reads are waiting at the
+// same time (or gives up when its caller does): it passes only if the
+// canaries of several services are judged side by side.
+type barrierMetrics struct {
+	mu      sync.Mutex
+	waiting int
+	want    int
+	all     chan struct{}
+}
+
+func (m *barrierMetrics) Served(ctx context.Context, service, version string, since, until time.Time) (runtime.Served, error) {
+	m.mu.Lock()
+	m.waiting++
+	if m.waiting == m.want {
+		close(m.all)
+	}
+	m.mu.Unlock()
+	select {
+	case <-m.all:
+		return runtime.Served{Requests: 100, P99: time.Millisecond, HasP99: true}, nil
+	case <-ctx.Done():
+		return runtime.Served{}, ctx.Err()
+	}
+}
+
+// The canaries of different services are judged side by side: one whose
+// metrics source is slow does not hold up the others' steps.
+func TestCanariesOfServicesAreJudgedSideBySide(t *testing.T) {
+	t.Parallel()
+	clk := &fakeClock{t: time.Now()}
+	services := []string{"hello", "world"}
+	m := &barrierMetrics{want: len(services), all: make(chan struct{})}
+	h := newHarness(t, rollout.WithClock(clk.now), rollout.WithCanaryMetrics(m))
+	ctx := context.Background()
+	canaries := map[string]string{}
+	for _, svc := range services {
+		h.deploy(svc, "serve", rollout.StrategyFull, "")
+		v, err := h.eng.Deploy(ctx, rollout.DeployRequest{Service: svc, Archive: appSource(t, svc, "serve", plan),
+			Strategy: rollout.StrategyCanary, AutoCanary: true, Origin: cli})
+		if err != nil {
+			t.Fatal(err)
+		}
+		canaries[svc] = v.Name
+	}
+	h.eng.Wait()
+	clk.add(61 * time.Second)
+	start := time.Now()
+	if err := h.eng.AdvanceCanaries(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, svc := range services {
+		if st := h.status(svc); st.Policy.Split[canaries[svc]] != 50 {
+			t.Errorf("%s's canary after a passing step judged beside another service's: split %v (after %s)",
+				svc, st.Policy.Split, time.Since(start).Round(time.Millisecond))
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/sluicehq/sluice/rollout/contain"
@@ -153,21 +154,35 @@ func (e *Engine) judgeStep(ctx context.Context, service string, v Version, win c
 // Safe to call often (serve calls it every few seconds); versions whose
 // traffic the user moved elsewhere are left alone. Each service is a unit
 // of its own (package contain): one that fails or panics is reported in
-// the joined error and the others still advance.
+// the joined error and the others still advance. Services are handled
+// side by side (canaryParallel at a time), so one whose metrics source is
+// slow does not hold up the canaries of the others.
 func (e *Engine) AdvanceCanaries(ctx context.Context) error {
 	names, err := e.Services(ctx)
 	if err != nil {
 		return err
 	}
-	var errs []error
-	for _, name := range names {
-		err := contain.Do(e.log.With("service", name), "canary step", func() error { return e.advanceService(ctx, name) })
-		if err != nil {
-			errs = append(errs, fmt.Errorf("advance canaries of %s: %w", name, err))
-		}
+	errs := make([]error, len(names))
+	sem := make(chan struct{}, canaryParallel)
+	var wg sync.WaitGroup
+	for i, name := range names {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			err := contain.Do(e.log.With("service", name), "canary step", func() error { return e.advanceService(ctx, name) })
+			if err != nil {
+				errs[i] = fmt.Errorf("advance canaries of %s: %w", name, err)
+			}
+		}()
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
+
+// canaryParallel bounds how many services' canary steps AdvanceCanaries
+// handles at once.
+const canaryParallel = 8
 
 // advanceService judges, with ctx and outside the service lock, each
 // automatic canary of service whose step has lasted its interval, and
