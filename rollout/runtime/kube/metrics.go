@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	neturl "net/url"
 	"os"
 	"strings"
 	"text/template"
@@ -208,7 +209,18 @@ func NewPrometheus(url string, q Queries, namespace func(service string) string)
 	if err != nil {
 		return nil, fmt.Errorf("prometheus client: %w", err)
 	}
-	return &Prometheus{api: promv1.NewAPI(cl), url: url, queries: c, ns: namespace}, nil
+	return &Prometheus{api: promv1.NewAPI(cl), url: redactURL(url), queries: c, ns: namespace}, nil
+}
+
+// redactURL is how a Prometheus base URL appears in what users read (hold
+// reasons reach the history, status and pull request comments): without
+// the password of its userinfo, if it has one.
+func redactURL(s string) string {
+	u, err := neturl.Parse(s)
+	if err != nil {
+		return "(the configured Prometheus)"
+	}
+	return u.Redacted()
 }
 
 // Window formats the time from since to until as a PromQL range in whole

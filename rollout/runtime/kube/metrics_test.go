@@ -199,6 +199,12 @@ func TestPrometheusServed(t *testing.T) {
 	if _, err := down.Served(ctx, "hello", "hello-002", since, until); !errors.As(err, &mu) || !strings.Contains(mu.Detail, "did not answer") || !strings.Contains(mu.Suggestion, "--prometheus-url") {
 		t.Fatalf("unreachable: %v", err)
 	}
+	// A password in the URL never reaches what users read (hold reasons
+	// go to the history, status and pull request comments).
+	withPass, _ := NewPrometheus(strings.Replace(gone.URL, "http://", "http://canary:s3cret-pass@", 1), q, func(string) string { return "web" })
+	if _, err := withPass.Served(ctx, "hello", "hello-002", since, until); !errors.As(err, &mu) || strings.Contains(mu.Detail, "s3cret-pass") || !strings.Contains(mu.Detail, "canary:") {
+		t.Fatalf("unreachable, with a password in the URL: %v", err)
+	}
 	if _, err := NewPrometheus("prometheus:9090", q, nil); err == nil || !strings.Contains(err.Error(), "http://") {
 		t.Errorf("URL without scheme: %v", err)
 	}
