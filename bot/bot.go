@@ -364,6 +364,22 @@ func mustJSON(v any) []byte {
 	return data
 }
 
+func mergeKey(repo, sha string) string { return repo + "@" + sha }
+
+// mergedPR is the number of the pull request whose merge made commit sha
+// of repo (recorded from its pull_request event), 0 when sluice saw none.
+func mergedPR(j rollout.Journal, repo, sha string) (int, error) {
+	data, err := j.Get(bucketMerges, mergeKey(repo, sha))
+	if errors.Is(err, rollout.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	pr, _ := strconv.Atoi(string(data))
+	return pr, nil
+}
+
 func getJSON(j rollout.Journal, bucket, key string, v any) (bool, error) {
 	data, err := j.Get(bucket, key)
 	if errors.Is(err, rollout.ErrNotFound) {

@@ -190,7 +190,7 @@ func (cm *commands) onPullRequest(ctx context.Context, d delivery) ([]rollout.Op
 		return ops, nil
 	}
 	if p.PullRequest.Merged && p.PullRequest.MergeCommitSHA != "" {
-		ops = append(ops, rollout.Put(bucketMerges, p.Repository.FullName+"@"+p.PullRequest.MergeCommitSHA, []byte(strconv.Itoa(p.Number))))
+		ops = append(ops, rollout.Put(bucketMerges, mergeKey(p.Repository.FullName, p.PullRequest.MergeCommitSHA), []byte(strconv.Itoa(p.Number))))
 	}
 	names, err := cm.repoServices(ctx, p.Repository.FullName)
 	if err != nil {

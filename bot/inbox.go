@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
@@ -362,8 +361,8 @@ func (in *inbox) failureReply(ctx context.Context, e inboxEntry, why string) ([]
 	pr := e.r.pr(e.d.Event)
 	what := map[string]string{"issue_comment": "comment", "pull_request": "pull request event", "check_run": "check run request", "push": "merge"}[e.d.Event]
 	if e.d.Event == "push" && repo != "" {
-		if data, err := in.journal.Get(bucketMerges, repo+"@"+e.r.After); err == nil {
-			pr, _ = strconv.Atoi(string(data))
+		if n, err := mergedPR(in.journal, repo, e.r.After); err == nil && n != 0 {
+			pr = n
 		}
 	}
 	if repo == "" || pr == 0 || what == "" {

@@ -184,14 +184,10 @@ func (w *watcher) tellCanaryStep(ctx context.Context, e rollout.Event) ([]rollou
 	}
 	pr := cs.PR
 	if pr == 0 {
-		data, err := w.journal.Get(bucketMerges, cs.Repo+"@"+cs.SHA)
-		if isNotFound(err) {
-			return nil, nil
-		}
-		if err != nil {
+		var err error
+		if pr, err = mergedPR(w.journal, cs.Repo, cs.SHA); err != nil {
 			return nil, err
 		}
-		pr, _ = strconv.Atoi(string(data))
 	}
 	if pr == 0 {
 		return nil, nil
@@ -207,14 +203,10 @@ func (w *watcher) tellCanaryStep(ctx context.Context, e rollout.Event) ([]rollou
 // tellMergedPR reports a merge deploy's outcome on the pull request that
 // was merged, when sluice saw it merged.
 func (w *watcher) tellMergedPR(ctx context.Context, e rollout.Event) ([]rollout.Op, error) {
-	data, err := w.journal.Get(bucketMerges, e.Origin.Repo+"@"+e.Origin.Ref)
-	if isNotFound(err) {
-		return nil, nil
-	}
-	if err != nil {
+	pr, err := mergedPR(w.journal, e.Origin.Repo, e.Origin.Ref)
+	if err != nil || pr == 0 {
 		return nil, err
 	}
-	pr, _ := strconv.Atoi(string(data))
 	body := fmt.Sprintf("✅ Merged as %s: %s is %s.", shortSHA(e.Origin.Ref), e.Version, e.Status)
 	if e.Reason != nil {
 		body = render.Failure(e.Version, *e.Reason)

@@ -25,22 +25,31 @@ type gatedPlane struct {
 	mu    sync.Mutex
 	gate  chan struct{} // nil: open
 	calls chan policy.Policy
+	last  policy.Policy // the last policy applied
 }
 
 func (p *gatedPlane) ApplyPolicy(ctx context.Context, service string, pol policy.Policy) error {
 	p.mu.Lock()
 	gate := p.gate
 	p.mu.Unlock()
-	if gate == nil {
-		return nil
+	if gate != nil {
+		p.calls <- pol
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
-	p.calls <- pol
-	select {
-	case <-gate:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.last = pol
+	return nil
+}
+
+func (p *gatedPlane) lastApplied() policy.Policy {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.last
 }
 
 func (p *gatedPlane) close() {
@@ -286,4 +295,48 @@ func TestCanariesOfServicesAreJudgedSideBySide(t *testing.T) {
 				svc, st.Policy.Split, time.Since(start).Round(time.Millisecond))
 		}
 	}
+}
+
+// A canary step whose version left its plan while the data plane applied
+// the step's policy (here an in-place redeploy made it updating) commits
+// nothing, and the data plane is given the committed policy back.
+func TestACanaryStepThatFindsNothingLeftPutsTheCommittedPolicyBack(t *testing.T) {
+	t.Parallel()
+	clk := &fakeClock{t: time.Now()}
+	plane := &gatedPlane{calls: make(chan policy.Policy, 4)}
+	h := newHarness(t, rollout.WithClock(clk.now), rollout.WithDataPlane(plane))
+	ctx := context.Background()
+	v1, v := h.autoCanary("serve")
+	committed := h.status("hello").Policy
+	if !reflect.DeepEqual(committed.Split, map[string]int{v1.Name: 90, v.Name: 10}) {
+		t.Fatalf("canary started at %v", committed.Split)
+	}
+	h.served("hello", 200, "")
+	clk.add(61 * time.Second)
+	plane.close()
+	stepped := make(chan error, 1)
+	go func() { stepped <- h.eng.AdvanceCanaries(ctx) }()
+	if got := <-plane.calls; got.Split[v.Name] != 50 {
+		t.Fatalf("the step asked the data plane for %v", got.Split)
+	}
+
+	gate := filepath.Join(t.TempDir(), "gate")
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.eng.Redeploy(ctx, "hello", v.Name, rollout.RedeployRequest{Archive: appSourceGated(t, "hello", "gated", gate, plan), Origin: cli}); err != nil {
+		t.Fatalf("redeploy while the step waited for the data plane: %v", err)
+	}
+	plane.open()
+	if err := <-stepped; err != nil {
+		t.Fatalf("AdvanceCanaries: %v", err)
+	}
+	if st := h.status("hello"); !reflect.DeepEqual(st.Policy.Split, committed.Split) {
+		t.Fatalf("a step whose version left its plan committed split %v", st.Policy.Split)
+	}
+	if got := plane.lastApplied(); !reflect.DeepEqual(got.Split, committed.Split) {
+		t.Fatalf("the data plane was left routing by %v; want the committed %v", got.Split, committed.Split)
+	}
+	os.Remove(gate)
+	h.eng.Wait()
 }

@@ -228,7 +228,7 @@ func (e *Engine) stepCanary(ctx context.Context, service string, v Version, w in
 		if err != nil {
 			return err
 		}
-		if i, ok := findVersion(vs, v.Name); !ok || svc.Policy.Split[v.Name] != w || !followsCanaryPlan(vs[i], w) {
+		if _, ok := canaryStillAt(svc, vs, v.Name, w); !ok {
 			return nil
 		}
 		return e.recordHold(service, v, w, win, verdict, origin)
@@ -271,7 +271,7 @@ func (e *Engine) recordHold(service string, v Version, weight int, win canaryWin
 // canaryStep is the state of a version's automatic canary step for
 // status views; nil when the version follows no plan right now.
 func (e *Engine) canaryStep(v Version, weight int) *CanaryStep {
-	if !v.AutoCanary || v.Config.Canary == nil || weight == 0 || weight == 100 {
+	if !followsCanaryPlan(v, weight) {
 		return nil
 	}
 	win, ok := e.canaryWindow(v.Name)

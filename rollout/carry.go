@@ -52,18 +52,19 @@ type decision func(svc Service, vs []Version) (plan, error)
 // again, at most maxPlanRounds times. The data plane's apply lock is held
 // throughout, so no other policy is applied in between.
 //
-// handed are instances the caller started (a deploy's build), by version
-// name: an actHandOver action puts them in the running set at commit.
+// handed (nil: none; carry takes it over) are instances the caller
+// started (a deploy's build), by version name: an actHandOver action puts
+// them in the running set at commit.
 // Whatever carry started or was handed and did not hand over is stopped
 // when it returns. It reports whether it committed; false with a nil
 // error means the last decision found nothing to do. An *Error or a ctx
 // error means nothing was committed, and the data plane routes by the
 // committed policy again.
 func (e *Engine) carry(ctx context.Context, service string, op Operation, handed map[string]*instances, decide decision) (bool, error) {
-	r := policyRun{e: e, service: service, started: map[string]*instances{}}
-	for name, in := range handed {
-		r.started[name] = in
+	if handed == nil {
+		handed = map[string]*instances{}
 	}
+	r := policyRun{e: e, service: service, started: handed}
 	defer r.stopLeftovers()
 	if e.plane != nil {
 		release, err := e.lockApply(ctx, service)

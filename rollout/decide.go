@@ -300,6 +300,17 @@ func followsCanaryPlan(v Version, weight int) bool {
 	return v.AutoCanary && v.Config.Canary != nil && v.Status == StatusNormal && weight > 0 && weight < 100
 }
 
+// canaryStillAt returns the index of version name in vs when it still
+// follows its canary plan at weight in svc (a step judged at weight is
+// carried out only then).
+func canaryStillAt(svc Service, vs []Version, name string, weight int) (int, bool) {
+	i, ok := findVersion(vs, name)
+	if !ok || svc.Policy.Split[name] != weight || !followsCanaryPlan(vs[i], weight) {
+		return 0, false
+	}
+	return i, true
+}
+
 // decideCanaryStep decides what the verdict on the step of version name's
 // automatic canary that ran at weight does: advance to the plan's next
 // step (promote after the last), or stop (its traffic goes back to the
@@ -308,8 +319,8 @@ func followsCanaryPlan(v Version, weight int) bool {
 // traffic meanwhile). msg says what happened; following reports that the
 // version goes on with a next step. Pure.
 func decideCanaryStep(svc Service, vs []Version, name string, weight int, verdict canaryVerdict, origin Origin, now time.Time) (pl plan, msg string, following bool, err error) {
-	i, ok := findVersion(vs, name)
-	if !ok || svc.Policy.Split[name] != weight || !followsCanaryPlan(vs[i], weight) {
+	i, ok := canaryStillAt(svc, vs, name, weight)
+	if !ok {
 		return plan{}, "", false, nil
 	}
 	vs = slices.Clone(vs)
